@@ -1,0 +1,103 @@
+"""Input validation shared by every public entry point.
+
+Each check raises ``ValueError`` naming the argument, what was expected and what was
+given. Checks run in Python on concrete (host) values or on static shapes, never on
+traced values, so they are free under ``jax.jit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "check_bits",
+    "check_codes",
+    "check_finite",
+    "check_labels",
+    "check_matrix",
+    "check_positive_int",
+    "check_same_rows",
+]
+
+
+def _is_concrete(x: Any) -> bool:
+  try:
+    import jax  # pylint: disable=g-import-not-at-top
+
+    return not isinstance(x, jax.core.Tracer)
+  except ImportError:  # pragma: no cover
+    return True
+
+
+def check_positive_int(name: str, value: Any) -> int:
+  """Returns ``value`` as an int, or raises if it is not a positive integer."""
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+  if value <= 0:
+    raise ValueError(f"{name} must be positive, got {value}.")
+  return int(value)
+
+
+def check_bits(bits: Any) -> int:
+  """Validates a number of hash bits (a positive integer)."""
+  return check_positive_int("bits", bits)
+
+
+def check_matrix(name: str, x: Any, *, cols: int | None = None) -> None:
+  """Checks that ``x`` is a 2-D array with at least one row (and ``cols`` columns)."""
+  shape = getattr(x, "shape", None)
+  if shape is None:
+    raise ValueError(f"{name} must be an array, got {type(x).__name__}.")
+  if len(shape) != 2:
+    raise ValueError(f"{name} must be 2-D [n, d], got shape {tuple(shape)}.")
+  if shape[0] == 0:
+    raise ValueError(f"{name} is empty (shape {tuple(shape)}).")
+  if cols is not None and shape[1] != cols:
+    raise ValueError(
+        f"{name} must have {cols} columns, got shape {tuple(shape)}.")
+
+
+def check_finite(name: str, x: Any) -> None:
+  """Raises if a concrete array holds NaN or inf (tracers are skipped)."""
+  if not _is_concrete(x):
+    return
+  arr = np.asarray(x)
+  if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+    bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+    raise ValueError(f"{name} contains {bad} NaN or inf value(s).")
+
+
+def check_codes(name: str, codes: Any, *, bits: int | None = None) -> None:
+  """Checks ``codes`` is [n, bits] with every entry in {-1, +1}."""
+  check_matrix(name, codes, cols=bits)
+  if not _is_concrete(codes):
+    return
+  arr = np.asarray(codes)
+  if not np.all((arr == 1) | (arr == -1)):
+    bad = np.unique(arr[(arr != 1) & (arr != -1)])[:5]
+    raise ValueError(
+        f"{name} must hold only -1 and +1, found other values such as {bad.tolist()}.")
+
+
+def check_labels(name: str, labels: Any, *, rows: int | None = None) -> None:
+  """Checks multi-hot ``labels`` [n, C] with entries in {0, 1}."""
+  check_matrix(name, labels)
+  if rows is not None and labels.shape[0] != rows:
+    raise ValueError(
+        f"{name} has {labels.shape[0]} rows but {rows} items were given.")
+  if not _is_concrete(labels):
+    return
+  arr = np.asarray(labels)
+  if not np.all((arr == 0) | (arr == 1)):
+    raise ValueError(f"{name} must be multi-hot (entries 0 or 1).")
+
+
+def check_same_rows(names: Sequence[str], arrays: Sequence[Any]) -> None:
+  """Checks that all arrays have the same number of rows."""
+  rows = [a.shape[0] for a in arrays]
+  if len(set(rows)) > 1:
+    desc = ", ".join(f"{n}: {r}" for n, r in zip(names, rows))
+    raise ValueError(f"row counts differ ({desc}); rows must be the same items.")

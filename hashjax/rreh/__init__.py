@@ -1,0 +1,1 @@
+"""hashjax.rreh."""

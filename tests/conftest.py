@@ -1,0 +1,24 @@
+"""Test set-up: 8 fake CPU devices (before jax is imported) and an ``rng`` fixture."""
+
+import os
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_enable_x64", False)
+
+
+@pytest.fixture
+def rng() -> jax.Array:
+  return jax.random.key(0)
+
+
+@pytest.fixture
+def np_rng() -> np.random.Generator:
+  return np.random.default_rng(0)
