@@ -1,5 +1,52 @@
-"""Data: loaders for the shipped real data sets, standard layouts, splits, TFDS builders."""
+"""Data: loaders for the shipped real data, standard layouts, splits, TFDS builders.
+
+The TFDS builders live in :mod:`hashjax.data.tfds_builders`; import that module
+explicitly (it imports ``tensorflow_datasets`` and registers the builders).
+"""
 
 from hashjax.data.core import MultiModalData, RetrievalSplit, to_multihot
+from hashjax.data.image_text import (
+    STANDARD_LAYOUT_DATASETS,
+    ImageTextData,
+    load_coco,
+    load_standard_layout,
+)
+from hashjax.data.loaders import (
+    UCI_MFEAT_VIEWS,
+    load_feature_file,
+    load_mirflickr_tags,
+    load_uci_mfeat,
+    load_wikipedia,
+)
+from hashjax.data.registry import dataset_names, get_retrieval_split
+from hashjax.data.splits import (
+    SEMI_PAIRED_MODES,
+    SemiPairedSplit,
+    apply_semi_paired,
+    query_database_split,
+    semi_paired_split,
+    train_validation_split,
+)
 
-__all__ = ["MultiModalData", "RetrievalSplit", "to_multihot"]
+__all__ = [
+    "ImageTextData",
+    "MultiModalData",
+    "RetrievalSplit",
+    "SEMI_PAIRED_MODES",
+    "STANDARD_LAYOUT_DATASETS",
+    "SemiPairedSplit",
+    "UCI_MFEAT_VIEWS",
+    "apply_semi_paired",
+    "dataset_names",
+    "get_retrieval_split",
+    "load_coco",
+    "load_feature_file",
+    "load_mirflickr_tags",
+    "load_standard_layout",
+    "load_uci_mfeat",
+    "load_wikipedia",
+    "query_database_split",
+    "semi_paired_split",
+    "to_multihot",
+    "train_validation_split",
+]
