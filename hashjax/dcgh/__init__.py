@@ -1,1 +1,27 @@
-"""hashjax.dcgh."""
+"""DCGH (Deep Class-Guided Hashing, SPEC §2): model, loss, optimisers, training."""
+
+from hashjax.dcgh.losses import LOSS_TERMS, dcgh_loss, init_proxies
+from hashjax.dcgh.model import DCGH, FeatureDCGH, build_model
+from hashjax.dcgh.optim import (
+    bert_adam,
+    dcgh_optimizer,
+    proxy_optimizer,
+    warmup_cosine_schedule,
+)
+from hashjax.dcgh.train import load_encoder, train_and_evaluate, train_step
+
+__all__ = [
+    "DCGH",
+    "FeatureDCGH",
+    "LOSS_TERMS",
+    "bert_adam",
+    "build_model",
+    "dcgh_loss",
+    "dcgh_optimizer",
+    "init_proxies",
+    "load_encoder",
+    "proxy_optimizer",
+    "train_and_evaluate",
+    "train_step",
+    "warmup_cosine_schedule",
+]

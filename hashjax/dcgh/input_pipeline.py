@@ -1,0 +1,472 @@
+"""DCGH input pipeline: images + captions (CLIP towers) or frozen features, in grain.
+
+Every batch is a pure function of the global step (and the seed), so a resumed run
+replays exactly the batches an uninterrupted run would have seen:
+
+* epoch ``e = step // steps_per_epoch`` visits the training items in the order
+  ``default_rng([seed, e]).permutation(n)`` (the reference reshuffles every epoch);
+* the last batch of an epoch is kept, as in the reference (``total_steps = ceil(n / B)
+  * epochs`` there too), but padded to the full global batch ``B`` with a ``mask``
+  (False on padding) so every step has the same shapes and nothing recompiles; the
+  loss ignores masked rows, so a padded batch gives the loss of its real rows;
+* training captions: one caption per item at random, ``default_rng([seed, 1, step])``;
+  evaluation uses each item's first caption (the reference draws at random, unseeded,
+  even at test time).
+
+Images (SPEC §2, CLIP preprocessing): training ``Resize(shorter side -> S, bicubic) +
+CenterCrop(S)``; evaluation squash-resizes to ``S x S`` (bicubic); both convert to RGB,
+scale to [0, 1] and normalise with CLIP's mean/std. Output NHWC float32.
+
+Batches are dicts of NumPy arrays: ``image`` (``[B, S, S, 3]`` float32 or ``[B, d1]``
+features), ``text`` (``[B, L]`` int32 tokens or ``[B, d2]`` features), ``labels``
+(``[B, C]`` float32), ``mask`` (``[B]`` bool), ``index`` (``[B]`` int64 item ids).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator, Sequence
+import os
+from typing import Any, NamedTuple, Protocol
+
+import grain
+import numpy as np
+from PIL import Image
+
+from hashjax import checks
+
+__all__ = [
+    "CLIP_MEAN",
+    "CLIP_STD",
+    "FeatureSource",
+    "ImageTextSource",
+    "ItemSource",
+    "Sources",
+    "batch_indices",
+    "build_sources",
+    "check_global_batch",
+    "eval_batches",
+    "load_image",
+    "num_eval_batches",
+    "pick_captions",
+    "preprocess_image",
+    "steps_per_epoch",
+    "train_batches",
+]
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def preprocess_image(image: Image.Image, *, image_size: int, train: bool) -> np.ndarray:
+  """CLIP preprocessing of one PIL image (SPEC §2).
+
+  Args:
+    image: a PIL image (any mode).
+    image_size: output side S.
+    train: ``Resize(S) + CenterCrop(S)`` if True, squash ``Resize((S, S))`` if False.
+
+  Returns:
+    float32 ``[S, S, 3]`` normalised with :data:`CLIP_MEAN` / :data:`CLIP_STD`.
+  """
+  s = checks.check_positive_int("image_size", image_size)
+  if train:
+    w, h = image.size
+    if w <= h:
+      new_w, new_h = s, int(s * h / w)   # torchvision's rounding (truncation)
+    else:
+      new_w, new_h = int(s * w / h), s
+    if (new_w, new_h) != (w, h):
+      image = image.resize((new_w, new_h), Image.BICUBIC)
+    top = int(round((new_h - s) / 2.0))
+    left = int(round((new_w - s) / 2.0))
+    image = image.crop((left, top, left + s, top + s))
+  else:
+    image = image.resize((s, s), Image.BICUBIC)
+  x = np.asarray(image.convert("RGB"), np.float32) / 255.0
+  return (x - np.asarray(CLIP_MEAN, np.float32)) / np.asarray(CLIP_STD, np.float32)
+
+
+def load_image(path: str, *, image_size: int, train: bool) -> np.ndarray:
+  """Reads an image file and applies :func:`preprocess_image`."""
+  with Image.open(path) as im:
+    im.load()
+    return preprocess_image(im, image_size=image_size, train=train)
+
+
+def pick_captions(captions: Sequence[Sequence[str]], indices: np.ndarray, *,
+                  seed: int, step: int, train: bool) -> list[str]:
+  """One caption per item: random (seeded by ``seed``, ``step``) for training, else first.
+
+  Args:
+    captions: per item, a sequence of one or more captions.
+    indices: int ``[b]`` item ids.
+    seed: run seed.
+    step: global step (the draw is a pure function of ``(seed, step)``).
+    train: random caption if True, first caption if False.
+
+  Returns:
+    b captions.
+  """
+  if not train:
+    return [captions[i][0] for i in indices]
+  rng = np.random.default_rng([int(seed), 1, int(step)])
+  u = rng.random(len(indices))
+  return [captions[i][int(x * len(captions[i]))] for i, x in zip(indices, u)]
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+class ItemSource(Protocol):
+  """Anything that turns item ids into model inputs."""
+
+  @property
+  def num_items(self) -> int: ...
+
+  @property
+  def labels(self) -> np.ndarray: ...
+
+  def load(self, indices: np.ndarray, *, step: int, train: bool) -> dict[str, np.ndarray]:
+    """``{"image": [b, ...], "text": [b, ...]}`` for item ids ``indices`` ``[b]``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSource:
+  """Frozen features in memory: ``image`` ``[n, d1]``, ``text`` ``[n, d2]``, labels ``[n, C]``."""
+
+  image: np.ndarray
+  text: np.ndarray
+  labels: np.ndarray
+
+  def __post_init__(self):
+    checks.check_matrix("image features", self.image)
+    checks.check_matrix("text features", self.text)
+    checks.check_same_rows(["image", "text", "labels"],
+                           [self.image, self.text, self.labels])
+    object.__setattr__(self, "image", np.asarray(self.image, np.float32))
+    object.__setattr__(self, "text", np.asarray(self.text, np.float32))
+
+  @classmethod
+  def from_data(cls, data: Any, views: Sequence[int] = (0, 1)) -> "FeatureSource":
+    """From a :class:`hashjax.data.MultiModalData` (two of its views)."""
+    if data.num_modalities < 2:
+      raise ValueError(f"DCGH needs two views, got {data.num_modalities}.")
+    return cls(data.views[views[0]], data.views[views[1]], data.labels)
+
+  @property
+  def num_items(self) -> int:
+    return int(self.labels.shape[0])
+
+  def load(self, indices: np.ndarray, *, step: int, train: bool) -> dict[str, np.ndarray]:
+    del step, train
+    return {"image": self.image[indices], "text": self.text[indices]}
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageTextSource:
+  """Image files + captions (:class:`hashjax.data.ImageTextData`), tokenised on the fly.
+
+  Attributes:
+    data: the items.
+    tokenizer: object with ``encode(list[str]) -> int32 [n, L]``.
+    image_size: S.
+    seed: seed of the training caption draw.
+  """
+
+  data: Any
+  tokenizer: Any
+  image_size: int
+  seed: int = 0
+
+  @property
+  def num_items(self) -> int:
+    return self.data.num_items
+
+  @property
+  def labels(self) -> np.ndarray:
+    return self.data.labels
+
+  def load(self, indices: np.ndarray, *, step: int, train: bool) -> dict[str, np.ndarray]:
+    images = np.stack([
+        load_image(self.data.image_paths[i], image_size=self.image_size, train=train)
+        for i in indices])
+    caps = pick_captions(self.data.captions, indices, seed=self.seed, step=step,
+                         train=train)
+    tokens = np.asarray(self.tokenizer.encode(caps), np.int32)
+    return {"image": images, "text": tokens}
+
+
+# ----------------------------------------------------------------------------- batching
+
+
+def check_global_batch(batch_size: int, num_devices: int) -> int:
+  """Returns ``batch_size``; raises unless it is a positive multiple of ``num_devices``."""
+  b = checks.check_positive_int("batch_size", batch_size)
+  if b % num_devices:
+    raise ValueError(
+        f"global batch size {b} is not divisible by the device count {num_devices}; "
+        f"use a multiple of {num_devices} (e.g. {num_devices * max(1, b // num_devices)}).")
+  return b
+
+
+def steps_per_epoch(num_items: int, batch_size: int) -> int:
+  """``ceil(num_items / batch_size)``: the last partial batch is kept (padded)."""
+  return math.ceil(checks.check_positive_int("num_items", num_items) /
+                   checks.check_positive_int("batch_size", batch_size))
+
+
+def batch_indices(step: int, *, num_items: int, batch_size: int, seed: int,
+                  shuffle: bool = True) -> tuple[np.ndarray, np.ndarray]:
+  """Item ids and mask of training batch ``step`` (padding repeats the batch's first id).
+
+  Returns:
+    ``(indices [B] int64, mask [B] bool)``.
+  """
+  spe = steps_per_epoch(num_items, batch_size)
+  epoch, b = divmod(int(step), spe)
+  order = (np.random.default_rng([int(seed), int(epoch)]).permutation(num_items)
+           if shuffle else np.arange(num_items))
+  sel = order[b * batch_size:(b + 1) * batch_size]
+  mask = np.zeros(batch_size, bool)
+  mask[:sel.size] = True
+  idx = np.full(batch_size, sel[0], np.int64)
+  idx[:sel.size] = sel
+  return idx, mask
+
+
+def _assemble(source: ItemSource, idx: np.ndarray, mask: np.ndarray, *, step: int,
+              train: bool, process_index: int, process_count: int) -> dict[str, np.ndarray]:
+  per = idx.shape[0] // process_count
+  sl = slice(process_index * per, (process_index + 1) * per)
+  idx, mask = idx[sl], mask[sl]
+  out = dict(source.load(idx, step=step, train=train))
+  out["labels"] = np.asarray(source.labels[idx], np.float32)
+  out["mask"] = mask
+  out["index"] = idx
+  return out
+
+
+def _read_options(num_threads: int, prefetch: int) -> grain.ReadOptions:
+  return grain.ReadOptions(num_threads=max(0, int(num_threads)),
+                           prefetch_buffer_size=max(0, int(prefetch)))
+
+
+def train_batches(source: ItemSource, *, batch_size: int, num_epochs: int, seed: int,
+                  start_step: int = 0, num_threads: int = 2, prefetch: int = 4,
+                  process_index: int = 0, process_count: int = 1
+                  ) -> Iterator[dict[str, np.ndarray]]:
+  """Training batches for global steps ``start_step .. total_steps - 1`` (grain).
+
+  Args:
+    source: the training items.
+    batch_size: global batch B (each process gets ``B / process_count`` rows).
+    num_epochs: epochs; ``total_steps = steps_per_epoch * num_epochs``.
+    seed: shuffling and caption seed.
+    start_step: first step to produce (resume).
+    num_threads: grain reader threads (0: in the main thread).
+    prefetch: batches read ahead.
+    process_index: this host (multi-host: its contiguous share of every batch).
+    process_count: number of hosts.
+
+  Returns:
+    an iterator of batch dicts (see the module docstring), this host's rows.
+  """
+  total = steps_per_epoch(source.num_items, batch_size) * num_epochs
+  if batch_size % process_count:
+    raise ValueError(f"batch size {batch_size} not divisible by {process_count} hosts.")
+
+  def make(step: int) -> dict[str, np.ndarray]:
+    idx, mask = batch_indices(step, num_items=source.num_items, batch_size=batch_size,
+                              seed=seed)
+    out = _assemble(source, idx, mask, step=step, train=True,
+                    process_index=process_index, process_count=process_count)
+    out["step"] = np.asarray(step, np.int64)
+    return out
+
+  ds = grain.MapDataset.range(int(start_step), total).map(make)
+  return iter(ds.to_iter_dataset(_read_options(num_threads, prefetch)))
+
+
+def num_eval_batches(num_items: int, batch_size: int) -> int:
+  return steps_per_epoch(num_items, batch_size)
+
+
+def eval_batches(source: ItemSource, *, batch_size: int, num_threads: int = 2,
+                 prefetch: int = 4, process_index: int = 0, process_count: int = 1
+                 ) -> Iterator[dict[str, np.ndarray]]:
+  """All items in order, in padded batches of B (mask False on padding); first captions."""
+  n = source.num_items
+
+  def make(b: int) -> dict[str, np.ndarray]:
+    sel = np.arange(b * batch_size, min((b + 1) * batch_size, n))
+    idx = np.full(batch_size, sel[0], np.int64)
+    idx[:sel.size] = sel
+    mask = np.arange(batch_size) < sel.size
+    return _assemble(source, idx, mask, step=0, train=False,
+                     process_index=process_index, process_count=process_count)
+
+  ds = grain.MapDataset.range(num_eval_batches(n, batch_size)).map(make)
+  return iter(ds.to_iter_dataset(_read_options(num_threads, prefetch)))
+
+
+# ----------------------------------------------------------------------------- config
+
+
+class Sources(NamedTuple):
+  """Item sources of one run (validation is held out of training)."""
+
+  train: ItemSource
+  val_query: ItemSource
+  val_database: ItemSource
+  query: ItemSource
+  database: ItemSource
+  num_classes: int
+  tokenizer: Any = None   # image-text data only
+
+
+def _cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
+  return cfg.get(key, default) if cfg is not None else default
+
+
+def _validation_indices(num_train: int, rest: np.ndarray, vcfg: Any
+                        ) -> tuple[np.ndarray, np.ndarray]:
+  """Returns ``(train positions, validation positions)``; see :func:`build_sources`."""
+  from hashjax.data import splits  # pylint: disable=g-import-not-at-top
+
+  num_val = int(_cfg_get(vcfg, "num_items", 0) or 0)
+  if num_val <= 0:
+    raise ValueError("DCGH selects the model on a validation split: set "
+                     "config.validation.num_items >= 1.")
+  source = _cfg_get(vcfg, "source", "train")
+  if source == "train":
+    return splits.train_validation_split(
+        num_train, num_validation=num_val, seed=int(_cfg_get(vcfg, "seed", 0)))
+  if source == "rest":
+    if num_val > rest.size:
+      raise ValueError(f"validation.num_items = {num_val} but only {rest.size} "
+                       "database items are outside the training set.")
+    return np.arange(num_train), rest[:num_val]
+  raise ValueError(f"validation.source must be 'train' or 'rest', got {source!r}.")
+
+
+def _feature_sources(config: Any) -> Sources:
+  from hashjax import data as hdata  # pylint: disable=g-import-not-at-top
+
+  split = hdata.get_retrieval_split(config.data)
+  vcfg = config.get("validation", None)
+  if _cfg_get(vcfg, "source", "train") != "train":
+    raise ValueError("feature data sets support validation.source = 'train' only.")
+  tr_idx, val_idx = _validation_indices(split.train.num_items, np.zeros(0, np.int64), vcfg)
+  train = FeatureSource.from_data(split.train.subset(tr_idx))
+  return Sources(train=train, val_query=FeatureSource.from_data(split.train.subset(val_idx)),
+                 val_database=train, query=FeatureSource.from_data(split.query),
+                 database=FeatureSource.from_data(split.database),
+                 num_classes=split.train.num_classes)
+
+
+def _load_image_text(dcfg: Any):
+  from hashjax import data as hdata  # pylint: disable=g-import-not-at-top
+
+  name = dcfg.name
+  root = dcfg.get("root", None)
+  if not root:
+    raise ValueError(f"config.data.root is required for {name!r} (the data folder).")
+  if name == "coco_json":
+    return hdata.load_coco(root, list(dcfg.get("splits", ("train2017", "val2017"))))
+  if name in hdata.STANDARD_LAYOUT_DATASETS:
+    return hdata.load_standard_layout(
+        root, dataset=name, image_root=dcfg.get("image_root", None),
+        strip_prefix=dcfg.get("strip_prefix", None))
+  raise ValueError(f"image-text data set must be 'coco_json' or one of "
+                   f"{hdata.STANDARD_LAYOUT_DATASETS}, got {name!r}.")
+
+
+def _make_tokenizer(config: Any, captions: Sequence[str], workdir: str | None):
+  from hashjax.dcgh import tokenizer as tk  # pylint: disable=g-import-not-at-top
+
+  tcfg = config.text
+  length = int(tcfg.get("context_length", 32))
+  kind = tcfg.get("tokenizer", "clip")
+  if kind == "clip":
+    path = tcfg.get("path", None) or config.model.get("clip_path", None)
+    if not path:
+      raise ValueError("config.text.path (a CLIP vocab.json + merges.txt folder) is "
+                       "required for tokenizer 'clip'.")
+    return tk.load_tokenizer(path, context_length=length)
+  if kind == "bpe":
+    saved = os.path.join(workdir, "tokenizer") if workdir else None
+    if saved and os.path.isdir(saved):
+      return tk.load_tokenizer(saved, context_length=length)
+    tok = tk.train_bpe_tokenizer(captions, int(tcfg.vocab_size), context_length=length)
+    if saved:
+      tok.save(saved)
+    return tok
+  raise ValueError(f"config.text.tokenizer must be 'clip' or 'bpe', got {kind!r}.")
+
+
+def _image_text_sources(config: Any, workdir: str | None) -> Sources:
+  from hashjax.data import splits  # pylint: disable=g-import-not-at-top
+
+  dcfg = config.data
+  data = _load_image_text(dcfg)
+  n = data.num_items
+  num_query = int(dcfg.num_query)
+  vcfg = config.get("validation", None)
+  num_train = dcfg.get("num_train", None)
+  if num_train is None:   # every non-query item, less the validation items if held apart
+    num_train = n - num_query
+    if _cfg_get(vcfg, "source", "train") == "rest":
+      num_train -= int(_cfg_get(vcfg, "num_items", 0) or 0)
+  q_idx, t_idx, db_idx = splits.query_database_split(
+      n, num_query=num_query, num_train=int(num_train), seed=int(dcfg.get("seed", 1818)),
+      legacy_rng=bool(dcfg.get("legacy_rng", False)))
+  rest = db_idx[t_idx.size:]
+  tr_pos, val_sel = _validation_indices(t_idx.size, rest, vcfg)
+  if _cfg_get(vcfg, "source", "train") == "train":
+    val_idx, train_idx = t_idx[val_sel], t_idx[tr_pos]
+  else:
+    val_idx, train_idx = val_sel, t_idx
+  train_data = data.subset(train_idx)
+  tok = _make_tokenizer(config, [c for caps in train_data.captions for c in caps], workdir)
+  size = int(config.input.image_size)
+  seed = int(config.seed)
+  src = lambda d: ImageTextSource(d, tok, size, seed)  # noqa: E731
+  train = src(train_data)
+  return Sources(train=train, val_query=src(data.subset(val_idx)), val_database=train,
+                 query=src(data.subset(q_idx)), database=src(data.subset(db_idx)),
+                 num_classes=data.num_classes, tokenizer=tok)
+
+
+def build_sources(config: Any, workdir: str | None = None) -> Sources:
+  """Loads the data of a DCGH config and deals train / validation / query / database.
+
+  ``config.model.kind == "features"``: ``config.data`` goes to
+  :func:`hashjax.data.get_retrieval_split` (views 0 and 1 are the image and text
+  inputs); ``config.validation.num_items`` training items (``seed``) are held out as
+  validation queries. ``"clip"``: ``config.data`` names an image-text data set
+  (``name`` "coco_json" with ``root`` and ``splits``, or "mirflickr" / "nuswide" /
+  "coco" in the ``index.mat`` layout with ``root``, ``image_root``, ``strip_prefix``)
+  split by :func:`hashjax.data.query_database_split` (``num_query``, ``num_train``,
+  ``seed``, ``legacy_rng``); validation queries come from the training items
+  (``validation.source = "train"``) or from the database items outside the training
+  set (``"rest"``, keeping the paper's training set intact). Validation queries
+  retrieve from the training items; test queries from the whole database.
+
+  Args:
+    config: the run config.
+    workdir: where a locally trained tokenizer is saved / reloaded (None: not saved).
+
+  Returns:
+    :class:`Sources`.
+  """
+  kind = config.model.get("kind", "clip")
+  if kind == "features":
+    return _feature_sources(config)
+  if kind == "clip":
+    return _image_text_sources(config, workdir)
+  raise ValueError(f"config.model.kind must be 'clip' or 'features', got {kind!r}.")

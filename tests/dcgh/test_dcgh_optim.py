@@ -1,0 +1,137 @@
+"""DCGH optimisers against hand-written NumPy updates (BertAdam, torch SGD)."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hashjax.dcgh import optim
+
+
+def _params(np_rng):
+  def t(*shape, scale=1.0):
+    return (np_rng.normal(size=shape) * scale).astype(np.float32)
+
+  return {
+      "image_tower": {"dense": {"kernel": t(3, 4), "bias": t(4)}, "ln": {"scale": t(4)}},
+      "text_tower": {"kernel": t(5, 4)},
+      "image_head": {"kernel": t(4, 2), "bias": t(2)},
+      "text_head": {"kernel": t(4, 2), "bias": t(2)},
+  }
+
+
+def _grads(np_rng, params):
+  # Mixed scales: some tensors have norm > 1 (clipped), some < 1 (not clipped).
+  leaves, tree = jax.tree_util.tree_flatten(params)
+  scales = [3.0, 0.05, 0.4, 2.0, 0.01, 5.0, 0.2, 1.5]
+  return jax.tree_util.tree_unflatten(
+      tree, [(np_rng.normal(size=x.shape) * s).astype(np.float32)
+             for x, s in zip(leaves, scales)])
+
+
+def _factor(step, total, warmup=0.1):
+  x = step / total
+  return x / warmup if x < warmup else 0.5 * (1 + math.cos(math.pi * x))
+
+
+def _np_bert_adam(p, grads_seq, lrs, b1=0.9, b2=0.98, eps=1e-6, wd=0.2, clip=1.0):
+  """One tensor, several steps, exactly the reference loop."""
+  p = np.array(p, np.float64)
+  m = np.zeros_like(p)
+  v = np.zeros_like(p)
+  for g, lr in zip(grads_seq, lrs):
+    g = np.array(g, np.float64)
+    norm = math.sqrt(float((g * g).sum()))
+    coef = clip / (norm + 1e-6)
+    if coef < 1:
+      g = g * coef
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    update = m / (np.sqrt(v) + eps) + wd * p
+    p = p - lr * update
+  return p
+
+
+def test_schedule_values():
+  s = optim.warmup_cosine_schedule(2.0, 20)
+  got = [float(s(i)) for i in (0, 1, 2, 10, 19)]
+  want = [0.0, 2.0 * 0.5, 2.0 * 0.5 * (1 + math.cos(0.1 * math.pi)), 2.0 * 0.5,
+          2.0 * 0.5 * (1 + math.cos(0.95 * math.pi))]
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("num_steps", [1, 2])
+def test_dcgh_optimizer_matches_numpy(np_rng, num_steps):
+  params = _params(np_rng)
+  grads = [_grads(np_rng, params) for _ in range(num_steps)]
+  total = 4   # steps 0, 1: factors 0 and 0.5 (1 + cos(pi/4))
+  tx = optim.dcgh_optimizer(total_steps=total, tower_lr=0.3, head_lr=0.7)
+  state = tx.init(params)
+  p = jax.tree_util.tree_map(jnp.asarray, params)
+  update = jax.jit(tx.update)
+  for g in grads:
+    upd, state = update(g, state, p)
+    p = jax.tree_util.tree_map(lambda a, b: a + b, p, upd)
+  for top in params:
+    base = 0.7 if top.endswith("_head") else 0.3
+    lrs = [base * _factor(i, total) for i in range(num_steps)]
+    flat_p = jax.tree_util.tree_leaves_with_path(params[top])
+    flat_got = jax.tree_util.tree_leaves(p[top])
+    for idx, ((path, p0), got) in enumerate(zip(flat_p, flat_got)):
+      gseq = [jax.tree_util.tree_leaves(g[top])[idx] for g in grads]
+      want = _np_bert_adam(p0, gseq, lrs)
+      np.testing.assert_allclose(np.asarray(got), want, rtol=2e-6, atol=2e-7,
+                                 err_msg=f"{top}{jax.tree_util.keystr(path)}")
+  if num_steps == 1:   # first step: lr 0, parameters unchanged
+    jax.tree_util.tree_map(np.testing.assert_array_equal, p, params)
+
+
+def test_bert_adam_constant_lr_two_steps(np_rng):
+  p0 = np_rng.normal(size=(6,)).astype(np.float32)
+  g1 = (np_rng.normal(size=(6,)) * 4).astype(np.float32)   # clipped
+  g2 = (np_rng.normal(size=(6,)) * 0.1).astype(np.float32)   # not clipped
+  tx = optim.bert_adam(0.01)
+  st = tx.init(p0)
+  p = jnp.asarray(p0)
+  for g in (g1, g2):
+    u, st = tx.update(g, st, p)
+    p = p + u
+  want = _np_bert_adam(p0, [g1, g2], [0.01, 0.01])
+  np.testing.assert_allclose(np.asarray(p), want, rtol=2e-6, atol=1e-7)
+  # Hand-worked first step without clipping: m = 0.1 g, v = 0.02 g^2,
+  # u = 0.1 g / (sqrt(0.02) |g| + 1e-6) + 0.2 p.
+  g = np.float64(0.5)
+  u = 0.1 * g / (math.sqrt(0.02) * g + 1e-6) + 0.2 * 1.0
+  tx1 = optim.bert_adam(1.0)
+  out, _ = tx1.update(jnp.array([0.5]), tx1.init(jnp.array([1.0])), jnp.array([1.0]))
+  np.testing.assert_allclose(float(out[0]), -u, rtol=1e-6)
+
+
+def test_proxy_sgd_torch_semantics(np_rng):
+  p0 = np_rng.normal(size=(3, 4)).astype(np.float32)
+  gs = [np_rng.normal(size=(3, 4)).astype(np.float32) for _ in range(3)]
+  tx = optim.proxy_optimizer()
+  st = tx.init(p0)
+  p = jnp.asarray(p0)
+  for g in gs:
+    u, st = tx.update(g, st, p)
+    p = p + u
+  want = np.array(p0, np.float64)
+  buf = None
+  for g in gs:   # torch.optim.SGD(lr=0.02, momentum=0.9, weight_decay=5e-4)
+    d = g + 5e-4 * want
+    buf = d.copy() if buf is None else 0.9 * buf + d
+    want = want - 0.02 * buf
+  np.testing.assert_allclose(np.asarray(p), want, rtol=1e-5, atol=1e-7)
+
+
+def test_param_labels_and_errors():
+  params = {"image_tower": {"w": 1.0}, "image_head": {"w": 1.0}, "text_head": {"b": 1.0}}
+  assert optim.param_labels(params) == {
+      "image_tower": {"w": "tower"}, "image_head": {"w": "head"}, "text_head": {"b": "head"}}
+  with pytest.raises(ValueError, match="hash head keys"):
+    optim.param_labels({"image_tower": {"w": 1.0}})
+  with pytest.raises(ValueError, match="total_steps"):
+    optim.warmup_cosine_schedule(1.0, 0)

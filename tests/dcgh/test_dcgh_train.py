@@ -1,0 +1,208 @@
+"""DCGH training loop: smoke run, jit == pmap, exact resume, NaN stop, input pipeline."""
+
+import importlib.util
+import json
+import os
+import pathlib
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from PIL import Image
+
+from hashjax.dcgh import input_pipeline as pp
+from hashjax.dcgh import tokenizer as tk
+from hashjax.dcgh import train
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _config(name, arg="runlocal"):
+  spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod.get_config(arg)
+
+
+def _tiny(**over):
+  """Wikipedia features, tiny MLP, 2 epochs of 8 steps (batch 256 of 1956 items)."""
+  c = _config("dcgh_wikipedia_features", "runlocal,bits=16")
+  c.num_epochs = 2
+  c.input.batch_size = 256
+  c.input.eval_batch_size = 1024
+  c.model.hidden = (32,)
+  c.log_every_steps = 1
+  c.eval_every_epochs = 1
+  c.checkpoint.every_steps = 4
+  c.progress_bar = False
+  c.update(over)
+  return c
+
+
+def _losses(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    rows = [json.loads(line) for line in f]
+  return {r["step"]: r["loss"] for r in rows if r["kind"] == "train"}
+
+
+def _restore(path):
+  mgr = ocp.CheckpointManager(path)
+  step = mgr.latest_step()
+  out = step, mgr.restore(step, args=ocp.args.StandardRestore())
+  mgr.close()
+  return out
+
+
+def test_resume_is_exact_and_smoke(tmp_path):
+  full, part = str(tmp_path / "full"), str(tmp_path / "part")
+  res = train.train_and_evaluate(_tiny(), full)
+  # Smoke: files, result structure, codes beat chance (10 balanced classes: ~0.1).
+  for name in ("config.json", "metrics.jsonl", "results.json", "checkpoints", "best"):
+    assert os.path.exists(os.path.join(full, name)), name
+  assert res["total_steps"] == 16 and res["num_train"] == 1956
+  assert res["selected"]["step"] in (8, 16)
+  assert set(res["best_on_query"]) == {"i2t", "t2i"}
+  assert res["selected"]["query"]["i2t_map"] > 0.12
+  losses = _losses(full)
+  assert sorted(losses) == list(range(1, 17)) and all(np.isfinite(list(losses.values())))
+
+  stopped = train.train_and_evaluate(_tiny(stop_after_steps=6), part)
+  assert stopped == {"stopped_at": 6, "total_steps": 16}
+  assert _restore(os.path.join(part, "checkpoints"))[0] == 6
+  res2 = train.train_and_evaluate(_tiny(), part)   # resumes at step 6
+  s_full, st_full = _restore(os.path.join(full, "checkpoints"))
+  s_part, st_part = _restore(os.path.join(part, "checkpoints"))
+  assert s_full == s_part == 16
+  jax.tree_util.tree_map(np.testing.assert_array_equal, st_full, st_part)
+  assert _losses(part) == losses
+  assert res2["selected"] == res["selected"]
+
+
+def test_pmap_matches_jit(tmp_path):
+  a, b = str(tmp_path / "jit"), str(tmp_path / "pmap")
+  cfg = _tiny(num_epochs=1)
+  cfg.model.dropout = 0.0   # dropout masks differ between a global and a per-device draw
+  train.train_and_evaluate(cfg, a)
+  cfg.parallelism = "pmap"
+  train.train_and_evaluate(cfg, b)
+  la, lb = _losses(a), _losses(b)
+  assert sorted(la) == sorted(lb) == list(range(1, 9))
+  np.testing.assert_allclose([lb[s] for s in sorted(lb)], [la[s] for s in sorted(la)],
+                             rtol=1e-4)
+  _, sa = _restore(os.path.join(a, "checkpoints"))
+  _, sb = _restore(os.path.join(b, "checkpoints"))
+  jax.tree_util.tree_map(
+      lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-5), sa, sb)
+
+
+def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
+  wd = str(tmp_path / "nan")
+  cfg = _tiny()
+  cfg.debug.nan_at_step = 5   # the 6th batch (steps count from 0)
+  with pytest.raises(FloatingPointError, match="at step 5"):
+    train.train_and_evaluate(cfg, wd)
+  step, state = _restore(os.path.join(wd, "checkpoints"))
+  assert step == 4
+  for leaf in jax.tree_util.tree_leaves(state):
+    assert np.all(np.isfinite(np.asarray(leaf, np.float64)))
+
+
+def test_batch_not_divisible_by_devices_raises(tmp_path):
+  assert jax.device_count() == 8
+  with pytest.raises(ValueError, match="not divisible by the device count 8"):
+    train.train_and_evaluate(_tiny(input=dict(batch_size=12, eval_batch_size=16)),
+                             str(tmp_path))
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+
+def test_batches_cover_each_epoch_once_and_pad():
+  src = pp.FeatureSource(np.arange(10, dtype=np.float32)[:, None] * np.ones((1, 3)),
+                         np.zeros((10, 2)), np.eye(2, dtype=np.uint8)[np.arange(10) % 2])
+  batches = list(pp.train_batches(src, batch_size=4, num_epochs=2, seed=3, num_threads=0))
+  assert len(batches) == 6   # ceil(10 / 4) = 3 steps per epoch
+  for e in range(2):
+    ep = batches[3 * e:3 * e + 3]
+    seen = np.concatenate([b["index"][b["mask"]] for b in ep])
+    assert sorted(seen.tolist()) == list(range(10))
+    assert ep[2]["mask"].tolist() == [True, True, False, False]
+    np.testing.assert_array_equal(ep[2]["image"][:, 0], ep[2]["index"].astype(np.float32))
+  assert [int(b["step"]) for b in batches] == list(range(6))
+  # A resumed stream replays the same batches.
+  again = list(pp.train_batches(src, batch_size=4, num_epochs=2, seed=3, start_step=4,
+                                num_threads=0))
+  for x, y in zip(again, batches[4:]):
+    np.testing.assert_array_equal(x["index"], y["index"])
+
+
+def test_preprocess_resize_crop_and_squash():
+  # A 60 x 30 (w x h) image: left third red, middle green, right blue.
+  arr = np.zeros((30, 60, 3), np.uint8)
+  arr[:, :20, 0] = 255
+  arr[:, 20:40, 1] = 255
+  arr[:, 40:, 2] = 255
+  im = Image.fromarray(arr)
+  mean, std = np.array(pp.CLIP_MEAN), np.array(pp.CLIP_STD)
+  tr = pp.preprocess_image(im, image_size=15, train=True)
+  assert tr.dtype == np.float32
+  tr = tr * std + mean
+  ev = pp.preprocess_image(im, image_size=15, train=False) * std + mean
+  assert tr.shape == ev.shape == (15, 15, 3)
+  # Train: shorter side 30 -> 15, width 60 -> 30, centre crop = the middle (green) half.
+  np.testing.assert_allclose(tr[:, 7], np.broadcast_to([0, 1, 0], (15, 3)), atol=0.02)
+  assert tr[:, 0, 0].mean() > 0.3 and tr[:, 14, 2].mean() > 0.3   # red/blue edges
+  # Eval: the whole width squashed: red at the left, blue at the right.
+  np.testing.assert_allclose(ev[:, 1], np.broadcast_to([1, 0, 0], (15, 3)), atol=0.02)
+  np.testing.assert_allclose(ev[:, 13], np.broadcast_to([0, 0, 1], (15, 3)), atol=0.02)
+
+
+def test_pick_captions_seeded():
+  caps = [("a", "b", "c"), ("d",), ("e", "f")]
+  idx = np.array([0, 1, 2, 0])
+  assert pp.pick_captions(caps, idx, seed=0, step=3, train=False) == ["a", "d", "e", "a"]
+  x = pp.pick_captions(caps, idx, seed=0, step=3, train=True)
+  assert x == pp.pick_captions(caps, idx, seed=0, step=3, train=True)
+  assert x[1] == "d" and x[0] in caps[0] and x[2] in caps[2]
+  draws = {tuple(pp.pick_captions(caps, idx, seed=0, step=s, train=True))
+           for s in range(20)}
+  assert len(draws) > 5
+
+
+def test_check_global_batch():
+  assert pp.check_global_batch(16, 8) == 16
+  with pytest.raises(ValueError, match="not divisible"):
+    pp.check_global_batch(12, 8)
+
+
+def test_image_text_path_standard_layout(tmp_path):
+  """configs/dcgh_mirflickr.py:runlocal on index/caption/label.mat made from real JPEGs."""
+  import scipy.io
+
+  from hashjax.data import load_coco
+
+  coco = load_coco(ROOT / "tests" / "fixtures" / "coco_mini", ["train2017", "val2017"])
+  root = tmp_path / "mirflickr"
+  root.mkdir()
+  names = np.array([os.path.relpath(p, ROOT) for p in coco.image_paths])
+  scipy.io.savemat(root / "index.mat", {"index": names})
+  scipy.io.savemat(root / "caption.mat", {"caption": [[c[0]] for c in coco.captions]})
+  scipy.io.savemat(root / "label.mat", {"category": coco.labels})
+  cfg = _config("dcgh_mirflickr", f"runlocal,bits=16,root={root},image_root={ROOT}")
+  cfg.data.update(num_query=6, num_train=12)
+  cfg.validation.num_items = 4
+  cfg.input.update(batch_size=8, eval_batch_size=8)
+  cfg.num_epochs = 1
+  cfg.progress_bar = False
+  cfg.model.vision.layers = 1   # one block per tower: compile time
+  cfg.model.text = dict(layers=1)
+  res = train.train_and_evaluate(cfg, str(tmp_path / "wd"))
+  assert (res["num_train"], res["num_validation"], res["num_query"],
+          res["num_database"]) == (12, 4, 6, 18)
+  assert res["total_steps"] == 2 and 0 < res["selected"]["query"]["i2t_map"] <= 1
+  assert os.path.isdir(tmp_path / "wd" / "tokenizer")
+  enc = train.load_encoder(cfg, str(tmp_path / "wd"))
+  tokens = tk.load_tokenizer(tmp_path / "wd" / "tokenizer").encode(["a dog on skis"])
+  codes = enc(tokens, 1)
+  assert codes.shape == (1, 16) and set(np.unique(codes)) <= {-1, 1}
