@@ -148,8 +148,10 @@ def fit(views: Sequence[Any], *, bits: int, rng: jax.Array, reg: float = 1e-3,
     raise ValueError(
         f"CCA-ITQ gives at most min_m d_m = {max_bits} bits (one per canonical "
         f"direction; view widths {dims}), got bits={bits}.")
-  return _fit(views, rng, jnp.asarray(reg, jnp.float32),
-              jnp.asarray(scale_power, jnp.float32), bits=bits, iterations=iterations)
+  model = _fit(views, rng, jnp.asarray(reg, jnp.float32),
+               jnp.asarray(scale_power, jnp.float32), bits=bits, iterations=iterations)
+  common.check_finite_model("CCA-ITQ", model)
+  return model
 
 
 def encode(model: CCAITQModel, x: Any, modality: int) -> jax.Array:

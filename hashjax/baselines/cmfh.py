@@ -16,6 +16,9 @@ increases:
         (sum_m lambda_m U_m U_m^T + (M mu + gamma) I)^-1
   P_m = (X_m^T X_m + (gamma / mu) I)^-1 X_m^T V
 
+Every Cholesky factorisation adds a tiny scale-relative ridge (``RIDGE_FLOOR`` times
+the matrix's mean eigenvalue) so float32 stays finite on unnormalised features; a fit
+that still goes non-finite raises ``FloatingPointError``.
 (The released MATLAB code writes gamma where the exact minimisers of U_m and P_m have
 gamma / lambda_m and gamma / mu; hashjax uses the exact minimisers.) Defaults follow the
 paper and its code: lambda = 0.5 per view for two views (1 / M in general), mu = 100,
@@ -118,17 +121,33 @@ def objective(state: CMFHState, xs: Sequence[jax.Array], *, lambdas: jax.Array,
   return total
 
 
+# Relative floor added to every ridge (times the mean eigenvalue of the matrix being
+# factorised). With the paper's small ridges (gamma / mu = 1e-4, gamma / lambda = 0.02),
+# unnormalised features (UCI's fac view reaches 1353) and the nearly collinear columns
+# that the uniform initialisation gives V, float32 Cholesky breaks down; 1e-5 relative
+# is near float32's resolution and far below the ridges' effect on normalised data.
+RIDGE_FLOOR = 1e-5
+
+
+def _floored(a: jax.Array) -> jax.Array:
+  """``a + RIDGE_FLOOR * (trace(a) / d) I``: keeps float32 Cholesky finite."""
+  d = a.shape[0]
+  return a + (RIDGE_FLOOR * jnp.trace(a) / d) * jnp.eye(d, dtype=a.dtype)
+
+
 def _spd_solve(a: jax.Array, b: jax.Array) -> jax.Array:
-  """``a^-1 b`` for symmetric positive definite ``a`` (Cholesky)."""
-  return jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(a), True), b)
+  """``a^-1 b`` for symmetric positive definite ``a`` (Cholesky, floored ridge)."""
+  return jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(_floored(a)), True), b)
+
+
 
 
 def _gram_factors(xs: Sequence[jax.Array], mu: jax.Array, gamma: jax.Array
                   ) -> tuple[jax.Array, ...]:
-  """Cholesky factors of X_m^T X_m + (gamma / mu) I, fixed over the iterations."""
+  """Cholesky factors of X_m^T X_m + (gamma / mu) I (floored), fixed over iterations."""
   return tuple(
-      jnp.linalg.cholesky(common.matmul(x.T, x)
-                          + (gamma / mu) * jnp.eye(x.shape[1], dtype=x.dtype))
+      jnp.linalg.cholesky(_floored(
+          common.matmul(x.T, x) + (gamma / mu) * jnp.eye(x.shape[1], dtype=x.dtype)))
       for x in xs)
 
 
@@ -209,6 +228,7 @@ def fit(views: Sequence[Any], *, bits: int, rng: jax.Array,
 
   Raises:
     ValueError: bad views, bits, iterations or hyper-parameters.
+    FloatingPointError: the solver produced non-finite values (never silent codes).
   """
   views = common.check_views(views)
   bits = checks.check_bits(bits)
@@ -229,8 +249,10 @@ def fit(views: Sequence[Any], *, bits: int, rng: jax.Array,
     if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
       raise ValueError(f"{name} must be finite and > 0, got {val!r}.")
   dtype = views[0].dtype
-  return _fit(views, rng, jnp.asarray(lambdas, dtype), jnp.asarray(mu, dtype),
-              jnp.asarray(gamma, dtype), bits=bits, iterations=iterations)
+  model = _fit(views, rng, jnp.asarray(lambdas, dtype), jnp.asarray(mu, dtype),
+               jnp.asarray(gamma, dtype), bits=bits, iterations=iterations)
+  common.check_finite_model("CMFH", model)
+  return model
 
 
 def encode(model: CMFHModel, x: Any, modality: int) -> jax.Array:

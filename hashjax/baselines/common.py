@@ -25,6 +25,7 @@ from hashjax import checks
 __all__ = [
     "center_views",
     "check_encode_args",
+    "check_finite_model",
     "check_views",
     "covariance_blocks",
     "encode_linear",
@@ -82,6 +83,21 @@ def check_views(views: Any, *, min_views: int = 2, min_rows: int = 2
   for name, v in zip(names, views):
     checks.check_finite(name, v)
   return tuple(_as_float(v) for v in views)
+
+
+def check_finite_model(name: str, model: Any) -> None:
+  """Raises ``FloatingPointError`` when any array of a fitted model is NaN or inf.
+
+  A diverged solver would otherwise give constant codes and a plausible-looking
+  chance-level mAP.
+  """
+  for path, leaf in jax.tree_util.tree_leaves_with_path(model):
+    arr = np.asarray(leaf)
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+      raise FloatingPointError(
+          f"{name} fit produced non-finite values in {jax.tree_util.keystr(path)}; "
+          "the features are probably badly scaled or rank-deficient: standardise "
+          "them or raise the regularisation.")
 
 
 def check_encode_args(model: Any, x: Any, modality: Any) -> tuple[int, jax.Array]:

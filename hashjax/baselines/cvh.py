@@ -103,7 +103,9 @@ def fit(views: Sequence[Any], *, bits: int, rng: jax.Array, reg: float = 1e-3
     raise ValueError(
         f"CVH gives at most sum_m d_m = {total} bits (the size of its eigenproblem), "
         f"got bits={bits}.")
-  return _fit(views, jnp.asarray(reg, jnp.float32), bits=bits)
+  model = _fit(views, jnp.asarray(reg, jnp.float32), bits=bits)
+  common.check_finite_model("CVH", model)
+  return model
 
 
 def encode(model: CVHModel, x: Any, modality: int) -> jax.Array:

@@ -113,3 +113,28 @@ def test_bad_inputs(np_rng, rng):
   bad[0, 0] = np.inf
   with pytest.raises(ValueError, match="inf"):
     cmfh.encode(model, bad, 1)
+
+
+def test_badly_scaled_rank_deficient_views_stay_finite(rng):
+  # UCI's fac (values up to 1353, rank-deficient) + pix views: before the ridge floor,
+  # float32 Cholesky went NaN at the second iteration and every code came out -1.
+  from hashjax.data import load_uci_mfeat  # pylint: disable=g-import-not-at-top
+
+  data = load_uci_mfeat(views=("fac", "pix"))
+  views = [np.asarray(v[:600]) for v in data.views]
+  model = cmfh.fit(views, bits=16, rng=rng, iterations=10)
+  obj = np.asarray(model.objective)
+  assert np.all(np.isfinite(obj))
+  assert np.all(np.diff(obj) <= 1e-4 * obj[:-1])   # still a descent method
+  codes = np.asarray(cmfh.encode(model, views[0], 0))
+  assert len(np.unique(codes, axis=0)) > 1
+
+
+def test_non_finite_model_raises():
+  from hashjax.baselines import common  # pylint: disable=g-import-not-at-top
+
+  model = cmfh.CMFHModel((np.zeros(2),), (np.array([[np.nan]]),), (np.zeros(1),),
+                         np.zeros(3))
+  with pytest.raises(FloatingPointError, match=r"CMFH fit produced non-finite values "
+                     r"in \.projections\[0\]"):
+    common.check_finite_model("CMFH", model)
