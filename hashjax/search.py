@@ -82,8 +82,8 @@ def _query_parser() -> argparse.ArgumentParser:
                  help="return every item within this Hamming radius instead of top-k.")
   p.add_argument("--out", default=None, help="write ids/distances to this .npz.")
   p.add_argument("--bits", type=int, default=None, help="expected bit width.")
-  p.add_argument("--chunk_size", type=int, default=8192,
-                 help="database rows per streamed chunk.")
+  p.add_argument("--chunk_size", type=int, default=None,
+                 help="database rows per streamed chunk (default: the index's).")
   p.add_argument("--query_chunk_size", type=int, default=1024,
                  help="queries per jitted call (one progress step).")
   p.add_argument("--shard", action="store_true",
@@ -121,16 +121,17 @@ def query_main(argv: Sequence[str]) -> int:
   if args.shard:
     idx = hindex.shard(idx)
   nq = queries.shape[0]
+  chunk_size = args.chunk_size or hindex.DEFAULT_CHUNK_SIZE
   t0 = time.perf_counter()
   if args.radius is not None:
-    res = hindex.radius_search(idx, queries, args.radius, chunk_size=args.chunk_size,
+    res = hindex.radius_search(idx, queries, args.radius, chunk_size=chunk_size,
                                query_chunk_size=args.query_chunk_size)
     dist, ids = res.distances, res.ids.astype(np.int64)
     extra = {"counts": res.counts, "radius": np.int64(args.radius)}
   else:
     dist = np.zeros((nq, args.k), np.int32)
     ids = np.zeros((nq, args.k), np.int64)
-    batches = hindex.iter_search(idx, queries, args.k, chunk_size=args.chunk_size,
+    batches = hindex.iter_search(idx, queries, args.k, chunk_size=chunk_size,
                                  query_chunk_size=args.query_chunk_size)
     total = hindex.num_query_batches(nq, args.query_chunk_size)
     for start, d, i in tqdm.tqdm(batches, total=total, unit="batch",

@@ -11,10 +11,11 @@ words (bit ``j`` of word ``w`` is code entry ``32 w + j``, as
 
 Results are exact and deterministic: the ``k`` nearest items by Hamming distance,
 ties broken by insertion order (the item added first comes first), the same
-sharded or not and whatever the chunk sizes. The database is streamed in chunks of
-``chunk_size`` rows with a running top-k merge (``lax.scan``), so the full
-``[nq, n]`` distance matrix is never built; queries are processed on the host in
-batches of ``query_chunk_size``.
+sharded or not and whatever the chunk and group sizes. The database is streamed in
+chunks of ``chunk_size`` rows (``lax.scan``) keeping a running top-k of groups of
+``group_size`` consecutive rows ranked by their minimum distance; the rows of the k
+best groups are then re-scored exactly. The full ``[nq, n]`` distance matrix is
+never built; queries are processed on the host in batches of ``query_chunk_size``.
 
 Sharding: :func:`shard` lays the rows over the ``"data"`` axis of a mesh
 (``NamedSharding(mesh, P("data", None))``, padded to a multiple of the axis size);
@@ -41,11 +42,14 @@ Ids are int64 on disk; in memory they are int32 unless ``jax_enable_x64`` is set
 
 from hashjax.index.core import (
     DEFAULT_CHUNK_SIZE,
+    DEFAULT_GROUP_SIZE,
     DEFAULT_QUERY_CHUNK_SIZE,
+    MAX_REFINE_CANDIDATES,
     HammingIndex,
     RadiusResult,
     add,
     create,
+    default_group_size,
     iter_search,
     num_query_batches,
     pack_host,
@@ -59,13 +63,16 @@ from hashjax.index.kernels import DATA_AXIS
 __all__ = [
     "DATA_AXIS",
     "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_GROUP_SIZE",
     "DEFAULT_QUERY_CHUNK_SIZE",
     "FORMAT_VERSION",
     "MAGIC",
+    "MAX_REFINE_CANDIDATES",
     "HammingIndex",
     "RadiusResult",
     "add",
     "create",
+    "default_group_size",
     "iter_search",
     "load",
     "num_query_batches",

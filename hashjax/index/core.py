@@ -15,16 +15,26 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from hashjax import checks
-from hashjax.index.kernels import DATA_AXIS, count_kernel, topk_kernel
+from hashjax.index.kernels import (
+    DATA_AXIS,
+    DEFAULT_GROUP_SIZE,
+    MAX_REFINE_CANDIDATES,
+    count_kernel,
+    default_group_size,
+    topk_kernel,
+)
 from hashjax.metrics.packing import num_words
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_GROUP_SIZE",
     "DEFAULT_QUERY_CHUNK_SIZE",
+    "MAX_REFINE_CANDIDATES",
     "HammingIndex",
     "RadiusResult",
     "add",
     "create",
+    "default_group_size",
     "iter_search",
     "num_query_batches",
     "pack_host",
@@ -33,7 +43,7 @@ __all__ = [
     "shard",
 ]
 
-DEFAULT_CHUNK_SIZE = 8192
+DEFAULT_CHUNK_SIZE = 32768
 DEFAULT_QUERY_CHUNK_SIZE = 1024
 
 
@@ -305,44 +315,56 @@ def num_query_batches(nq: int, query_chunk_size: int = DEFAULT_QUERY_CHUNK_SIZE)
 
 def iter_search(index: HammingIndex, queries: Any, k: int, *,
                 chunk_size: int = DEFAULT_CHUNK_SIZE,
-                query_chunk_size: int = DEFAULT_QUERY_CHUNK_SIZE
+                query_chunk_size: int = DEFAULT_QUERY_CHUNK_SIZE,
+                group_size: int | None = None
                 ) -> Iterator[tuple[int, jax.Array, jax.Array]]:
   """Like :func:`search`, yielding ``(start, distances, ids)`` per query batch."""
   _check_search_args(index, chunk_size, query_chunk_size)
   k = checks.check_positive_int("k", k)
   if k > index.count:
     raise ValueError(f"k must be at most the index size {index.count}, got k={k}.")
+  if group_size is None:
+    group_size = default_group_size(k)
+  group_size = checks.check_positive_int("group_size", group_size)
   q = _to_packed("queries", queries, index.bits)
   mesh = _data_mesh(index)
   count = jnp.int32(index.count)
   for start, n, batch in _query_batches(q, query_chunk_size):
     d, i = topk_kernel(index.packed, index.ids, batch, count, k=k, bits=index.bits,
-                        chunk_size=chunk_size, mesh=mesh)
+                       chunk_size=chunk_size, group_size=group_size, mesh=mesh)
     yield start, d[:n], i[:n]
 
 
 def search(index: HammingIndex, queries: Any, k: int, *,
            chunk_size: int = DEFAULT_CHUNK_SIZE,
-           query_chunk_size: int = DEFAULT_QUERY_CHUNK_SIZE
+           query_chunk_size: int = DEFAULT_QUERY_CHUNK_SIZE,
+           group_size: int | None = None
            ) -> tuple[jax.Array, jax.Array]:
   """Exact k nearest neighbours by Hamming distance.
 
   A host-level function (validates concrete inputs, loops over query batches);
-  the per-batch kernel is jitted and streams the database in chunks.
+  the per-batch kernel is jitted and streams the database in chunks. It keeps a
+  running top-k of *groups* of ``group_size`` consecutive rows ranked by their
+  minimum distance, then re-scores the rows of the ``k`` best groups (exact; see
+  :mod:`hashjax.index.kernels`).
 
   Args:
     index: a non-empty index.
     queries: ``[nq, bits]`` {-1, +1} codes or ``[nq, w]`` uint32 packed codes.
     k: number of neighbours, ``1 <= k <= len(index)``.
-    chunk_size: database rows per streamed chunk (per device when sharded).
+    chunk_size: database rows per streamed chunk (per device when sharded),
+      rounded up to a multiple of the group size.
     query_chunk_size: queries per jitted call (batches are padded to one size).
+    group_size: rows per group; default :func:`default_group_size` (32 for
+      ``k <= 256``, else 1). Any positive value gives the same results.
 
   Returns:
     ``distances`` int32 ``[nq, k]`` ascending and ``ids`` ``[nq, k]``; equal
     distances are ordered by insertion order.
   """
   parts = list(iter_search(index, queries, k, chunk_size=chunk_size,
-                           query_chunk_size=query_chunk_size))
+                           query_chunk_size=query_chunk_size,
+                           group_size=group_size))
   return (jnp.concatenate([p[1] for p in parts]),
           jnp.concatenate([p[2] for p in parts]))
 

@@ -1,9 +1,28 @@
 """Jitted streamed kernels of the Hamming index (unsharded and shard_map paths).
 
-The database is scanned in chunks of ``chunk_size`` rows (``lax.scan``) with a
-running top-k merge, so no ``[nq, n]`` matrix is built. Scores are
+Exact top-k in two stages, without ever building the ``[nq, n]`` matrix:
+
+1. **Group scan.** The database is cut into groups of ``g`` consecutive rows and
+   streamed in chunks of ``c`` rows (``lax.scan``). Per chunk, the distances of
+   every query to every row are computed word by word on a transposed
+   ``[w, c]`` copy of the chunk (XOR + popcount, vectorised along rows), reduced
+   to one minimum per group, and merged into a running top-``k`` of *groups*
+   keyed by (group minimum, group index).
+2. **Refine.** The rows of the ``k`` selected groups (``k * g`` candidates, in
+   ascending row order) are re-scored and an exact top-``k`` is taken.
+
+Why this is exact: if a true top-k item ``x`` lay in an unselected group, the
+``k`` selected groups would each hold an item ``y`` with ``d(y) <= d(x)`` and, on a
+tie, a smaller row index (groups are consecutive row ranges and tied groups are
+ranked by group index), so ``k`` items would precede ``x``: a contradiction. With
+``g = 1`` the scan is a plain running top-k over rows.
+
+The group minimum shrinks the input of the (single-threaded, comparison-based)
+XLA CPU top-k by ``g`` times; see experiments/benchmarks/PROFILE.md. Scores are
 ``bits - distance`` in float32: XLA's CPU top-k has a fast path for float32 only
-(int32 falls back to a full sort, about 50x slower in a 262k x 1k test).
+(int32 falls back to a full sort). ``lax.top_k`` puts the lower index first among
+equal values, and every merge lists earlier rows first, so ties keep insertion
+order.
 """
 
 from __future__ import annotations
@@ -15,71 +34,113 @@ import jax.numpy as jnp
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
-from hashjax.metrics.packing import hamming_distance
-
-__all__ = ["DATA_AXIS", "count_kernel", "topk_kernel"]
+__all__ = [
+    "DATA_AXIS",
+    "DEFAULT_GROUP_SIZE",
+    "MAX_REFINE_CANDIDATES",
+    "count_kernel",
+    "default_group_size",
+    "topk_kernel",
+]
 
 DATA_AXIS = "data"
+DEFAULT_GROUP_SIZE = 32
+MAX_REFINE_CANDIDATES = 8192
 
 
-def _chunked(db, ids, chunk_size):
-  """Pads local rows to whole chunks: ``[nch, c, w]``, ``[nch, c]``, ``c``."""
+def default_group_size(k: int) -> int:
+  """Rows per group of the group scan for a top-``k`` search.
+
+  ``DEFAULT_GROUP_SIZE`` while the ``k * g`` refine candidates per query stay
+  within ``MAX_REFINE_CANDIDATES``, else 1 (a plain running top-k over rows).
+  """
+  return DEFAULT_GROUP_SIZE if k * DEFAULT_GROUP_SIZE <= MAX_REFINE_CANDIDATES else 1
+
+
+def _columns(db, c):
+  """Pads rows to whole chunks of ``c``: ``[nch, w, c]`` (chunk, word, row), ``nch``."""
   m, w = db.shape
-  c = min(chunk_size, m)
   nch = -(-m // c)
-  pad = nch * c - m
-  if pad:
-    db = jnp.pad(db, ((0, pad), (0, 0)))
-    ids = jnp.pad(ids, (0, pad), constant_values=-1)
-  return db.reshape(nch, c, w), ids.reshape(nch, c), c, nch
+  dbt = jnp.pad(db, ((0, nch * c - m), (0, 0))).T  # [w, nch * c]
+  return dbt.reshape(w, nch, c).transpose(1, 0, 2), nch
 
 
-def _local_topk(db, ids, queries, count, base, *, k, bits, chunk_size):
+def _col_distance(queries, cols):
+  """Hamming distances ``[nq, c]`` int32 from ``queries [nq, w]``, ``cols [w, c]``."""
+  d = None
+  for j in range(cols.shape[0]):
+    p = lax.population_count(queries[:, j:j + 1] ^ cols[j][None, :]).astype(jnp.int32)
+    d = p if d is None else d + p
+  return d
+
+
+def _local_topk(db, ids, queries, count, base, *, k, bits, chunk_size, group_size):
   """Top-k of local rows ``db [m, w]`` (global rows ``base + i``) as scores.
 
-  Scores are ``bits - distance`` in float32 (the fast CPU top-k path), padding
-  rows -1. ``lax.top_k`` puts the lower index first among equal values, and each
-  merge lists the running best (earlier rows) before the chunk, so ties keep
-  insertion order.
+  Returns ``[nq, k]`` float32 scores ``bits - distance`` (-1 for padding, which
+  only appears when ``m < k``) and the ids of those rows.
   """
-  m = db.shape[0]
-  dbc, idc, c, nch = _chunked(db, ids, chunk_size)
+  m, _ = db.shape
+  nq = queries.shape[0]
+  g = group_size
+  c = g * -(-min(chunk_size, m) // g)  # rows per chunk, a multiple of g
+  chunks, nch = _columns(db, c)
+  ng = c // g
+  kg = min(k, nch * ng)  # groups kept
   local = jnp.arange(c, dtype=jnp.int32)
+  local_groups = jnp.arange(ng, dtype=jnp.int32)
+  far = jnp.int32(bits + 1)
 
   def body(carry, xs):
-    best_s, best_id = carry
-    chunk, chunk_ids, j = xs
+    best_s, best_g = carry
+    cols, j = xs
     row = j * c + local
     valid = (row < m) & (base + row < count)
-    s = (bits - hamming_distance(queries, chunk)).astype(jnp.float32)
-    s = jnp.where(valid[None, :], s, -1.0)
+    d = jnp.where(valid[None, :], _col_distance(queries, cols), far)
+    if g > 1:
+      d = jnp.min(d.reshape(nq, ng, g), axis=2)
+    s = (bits - d).astype(jnp.float32)  # -1 for all-padding groups
     cat_s = jnp.concatenate([best_s, s], axis=1)
-    cat_id = jnp.concatenate([best_id, jnp.broadcast_to(chunk_ids, s.shape)], axis=1)
-    top_s, sel = lax.top_k(cat_s, k)
-    return (top_s, jnp.take_along_axis(cat_id, sel, axis=1)), None
+    gid = jnp.broadcast_to(j * ng + local_groups, s.shape)
+    cat_g = jnp.concatenate([best_g, gid], axis=1)
+    top_s, sel = lax.top_k(cat_s, kg)
+    return (top_s, jnp.take_along_axis(cat_g, sel, axis=1)), None
 
-  nq = queries.shape[0]
-  init = (jnp.full((nq, k), -1.0, jnp.float32), jnp.full((nq, k), -1, ids.dtype))
-  (best_s, best_id), _ = lax.scan(
-      body, init, (dbc, idc, jnp.arange(nch, dtype=jnp.int32)))
-  return best_s, best_id
+  init = (jnp.full((nq, kg), -2.0, jnp.float32), jnp.zeros((nq, kg), jnp.int32))
+  (_, best_g), _ = lax.scan(body, init, (chunks, jnp.arange(nch, dtype=jnp.int32)))
+
+  # Refine: candidate rows in ascending order, so top_k's ties follow insertion.
+  best_g = jnp.sort(best_g, axis=1)
+  rows = (best_g[:, :, None] * g + jnp.arange(g, dtype=jnp.int32)).reshape(nq, kg * g)
+  if kg * g < k:  # fewer local rows than k (a small shard): pad with invalid rows
+    rows = jnp.pad(rows, ((0, 0), (0, k - kg * g)), constant_values=nch * c)
+  valid = (rows < m) & (base + rows < count)
+  safe = jnp.minimum(rows, m - 1)
+  d = None
+  for j in range(db.shape[1]):
+    p = lax.population_count(db[:, j][safe] ^ queries[:, j:j + 1]).astype(jnp.int32)
+    d = p if d is None else d + p
+  s = jnp.where(valid, (bits - d).astype(jnp.float32), -1.0)
+  top_s, sel = lax.top_k(s, k)
+  return top_s, ids[jnp.take_along_axis(safe, sel, axis=1)]
 
 
 def _local_count(db, queries, count, base, radius, *, chunk_size):
   """Number of local rows within ``radius`` of each query: ``[nq]`` int32."""
   m = db.shape[0]
-  dbc, _, c, nch = _chunked(db, jnp.zeros((m,), jnp.int32), chunk_size)
+  c = min(chunk_size, m)
+  chunks, nch = _columns(db, c)
   local = jnp.arange(c, dtype=jnp.int32)
 
   def body(total, xs):
-    chunk, j = xs
+    cols, j = xs
     row = j * c + local
     valid = (row < m) & (base + row < count)
-    hit = (hamming_distance(queries, chunk) <= radius) & valid[None, :]
+    hit = (_col_distance(queries, cols) <= radius) & valid[None, :]
     return total + jnp.sum(hit, axis=1, dtype=jnp.int32), None
 
   init = jnp.zeros((queries.shape[0],), jnp.int32)
-  return lax.scan(body, init, (dbc, jnp.arange(nch, dtype=jnp.int32)))[0]
+  return lax.scan(body, init, (chunks, jnp.arange(nch, dtype=jnp.int32)))[0]
 
 
 def _shard_map(fn, mesh, in_specs, out_specs):
@@ -92,10 +153,17 @@ def _shard_map(fn, mesh, in_specs, out_specs):
                    check_rep=False)
 
 
-@functools.partial(jax.jit, static_argnames=("k", "bits", "chunk_size", "mesh"))
-def topk_kernel(packed, ids, queries, count, *, k, bits, chunk_size, mesh):
-  """Exact top-k: ``[nq, k]`` int32 distances and ids (see :func:`search`)."""
-  kw = dict(k=k, bits=bits, chunk_size=chunk_size)
+@functools.partial(jax.jit,
+                   static_argnames=("k", "bits", "chunk_size", "group_size", "mesh"))
+def topk_kernel(packed, ids, queries, count, *, k, bits, chunk_size, mesh,
+                group_size=None):
+  """Exact top-k: ``[nq, k]`` int32 distances and ids (see :func:`search`).
+
+  ``group_size`` None picks :func:`default_group_size`.
+  """
+  if group_size is None:
+    group_size = default_group_size(k)
+  kw = dict(k=k, bits=bits, chunk_size=chunk_size, group_size=group_size)
   if mesh is None:
     s, i = _local_topk(packed, ids, queries, count, 0, **kw)
   else:

@@ -1,0 +1,93 @@
+"""Group-scan top-k (group minimum + refine) against a plain NumPy loop, tie-heavy."""
+
+import numpy as np
+import pytest
+
+from hashjax import index as hindex
+
+
+def loop_topk(db, q, k):
+  """Reference: per query, sort (distance, position) pairs with Python's sort."""
+  out_d = np.zeros((q.shape[0], k), np.int64)
+  out_i = np.zeros((q.shape[0], k), np.int64)
+  for j in range(q.shape[0]):
+    pairs = sorted((int(np.count_nonzero(q[j] != db[r])), r) for r in range(db.shape[0]))
+    out_d[j] = [p[0] for p in pairs[:k]]
+    out_i[j] = [p[1] for p in pairs[:k]]
+  return out_d, out_i
+
+
+def tie_codes(np_rng, n, bits):
+  """Codes whose duplicates straddle group (multiples of 4 and 32) and chunk edges."""
+  codes = np_rng.choice(np.array([-1, 1], np.int8), size=(n, bits))
+  for start in (29, 62, 127, 250):
+    codes[start:start + 7] = codes[3]  # exact duplicates of row 3 across edges
+  codes[[31, 32, 95, 96, 160]] = codes[5]
+  return codes
+
+
+@pytest.mark.parametrize("bits,group_size,chunk_size,k", [
+    (8, 1, 50, 20),      # plain running top-k over rows
+    (8, 3, 10, 20),      # groups not dividing the chunk request: chunk rounded up
+    (8, 4, 64, 60),
+    (40, 32, 64, 20),    # 2 words; 20 groups of 32 > 333 rows: every group refined
+    (40, 32, 96, 5),
+    (40, None, 1000, 7),  # default group size, a single chunk
+])
+def test_group_scan_matches_loop(np_rng, bits, group_size, chunk_size, k):
+  n = 333  # not a multiple of any group size: the last group is padded
+  db = tie_codes(np_rng, n, bits)
+  q = np_rng.choice(np.array([-1, 1], np.int8), size=(11, bits))
+  q[:3] = db[[3, 5, 200]]
+  index = hindex.add(hindex.create(bits), db)
+  ref_d, ref_i = loop_topk(db, q, k)
+  # 8 bits: distances 0..8 over 333 rows, so dozens of items tie at the k-th one.
+  if bits == 8:
+    assert np.all(np.sum(ref_d == ref_d[:, -1:], axis=1) >= 2)
+  d, i = hindex.search(index, q, k, chunk_size=chunk_size, query_chunk_size=8,
+                       group_size=group_size)
+  np.testing.assert_array_equal(np.asarray(d), ref_d)
+  np.testing.assert_array_equal(np.asarray(i), ref_i)
+
+
+def test_all_equal_codes_keep_insertion_order(np_rng):
+  # Every item at the same distance: the answer is the first k rows, whatever
+  # group or chunk they fall in.
+  db = np.ones((200, 16), np.int8)
+  db[150:] = -1  # later rows closer to an all -1 query
+  q = -np.ones((2, 16), np.int8)
+  index = hindex.add(hindex.create(16), db)
+  d, i = hindex.search(index, q, 70, chunk_size=64, group_size=32)
+  np.testing.assert_array_equal(np.asarray(i), np.tile(
+      np.concatenate([np.arange(150, 200), np.arange(20)]), (2, 1)))
+  np.testing.assert_array_equal(np.asarray(d), np.tile(
+      np.concatenate([np.zeros(50), np.full(20, 16)]), (2, 1)))
+
+
+def test_sharded_groups_with_small_shards(np_rng):
+  # 8 devices x 26 rows < k: each shard has fewer rows than k (padded refine).
+  bits, n, k = 8, 203, 40
+  db = tie_codes(np_rng, n, bits)
+  q = np_rng.choice(np.array([-1, 1], np.int8), size=(6, bits))
+  index = hindex.shard(hindex.add(hindex.create(bits), db))
+  ref_d, ref_i = loop_topk(db, q, k)
+  for g in (4, 32):
+    d, i = hindex.search(index, q, k, chunk_size=16, group_size=g)
+    np.testing.assert_array_equal(np.asarray(d), ref_d)
+    np.testing.assert_array_equal(np.asarray(i), ref_i)
+
+
+def test_default_group_size_and_large_k(np_rng):
+  assert hindex.default_group_size(256) == 32  # 256 * 32 == MAX_REFINE_CANDIDATES
+  assert hindex.default_group_size(257) == 1
+  bits, n = 8, 300
+  db = tie_codes(np_rng, n, bits)
+  q = np_rng.choice(np.array([-1, 1], np.int8), size=(3, bits))
+  index = hindex.add(hindex.create(bits), db)
+  ref_d, ref_i = loop_topk(db, q, 257)
+  d, i = hindex.search(index, q, 257, chunk_size=128)  # default: group size 1
+  np.testing.assert_array_equal(np.asarray(d), ref_d)
+  np.testing.assert_array_equal(np.asarray(i), ref_i)
+  for g in (0, -2, 1.5):
+    with pytest.raises(ValueError, match="group_size"):
+      hindex.search(index, q, 5, group_size=g)
