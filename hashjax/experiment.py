@@ -60,7 +60,8 @@ def evaluate_cross_modal(
     ks: extra cut-offs for precision@k.
 
   Returns:
-    ``{"image->text": {"map": ..., "map@R": ..., ...}, ...}`` of Python floats.
+    ``{"image->text": {"map": ..., "map@R": ..., "p@R", "ndcg@R", "p@r2"}, ...}``
+    of Python floats (one :func:`hashjax.metrics.evaluate_retrieval` pass each).
   """
   from hashjax import metrics  # pylint: disable=g-import-not-at-top
 
@@ -76,16 +77,11 @@ def evaluate_cross_modal(
     for b in range(m):
       if a == b:
         continue
-      args = (q_codes[a], db_codes[b], query.labels, database.labels)
-      res = {"map": float(metrics.mean_average_precision(*args))}
-      if top_r is not None:
-        r = min(int(top_r), database.num_items)
-        res[f"map@{r}"] = float(metrics.mean_average_precision(*args, top_k=r))
-        res[f"p@{r}"] = float(metrics.precision_at_k(*args, k=r))
-        res[f"ndcg@{r}"] = float(metrics.ndcg_at_k(*args, k=r))
-      for k in ks:
-        k = min(int(k), database.num_items)
-        res[f"p@{k}"] = float(metrics.precision_at_k(*args, k=k))
+      r = None if top_r is None else min(int(top_r), database.num_items)
+      kk = tuple(min(int(k), database.num_items) for k in ks)
+      ev = metrics.evaluate_retrieval(q_codes[a], db_codes[b], query.labels,
+                                      database.labels, top_r=r, ks=kk)
+      res = {key: v for key, v in ev.items() if key not in ("pr_precision", "pr_recall")}
       out[f"{query.view_names[a]}->{query.view_names[b]}"] = res
   return out
 

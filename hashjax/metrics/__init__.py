@@ -1,13 +1,28 @@
-"""Retrieval metrics on {-1, +1} hash codes (pure, jitted JAX)."""
+"""Retrieval metrics on {-1, +1} hash codes (SPEC section 3): exact, stable, chunked.
 
-from hashjax.metrics._simple import mean_average_precision, ndcg_at_k, precision_at_k
+See :mod:`hashjax.metrics.retrieval` for the ranking and the conventions.
+"""
+
 from hashjax.metrics.packing import hamming_distance, num_words, pack_codes
+from hashjax.metrics.retrieval import (
+    evaluate_retrieval,
+    mean_average_precision,
+    ndcg_at_k,
+    precision_at_k,
+    precision_recall_curve,
+    precision_within_radius,
+    topk_hamming,
+)
 
 __all__ = [
+    "evaluate_retrieval",
     "hamming_distance",
     "mean_average_precision",
     "ndcg_at_k",
     "num_words",
     "pack_codes",
     "precision_at_k",
+    "precision_recall_curve",
+    "precision_within_radius",
+    "topk_hamming",
 ]
