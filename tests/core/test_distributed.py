@@ -1,28 +1,115 @@
-"""Single-host behaviour of the multi-host helpers."""
+"""Single-host behaviour of the multi-host helpers (jax.distributed is never started)."""
 
+import jax
 import numpy as np
 import pytest
 
 from hashjax import distributed
 
+_LAUNCH_VARS = ("HASHJAX_COORDINATOR", "HASHJAX_NUM_PROCESSES", "HASHJAX_PROCESS_ID",
+                "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "TPU_WORKER_HOSTNAMES")
 
-def test_initialize_is_noop_on_one_host(monkeypatch):
-  for k in ("HASHJAX_COORDINATOR", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE",
-            "TPU_WORKER_HOSTNAMES"):
+
+@pytest.fixture
+def calls(monkeypatch):
+  """Clean launch environment; records jax.distributed.initialize calls instead."""
+  for k in _LAUNCH_VARS:
     monkeypatch.delenv(k, raising=False)
-  distributed.initialize()
+  monkeypatch.setattr(distributed, "_initialized", False)
+  seen = []
+  monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: seen.append(kw))
+  return seen
+
+
+def test_initialize_is_noop_on_one_host(calls):
+  assert distributed.initialize() is False
+  assert calls == []
   assert not distributed.is_multi_host()
+  assert jax.process_count() == 1 and jax.process_index() == 0
 
 
-def test_host_shards_partition_the_global_batch():
+@pytest.mark.parametrize("env", [
+    {"SLURM_NTASKS": "1"}, {"OMPI_COMM_WORLD_SIZE": "1"},
+    {"TPU_WORKER_HOSTNAMES": "localhost"},
+    {"HASHJAX_COORDINATOR": "10.0.0.1:1234", "HASHJAX_NUM_PROCESSES": "1",
+     "HASHJAX_PROCESS_ID": "0"}])
+def test_initialize_skips_single_process_launchers(calls, monkeypatch, env):
+  for k, v in env.items():
+    monkeypatch.setenv(k, v)
+  assert distributed.initialize() is False
+  assert calls == []
+
+
+def test_initialize_passes_explicit_settings(calls, monkeypatch):
+  monkeypatch.setenv("HASHJAX_COORDINATOR", "10.0.0.1:1234")
+  monkeypatch.setenv("HASHJAX_NUM_PROCESSES", "4")
+  monkeypatch.setenv("HASHJAX_PROCESS_ID", "2")
+  assert distributed.initialize() is True
+  assert calls == [dict(coordinator_address="10.0.0.1:1234", num_processes=4,
+                        process_id=2)]
+  assert distributed.initialize() is True   # idempotent: not started twice
+  assert len(calls) == 1
+
+
+@pytest.mark.parametrize("env", [
+    {"SLURM_NTASKS": "8"}, {"OMPI_COMM_WORLD_SIZE": "2"},
+    {"TPU_WORKER_HOSTNAMES": "t1v-0,t1v-1,t1v-2,t1v-3"}])
+def test_initialize_auto_detects_cluster_launchers(calls, monkeypatch, env):
+  for k, v in env.items():
+    monkeypatch.setenv(k, v)
+  assert distributed.initialize() is True
+  assert calls == [{}]   # jax reads the cluster environment itself
+
+
+@pytest.mark.parametrize("env,match", [
+    ({"HASHJAX_PROCESS_ID": "0"}, "HASHJAX_NUM_PROCESSES must be set"),
+    ({"HASHJAX_NUM_PROCESSES": "two", "HASHJAX_PROCESS_ID": "0"}, "must be an integer"),
+    ({"HASHJAX_NUM_PROCESSES": "2", "HASHJAX_PROCESS_ID": "2"},
+     "process id 2 of 2 processes")])
+def test_initialize_rejects_bad_explicit_settings(calls, monkeypatch, env, match):
+  monkeypatch.setenv("HASHJAX_COORDINATOR", "10.0.0.1:1234")
+  for k, v in env.items():
+    monkeypatch.setenv(k, v)
+  with pytest.raises(ValueError, match=match):
+    distributed.initialize()
+  assert calls == []
+
+
+def test_host_shard_on_one_process_returns_everything():
+  idx = np.random.default_rng(0).permutation(37)   # any length divides by 1
+  np.testing.assert_array_equal(distributed.host_shard(idx), idx)
+
+
+@pytest.mark.parametrize("count", [2, 3, 4, 6])
+def test_host_shards_are_disjoint_and_cover_the_batch(monkeypatch, count):
+  idx = np.random.default_rng(count).permutation(1000)[:24]
+  parts = []
+  for p in range(count):
+    # As each host would see it: jax reports this host's index and the host count.
+    monkeypatch.setattr(jax, "process_index", lambda p=p: p)
+    monkeypatch.setattr(jax, "process_count", lambda: count)
+    parts.append(distributed.host_shard(idx))
+  per = 24 // count
+  for p, part in enumerate(parts):   # reference: contiguous blocks by hand
+    np.testing.assert_array_equal(part, [idx[i] for i in range(p * per, (p + 1) * per)])
+  flat = np.concatenate(parts)
+  np.testing.assert_array_equal(flat, idx)            # in process order
+  assert len(set(flat.tolist())) == 24                # disjoint
+
+
+def test_host_shard_explicit_arguments_match_block_split():
   idx = np.arange(12) * 10
   parts = [distributed.host_shard(idx, process_index=p, process_count=3)
            for p in range(3)]
-  np.testing.assert_array_equal(np.concatenate(parts), idx)
-  assert [len(p) for p in parts] == [4, 4, 4]
-  np.testing.assert_array_equal(distributed.host_shard(idx), idx)  # one host here
+  assert [p.tolist() for p in parts] == [[0, 10, 20, 30], [40, 50, 60, 70],
+                                         [80, 90, 100, 110]]
 
 
-def test_host_shard_rejects_uneven_batches():
-  with pytest.raises(ValueError, match="do not split evenly over 5 hosts"):
-    distributed.host_shard(np.arange(12), process_index=0, process_count=5)
+@pytest.mark.parametrize("kw,arg,match", [
+    (dict(process_index=0, process_count=5), np.arange(12),
+     "do not split evenly over 5 hosts"),
+    (dict(process_index=3, process_count=3), np.arange(12), "got 3 of 3"),
+    (dict(process_index=0, process_count=1), np.zeros((2, 2)), r"1-D \[n\]")])
+def test_host_shard_rejects_bad_inputs(kw, arg, match):
+  with pytest.raises(ValueError, match=match):
+    distributed.host_shard(arg, **kw)
