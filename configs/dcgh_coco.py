@@ -9,6 +9,7 @@ is the paper's. CLIP weights and vocabulary from a local folder (``clip=``: an H
 ``openai/clip-vit-base-patch32`` folder, or ``clip=ViT-B-32.pt,vocab=<folder with
 vocab.json + merges.txt>``). 100 epochs, batch 128, bits 16/32/64. ``legacy_rng``
 reproduces the reference's ``np.random.permutation`` split for files in its row order.
+``dtype=bfloat16`` computes in bf16 with float32 parameters and optimiser state.
 
   python -m hashjax.main \\
       --config=configs/dcgh_coco.py:bits=64,root=/data/coco,clip=/models/clip-vit-base-patch32 \\
@@ -25,7 +26,8 @@ DATASET = "coco"
 def get_config(arg=None):
   a = parse_arg(arg, bits=64, root="", image_root="", strip_prefix="", clip="", vocab="",
                 seed=0, epochs=100, batch=128, num_val=1000, legacy_rng=False,
-                parallelism="jit", runlocal=False)
+                parallelism="jit", dtype="float32",
+                runlocal=False)
   c = ml_collections.ConfigDict()
   c.method = "dcgh"
   c.seed = a["seed"]
@@ -45,7 +47,7 @@ def get_config(arg=None):
       tokenizer="clip", path=a["vocab"] or a["clip"] or None, context_length=32))
   c.model = ml_collections.ConfigDict(dict(
       kind="clip", preset="checkpoint" if a["clip"] else "vit_b32",
-      clip_path=a["clip"] or None, context_length=32, dropout=0.2, dtype="float32",
+      clip_path=a["clip"] or None, context_length=32, dropout=0.2, dtype=a["dtype"],
       remat=False))
   c.loss = ml_collections.ConfigDict(dict(neg_weight=0.8, pos_weight=0.05))
   c.optim = ml_collections.ConfigDict(dict(
@@ -57,8 +59,8 @@ def get_config(arg=None):
   c.eval_every_epochs = 1
   c.log_every_steps = 50
   c.progress_bar = True
-  c.stop_after_steps = None
-  c.debug = ml_collections.ConfigDict(dict(nan_at_step=None))
+  c.stop_after_steps = 0   # > 0: stop (after saving) at that step; 0: run to the end
+  c.debug = ml_collections.ConfigDict(dict(nan_at_step=-1))
   if a["runlocal"]:   # CPU-sized: tiny towers, a locally trained BPE, few items
     c.num_epochs = min(c.num_epochs, 2)
     c.data.num_query, c.data.num_train = 40, 160

@@ -45,8 +45,8 @@ def get_config(arg=None):
   c.eval_every_epochs = 5
   c.log_every_steps = 100
   c.progress_bar = True
-  c.stop_after_steps = None
-  c.debug = ml_collections.ConfigDict(dict(nan_at_step=None))
+  c.stop_after_steps = 0   # > 0: stop (after saving) at that step; 0: run to the end
+  c.debug = ml_collections.ConfigDict(dict(nan_at_step=-1))
   if a["runlocal"]:
     c.num_epochs = min(c.num_epochs, 3)
     c.input.batch_size = 64

@@ -10,7 +10,7 @@ Output (``codes.npz``, the format :mod:`hashjax.search` reads): ``codes`` int8
 
 Shallow methods (RREH, baselines) load ``model.npz`` written by
 :func:`hashjax.experiment.train_and_evaluate`; DCGH loads its Orbax checkpoint
-directory (``hashjax.dcgh.train.load_encoder``).
+directory (``hashjax.dcgh.export.encode_split`` / ``load_encoder``).
 """
 
 from __future__ import annotations
@@ -50,15 +50,19 @@ def load_encoder(config: Any, checkpoint: str):
     impl = baselines.get_baseline(method)
     return lambda x, m: impl.encode(model, x, m)
   if method == "dcgh":
-    from hashjax.dcgh import train  # pylint: disable=g-import-not-at-top
+    from hashjax.dcgh import export  # pylint: disable=g-import-not-at-top
 
-    return train.load_encoder(config, checkpoint)
+    return export.load_encoder(config, checkpoint)
   raise ValueError(f"unknown method {method!r}.")
 
 
 def encode_split(config: Any, checkpoint: str, split: str, modality: str | int | None
                  ) -> dict[str, np.ndarray]:
   """Encodes one modality of one split; returns the arrays written to ``codes.npz``."""
+  if config.method == "dcgh":  # images + captions (or features), dealt as in training
+    from hashjax.dcgh import export  # pylint: disable=g-import-not-at-top
+
+    return export.encode_split(config, checkpoint, split, modality)
   from hashjax import data as hdata  # pylint: disable=g-import-not-at-top
 
   parts = hdata.get_retrieval_split(config.data)

@@ -1,5 +1,6 @@
 """DCGH (Deep Class-Guided Hashing, SPEC §2): model, loss, optimisers, training."""
 
+from hashjax.dcgh.export import encode_split, load_encoder
 from hashjax.dcgh.losses import LOSS_TERMS, dcgh_loss, init_proxies
 from hashjax.dcgh.model import DCGH, FeatureDCGH, build_model
 from hashjax.dcgh.optim import (
@@ -8,7 +9,7 @@ from hashjax.dcgh.optim import (
     proxy_optimizer,
     warmup_cosine_schedule,
 )
-from hashjax.dcgh.train import load_encoder, train_and_evaluate, train_step
+from hashjax.dcgh.train import train_and_evaluate, train_step
 
 __all__ = [
     "DCGH",
@@ -18,6 +19,7 @@ __all__ = [
     "build_model",
     "dcgh_loss",
     "dcgh_optimizer",
+    "encode_split",
     "init_proxies",
     "load_encoder",
     "proxy_optimizer",

@@ -16,12 +16,14 @@ non-finite loss raises ``FloatingPointError`` naming its step there, before any 
 so the last checkpoint on disk is a good one. ``config.stop_after_steps`` stops early
 (after saving) to test resumption; ``config.debug.nan_at_step`` poisons one batch.
 
-Files in ``workdir``: ``config.json``, ``metrics.jsonl`` (a line per log and per
-evaluation), ``checkpoints/`` (latest states), ``best/`` (parameters and proxies with
-the best validation mAP), ``results.json``, ``tokenizer/`` (locally trained BPE).
-No TensorBoard event files are written: ``flax.metrics.tensorboard`` needs TensorFlow
-and neither ``clu`` nor ``tensorboardX`` is a dependency; ``metrics.jsonl`` holds the
-same scalars.
+Files in ``workdir``: ``config.json``, ``metrics.jsonl`` (a line per log: loss, its
+ten terms, learning rates; and per evaluation: validation and query mAPs),
+``checkpoints/`` (latest states), ``best/`` (parameters and proxies with the best
+validation mAP), ``results.json``, ``tokenizer/`` (locally trained BPE) and, when the
+optional ``tensorboardX`` package is importable (``config.tensorboard``, default True),
+``tensorboard/`` event files with the same scalars. TensorBoard is optional because
+``flax.metrics.tensorboard`` needs TensorFlow and ``clu`` is not a dependency;
+:func:`hashjax.plotting.training_curves` plots ``metrics.jsonl``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from tqdm import tqdm
 from hashjax import checkpoint as ckpt_lib
 from hashjax.dcgh import input_pipeline as pp
 from hashjax.dcgh import losses, optim
+from hashjax.dcgh.export import load_encoder  # noqa: F401  (re-exported)
 from hashjax.dcgh.model import build_model
 
 __all__ = ["create_state", "encode_step", "evaluate", "load_encoder", "train_and_evaluate",
@@ -83,7 +86,7 @@ def train_step(state: dict[str, Any], batch: dict[str, jax.Array], rng: jax.Arra
     axis_name: pmap axis (None under jit).
 
   Returns:
-    ``(new_state, metrics)`` with the loss, its ten terms and the learning rates.
+    ``(new_state, metrics)`` with the loss and its ten terms.
   """
   rng = jax.random.fold_in(rng, state["step"])
   if axis_name is not None:
@@ -168,11 +171,17 @@ def evaluate(params: Any, query: pp.ItemSource, database: pp.ItemSource, *,
 
 
 class _MetricWriter:
-  """JSON lines in ``workdir/metrics.jsonl`` (process 0 only); replays the kept history."""
+  """JSON lines in ``workdir/metrics.jsonl`` (process 0 only); replays the kept history.
 
-  def __init__(self, workdir: str | None, *, resume_step: int):
+  With ``tensorboard=True`` and ``tensorboardX`` importable, every row's numbers also
+  go to TensorBoard event files in ``workdir/tensorboard`` (tag = key, e.g.
+  ``loss``, ``val/mean_map``); without ``tensorboardX`` the JSON lines are the record.
+  """
+
+  def __init__(self, workdir: str | None, *, resume_step: int, tensorboard: bool = False):
     self.path = os.path.join(workdir, "metrics.jsonl") if workdir else None
     self.history: list[dict[str, Any]] = []
+    self.tb = None
     if self.path and os.path.exists(self.path):
       with open(self.path) as f:
         rows = [json.loads(line) for line in f if line.strip()]
@@ -181,6 +190,13 @@ class _MetricWriter:
       if jax.process_index() == 0:
         with open(self.path, "w") as f:
           f.writelines(json.dumps(r) + "\n" for r in rows)
+    if tensorboard and workdir and jax.process_index() == 0:
+      try:
+        from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      except ImportError:
+        SummaryWriter = None  # noqa: N806
+      if SummaryWriter is not None:
+        self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def write(self, row: dict[str, Any]) -> None:
     if row.get("kind") == "eval":
@@ -188,6 +204,15 @@ class _MetricWriter:
     if self.path and jax.process_index() == 0:
       with open(self.path, "a") as f:
         f.write(json.dumps(row) + "\n")
+    if self.tb is not None:
+      for k, v in row.items():
+        if k not in ("kind", "step") and isinstance(v, (int, float)):
+          self.tb.add_scalar(k if "/" in k else f"{row['kind']}/{k}", v, row["step"])
+      self.tb.flush()
+
+  def close(self) -> None:
+    if self.tb is not None:
+      self.tb.close()
 
 
 def _check_finite(pending: list[tuple[int, jax.Array]], latest_saved: int | None) -> float:
@@ -342,7 +367,8 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
       towers = clip_weights.load_clip_towers(clip_path, vision=model.vision, text=model.text)
       state["params"] = jax.device_put(
           clip_weights.replace_towers(jax.device_get(state["params"]), towers), repl)
-  writer = _MetricWriter(workdir, resume_step=start_step)
+  writer = _MetricWriter(workdir, resume_step=start_step,
+                         tensorboard=bool(config.get("tensorboard", True)))
   latest_saved = start_step if restored is not None else None
   best_params_tree = lambda st: {"params": st["params"], "proxies": st["proxies"]}  # noqa: E731
 
@@ -355,12 +381,15 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
     unrep = lambda st: st  # noqa: E731
 
   # ---------------------------------------------------------------- train loop
-  stop_after = config.get("stop_after_steps", None)
-  nan_at = config.get("debug", {}).get("nan_at_step", None)
+  stop_after = config.get("stop_after_steps", None) or None   # 0 / None: no early stop
+  nan_at = config.get("debug", {}).get("nan_at_step", None)     # -1 / None: off
   log_every = int(config.get("log_every_steps", 50))
   eval_every = int(config.get("eval_every_epochs", 1))
   top_r = config.eval.get("top_r", None)
   query_every_eval = bool(config.eval.get("query_every_eval", True))
+  lr_fns = {f"lr_{k}": optim.warmup_cosine_schedule(float(o[f"{k}_lr"]), total_steps,
+                                                    warmup=float(o.warmup))
+            for k in ("tower", "head")}   # the lr the step used (its count from 0)
   pending: list[tuple[int, jax.Array]] = []
   stopped_at = None
   t0 = time.perf_counter()
@@ -398,7 +427,8 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
           m = jax.device_get(metrics)
           m = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in m.items()}
           writer.write({"kind": "train", "step": done, "epoch": done / spe,
-                        "seconds": time.perf_counter() - t0, **m})
+                        "seconds": time.perf_counter() - t0, **m,
+                        **{k: float(f(step)) for k, f in lr_fns.items()}})
           bar.set_postfix(loss=f"{loss:.4f}")
       if is_eval:
         params = unrep(state)["params"]
@@ -422,6 +452,7 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
         break
   finally:
     bar.close()
+    writer.close()
     if ck is not None:
       ck.wait()
   train_seconds = time.perf_counter() - t0
@@ -447,7 +478,7 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
       "method": "dcgh", "bits": int(config.bits), "num_train": sources.train.num_items,
       "num_validation": sources.val_query.num_items, "num_query": sources.query.num_items,
       "num_database": sources.database.num_items, "total_steps": total_steps,
-      "train_seconds": train_seconds,
+      "resumed_from_step": start_step, "train_seconds": train_seconds,   # this process
       "selected": {"step": sel_step, "epoch": sel_row["epoch"],
                    "validation": {k[4:]: v for k, v in sel_row.items() if k.startswith("val/")},
                    "query": final_query},
@@ -464,41 +495,3 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump(result, f, indent=2)
   return result
-
-
-def load_encoder(config: Any, checkpoint: str):
-  """``encode_fn(x, m) -> int8 {-1,+1} [n, bits]`` from a run's best parameters.
-
-  Args:
-    config: the run's config.
-    checkpoint: the run's workdir (or its ``best/`` folder).
-
-  Returns:
-    ``encode_fn``: m = 0 encodes images (features ``[n, d1]`` or preprocessed
-    ``[n, S, S, 3]``), m = 1 texts (features ``[n, d2]`` or token ids ``[n, L]``).
-  """
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-
-  best_dir = os.path.join(checkpoint, "best")
-  best_dir = best_dir if os.path.isdir(best_dir) else checkpoint
-  with ocp.CheckpointManager(best_dir) as mgr:
-    step = mgr.best_step() if mgr.best_step() is not None else mgr.latest_step()
-    if step is None:
-      raise ValueError(f"no checkpoint under {best_dir}.")
-    params = mgr.restore(step, args=ocp.args.StandardRestore())["params"]
-  model_cfg = {"model": config.model.to_dict(), "bits": int(config.bits)}
-  if config.model.get("kind") == "clip" and config.text.get("tokenizer") == "bpe":
-    vocab = int(np.asarray(params["text_tower"]["token_embedding"]["embedding"]).shape[0])
-    model_cfg["model"]["text"] = {**dict(config.model.get("text", None) or {}),
-                                  "vocab_size": vocab, "eos_token_id": vocab - 1}
-  model = build_model(model_cfg)
-  methods = (jax.jit(lambda p, x: model.apply({"params": p}, x, method="encode_image")),
-             jax.jit(lambda p, x: model.apply({"params": p}, x, method="encode_text")))
-
-  def encode_fn(x, m):
-    if m not in (0, 1):
-      raise ValueError(f"DCGH has two modalities (0 image, 1 text), got {m}.")
-    h = methods[m](params, jnp.asarray(x))
-    return np.asarray(jnp.where(h >= 0, 1, -1).astype(jnp.int8))
-
-  return encode_fn

@@ -11,8 +11,8 @@ import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
+from hashjax.dcgh import export
 from hashjax.dcgh import input_pipeline as pp
-from hashjax.dcgh import tokenizer as tk
 from hashjax.dcgh import train
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -40,10 +40,24 @@ def _tiny(**over):
   return c
 
 
-def _losses(workdir):
+def _rows(workdir):
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    rows = [json.loads(line) for line in f]
-  return {r["step"]: r["loss"] for r in rows if r["kind"] == "train"}
+    return [json.loads(line) for line in f]
+
+
+def _losses(workdir):
+  return {r["step"]: r["loss"] for r in _rows(workdir) if r["kind"] == "train"}
+
+
+def _numpy_map(q, d, q_labels, d_labels):
+  """mAP@all: Hamming ranking, ties by database index, relevant = a shared label."""
+  aps = []
+  for i in range(q.shape[0]):
+    order = np.argsort((q[i][None, :] != d).sum(1), kind="stable")
+    rel = (d_labels[order].astype(int) @ q_labels[i].astype(int)) > 0
+    ranks = np.flatnonzero(rel) + 1
+    aps.append(np.mean(np.arange(1, ranks.size + 1) / ranks) if ranks.size else 0.0)
+  return float(np.mean(aps))
 
 
 def _restore(path):
@@ -66,6 +80,25 @@ def test_resume_is_exact_and_smoke(tmp_path):
   assert res["selected"]["query"]["i2t_map"] > 0.12
   losses = _losses(full)
   assert sorted(losses) == list(range(1, 17)) and all(np.isfinite(list(losses.values())))
+  # Model selection: the best/ checkpoint is the evaluation with the best validation mAP.
+  evals = [r for r in _rows(full) if r["kind"] == "eval"]
+  assert [r["step"] for r in evals] == [8, 16]
+  best_val = max(r["val/mean_map"] for r in evals)
+  assert res["selected"]["validation"]["mean_map"] == best_val
+  assert export.load_best_params(_tiny(), full)[1] is not None
+  # Logged learning rates: BertAdam warmup_cosine on x = (step - 1) / 16, hand-written.
+  x = np.arange(16) / 16
+  f = np.where(x < 0.1, x / 0.1, 0.5 * (1 + np.cos(np.pi * x)))
+  lrs = [r["lr_head"] for r in _rows(full) if r["kind"] == "train"]
+  np.testing.assert_allclose(lrs, 1e-3 * f, rtol=1e-5, atol=1e-12)
+  # Codes written by encode_split reproduce the selected query mAP (NumPy mAP here).
+  q = export.encode_split(_tiny(), full, "query", "image")
+  d = export.encode_split(_tiny(), full, "database", "text")
+  assert q["codes"].shape == (693, 16) and d["codes"].shape == (2173, 16)
+  assert set(np.unique(q["codes"])) <= {-1, 1} and str(d["modality"]) == "text"
+  np.testing.assert_allclose(
+      _numpy_map(q["codes"], d["codes"], q["labels"], d["labels"]),
+      res["selected"]["query"]["i2t_map"], rtol=1e-6)
 
   stopped = train.train_and_evaluate(_tiny(stop_after_steps=6), part)
   assert stopped == {"stopped_at": 6, "total_steps": 16}
@@ -99,6 +132,7 @@ def test_pmap_matches_jit(tmp_path):
 def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
   wd = str(tmp_path / "nan")
   cfg = _tiny()
+  cfg.model.dtype = "bfloat16"   # bf16 compute, float32 parameters and optimiser state
   cfg.debug.nan_at_step = 5   # the 6th batch (steps count from 0)
   with pytest.raises(FloatingPointError, match="at step 5"):
     train.train_and_evaluate(cfg, wd)
@@ -106,6 +140,9 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
   assert step == 4
   for leaf in jax.tree_util.tree_leaves(state):
     assert np.all(np.isfinite(np.asarray(leaf, np.float64)))
+  assert {np.asarray(x).dtype for x in jax.tree_util.tree_leaves(state["params"])} == {
+      np.dtype(np.float32)}
+  assert all(np.isfinite(list(_losses(wd).values())))   # steps 1..5 trained in bf16
 
 
 def test_batch_not_divisible_by_devices_raises(tmp_path):
@@ -202,7 +239,42 @@ def test_image_text_path_standard_layout(tmp_path):
           res["num_database"]) == (12, 4, 6, 18)
   assert res["total_steps"] == 2 and 0 < res["selected"]["query"]["i2t_map"] <= 1
   assert os.path.isdir(tmp_path / "wd" / "tokenizer")
-  enc = train.load_encoder(cfg, str(tmp_path / "wd"))
-  tokens = tk.load_tokenizer(tmp_path / "wd" / "tokenizer").encode(["a dog on skis"])
-  codes = enc(tokens, 1)
-  assert codes.shape == (1, 16) and set(np.unique(codes)) <= {-1, 1}
+  # encode_split (the encode CLI; load_encoder inside): JPEGs + first captions from
+  # the saved tokenizer, reproducing the query mAP.
+  q = export.encode_split(cfg, str(tmp_path / "wd"), "query", "text")
+  d = export.encode_split(cfg, str(tmp_path / "wd" / "best"), "database", 0)
+  assert q["codes"].shape == (6, 16) and d["codes"].shape == (18, 16)
+  assert set(np.unique(q["codes"])) <= {-1, 1}
+  np.testing.assert_allclose(
+      _numpy_map(q["codes"], d["codes"], q["labels"], d["labels"]),
+      res["selected"]["query"]["t2i_map"], rtol=1e-6)
+  with pytest.raises(ValueError, match="tokenizer"):
+    export.encode_split(cfg, str(tmp_path), "query", "text")
+
+
+def test_metric_writer_tensorboard_events(tmp_path):
+  """With tensorboardX importable, rows also become TensorBoard scalars (TFRecords)."""
+  pytest.importorskip("tensorboardX")
+  import struct
+
+  from tensorboardX.proto import event_pb2
+
+  # pylint: disable-next=protected-access
+  w = train._MetricWriter(str(tmp_path), resume_step=0, tensorboard=True)
+  w.write({"kind": "train", "step": 3, "epoch": 0.5, "loss": 1.25, "lr_head": 1e-3})
+  w.write({"kind": "eval", "step": 6, "epoch": 1, "val/mean_map": 0.5})
+  w.close()
+  [name] = os.listdir(tmp_path / "tensorboard")
+  data = (tmp_path / "tensorboard" / name).read_bytes()
+  scalars, pos = {}, 0
+  while pos < len(data):   # TFRecord: u64 length, u32 crc, payload, u32 crc
+    (n,) = struct.unpack("<Q", data[pos:pos + 8])
+    event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + n])
+    pos += 16 + n
+    for v in event.summary.value:
+      scalars[(v.tag, event.step)] = v.simple_value
+  assert scalars == pytest.approx({("train/epoch", 3): 0.5, ("train/loss", 3): 1.25,
+                                   ("train/lr_head", 3): 1e-3, ("eval/epoch", 6): 1.0,
+                                   ("val/mean_map", 6): 0.5})
+  with open(tmp_path / "metrics.jsonl") as f:
+    assert [json.loads(line)["step"] for line in f] == [3, 6]

@@ -1,0 +1,140 @@
+"""Hash codes from a trained DCGH run: ``load_encoder`` and ``encode_split``.
+
+  python -m hashjax.encode --config=configs/dcgh_coco_mini.py --checkpoint=/tmp/dcgh_coco_mini \\
+      --split=database --out=/tmp/codes.npz
+
+Both read the parameters with the best validation mAP (``workdir/best``, written by
+:func:`hashjax.dcgh.train.train_and_evaluate`); a locally trained BPE tokenizer is
+read back from ``workdir/tokenizer``. Codes are int8 ``{-1, +1}`` (``sign(0) = +1``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hashjax.dcgh import input_pipeline as pp
+from hashjax.dcgh.model import build_model
+
+__all__ = ["MODALITIES", "encode_split", "load_best_params", "load_encoder"]
+
+MODALITIES = ("image", "text")
+
+
+def _workdir(checkpoint: str) -> str:
+  path = os.path.normpath(os.fspath(checkpoint))
+  return os.path.dirname(path) if os.path.basename(path) == "best" else path
+
+
+def load_best_params(config: Any, checkpoint: str) -> tuple[Any, Any]:
+  """``(model, params)`` of a run's best checkpoint.
+
+  Args:
+    config: the run's config.
+    checkpoint: the run's workdir (or its ``best/`` folder).
+
+  Returns:
+    the flax module (vocabulary size read from the checkpoint for BPE runs) and its
+    parameters (NumPy leaves).
+
+  Raises:
+    ValueError: no checkpoint under ``checkpoint``.
+  """
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
+  best_dir = os.path.join(_workdir(checkpoint), "best")
+  if not os.path.isdir(best_dir):
+    raise ValueError(f"no best/ checkpoint folder under {checkpoint!r}: pass the workdir "
+                     "of a finished DCGH run.")
+  with ocp.CheckpointManager(best_dir) as mgr:
+    step = mgr.best_step() if mgr.best_step() is not None else mgr.latest_step()
+    if step is None:
+      raise ValueError(f"no checkpoint under {best_dir}.")
+    params = mgr.restore(step, args=ocp.args.StandardRestore())["params"]
+  model_cfg = {"model": config.model.to_dict(), "bits": int(config.bits)}
+  if config.model.get("kind") == "clip" and config.text.get("tokenizer") == "bpe":
+    vocab = int(np.asarray(params["text_tower"]["token_embedding"]["embedding"]).shape[0])
+    model_cfg["model"]["text"] = {**dict(config.model.get("text", None) or {}),
+                                  "vocab_size": vocab, "eos_token_id": vocab - 1}
+  return build_model(model_cfg), params
+
+
+def load_encoder(config: Any, checkpoint: str):
+  """``encode_fn(x, m) -> int8 {-1,+1} [n, bits]`` from a run's best parameters.
+
+  Args:
+    config: the run's config.
+    checkpoint: the run's workdir (or its ``best/`` folder).
+
+  Returns:
+    ``encode_fn``: m = 0 encodes images (features ``[n, d1]`` or preprocessed
+    ``[n, S, S, 3]``), m = 1 texts (features ``[n, d2]`` or token ids ``[n, L]``).
+  """
+  model, params = load_best_params(config, checkpoint)
+  methods = (jax.jit(lambda p, x: model.apply({"params": p}, x, method="encode_image")),
+             jax.jit(lambda p, x: model.apply({"params": p}, x, method="encode_text")))
+
+  def encode_fn(x, m):
+    if m not in (0, 1):
+      raise ValueError(f"DCGH has two modalities (0 image, 1 text), got {m}.")
+    h = methods[m](params, jnp.asarray(x))
+    return np.asarray(jnp.where(h >= 0, 1, -1).astype(jnp.int8))
+
+  return encode_fn
+
+
+def _modality_index(modality: str | int | None) -> int:
+  if modality is None:
+    return 0
+  if isinstance(modality, int) or str(modality).isdigit():
+    m = int(modality)
+  elif modality in MODALITIES:
+    m = MODALITIES.index(modality)
+  else:
+    raise ValueError(f"modality must be one of {MODALITIES} or 0/1, got {modality!r}.")
+  if m not in (0, 1):
+    raise ValueError(f"DCGH has two modalities (0 image, 1 text), got {m}.")
+  return m
+
+
+def encode_split(config: Any, checkpoint: str, split: str,
+                 modality: str | int | None = None) -> dict[str, np.ndarray]:
+  """Encodes one modality of one split of a DCGH run's data (the ``codes.npz`` arrays).
+
+  The data are dealt exactly as in training (:func:`input_pipeline.build_sources`):
+  ``query`` and ``database`` are the test split; ``train`` the training items (the
+  validation items held out). Images get the evaluation preprocessing, texts their
+  first caption.
+
+  Args:
+    config: the run's config.
+    checkpoint: the run's workdir (or its ``best/`` folder).
+    split: ``"train"``, ``"query"`` or ``"database"``.
+    modality: ``"image"`` / 0 (default) or ``"text"`` / 1.
+
+  Returns:
+    ``codes`` int8 ``[n, bits]``, ``ids`` int64 ``[n]`` (rows within the split),
+    ``labels`` uint8 ``[n, C]``, ``bits``, ``modality`` (name).
+  """
+  if split not in ("train", "query", "database"):
+    raise ValueError(f"split must be 'train', 'query' or 'database', got {split!r}.")
+  m = _modality_index(modality)
+  workdir = _workdir(checkpoint)
+  if (config.model.get("kind", "clip") == "clip" and config.text.get("tokenizer") == "bpe"
+      and not os.path.isdir(os.path.join(workdir, "tokenizer"))):
+    raise ValueError(f"{workdir} has no tokenizer/ folder (the BPE tokenizer trained with "
+                     "the model); pass the run's workdir.")
+  encode_fn = load_encoder(config, checkpoint)
+  part = getattr(pp.build_sources(config, workdir), split)
+  chunks = []
+  for batch in pp.eval_batches(part, batch_size=int(config.input.eval_batch_size),
+                               num_threads=config.input.get("num_threads", 2)):
+    chunks.append(encode_fn(batch[MODALITIES[m]], m)[batch["mask"]])
+  codes = np.concatenate(chunks)
+  return {"codes": codes, "ids": np.arange(part.num_items, dtype=np.int64),
+          "labels": np.asarray(part.labels, np.uint8), "bits": np.int64(codes.shape[1]),
+          "modality": np.array(MODALITIES[m])}
