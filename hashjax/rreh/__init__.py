@@ -1,1 +1,49 @@
-"""hashjax.rreh."""
+"""RREH: Reconstruction Relations Embedded Hashing for semi-paired data (SPEC §1).
+
+``fit(paired_views, unpaired_views, config, rng) -> RREHModel`` and
+``encode(model, x, modality) -> int8 [n, bits]``; the solver (``init`` / ``update`` /
+``run`` on an :class:`RREHProblem`) and its steps are in :mod:`hashjax.rreh.solver`
+and :mod:`hashjax.rreh.steps`.
+"""
+
+from hashjax.rreh import steps
+from hashjax.rreh.api import (
+    DEFAULTS,
+    RECONSTRUCT_AGAINST,
+    RREHModel,
+    default_mesh,
+    encode,
+    fit,
+    resolve_config,
+)
+from hashjax.rreh.solver import (
+    RREHAux,
+    RREHHyper,
+    RREHProblem,
+    RREHState,
+    init,
+    make_hyper,
+    prepare,
+    run,
+    update,
+)
+
+__all__ = [
+    "DEFAULTS",
+    "RECONSTRUCT_AGAINST",
+    "RREHAux",
+    "RREHHyper",
+    "RREHModel",
+    "RREHProblem",
+    "RREHState",
+    "default_mesh",
+    "encode",
+    "fit",
+    "init",
+    "make_hyper",
+    "prepare",
+    "resolve_config",
+    "run",
+    "steps",
+    "update",
+]

@@ -1,0 +1,316 @@
+"""RREH front end: ``fit`` on semi-paired views, ``encode`` out-of-sample items.
+
+  model = hashjax.rreh.fit(paired_views, unpaired_views, config, rng)
+  codes = hashjax.rreh.encode(model, x, modality)      # int8 [n, bits] in {-1, +1}
+
+``fit`` validates the inputs, samples paired anchors, stacks every modality on a
+zero-padded ``[M, n, d_max]`` array (paired rows first, then the modality's unpaired
+rows, then padding; rows masked), runs the kernel step and the solver of
+:mod:`hashjax.rreh.solver`, and returns an :class:`RREHModel` pytree. The item axis is
+sharded over ``mesh`` (default: every device on one ``"data"`` axis), so the
+``k x k`` Gram products become cross-device reductions; n is padded to a multiple of
+the device count with masked rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from hashjax import checks
+from hashjax.rreh import solver, steps
+
+__all__ = [
+    "DEFAULTS",
+    "RECONSTRUCT_AGAINST",
+    "RREHModel",
+    "default_mesh",
+    "encode",
+    "fit",
+    "resolve_config",
+]
+
+RECONSTRUCT_AGAINST = ("anchors", "paired")
+
+# SPEC §1 sanity values; the configs in configs/rreh_*.py hold validated defaults.
+DEFAULTS: dict[str, Any] = dict(
+    bits=64, num_anchors=600, theta=1.0, beta=0.1, lam=0.01, iterations=20,
+    orthogonal_v=False, kernel=True, delta2=None, reconstruct_against="anchors")
+
+
+class RREHModel(NamedTuple):
+  """A fitted RREH model (a pytree of arrays; saved with ``hashjax.serialization``).
+
+  Attributes:
+    anchors: ``[M, k, d_max]`` anchor features of every modality (zero-padded).
+    delta2: ``[M]`` kernel widths.
+    mean: ``[M, f]`` training mean of the features (``f = k`` kernel features, or
+      ``f = d_max`` raw features when ``kernel`` is false).
+    W: ``[M, f, b]`` hash projections.
+    dims: int32 ``[M]`` raw feature width of every modality.
+    anchor_index: int32 ``[k]`` rows of the paired training items used as anchors.
+    kernel: bool ``[]`` whether features are kernelized.
+    objective: ``[iterations]`` objective after each iteration.
+  """
+
+  anchors: jax.Array
+  delta2: jax.Array
+  mean: jax.Array
+  W: jax.Array
+  dims: jax.Array
+  anchor_index: jax.Array
+  kernel: jax.Array
+  objective: jax.Array
+
+
+def default_mesh() -> jax.sharding.Mesh:
+  """One ``"data"`` axis over every device (a single device is a mesh of size 1).
+
+  The axis is ``AxisType.Auto``: the compiler propagates the item-axis sharding
+  through the solver (the ``k x k`` Gram products become all-reduces).
+  """
+  return jax.make_mesh((jax.device_count(),), ("data",),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def _auto_mesh(mesh: jax.sharding.Mesh) -> jax.sharding.Mesh:
+  """The same devices and axis names with every axis ``Auto``."""
+  return jax.sharding.Mesh(mesh.devices, mesh.axis_names,
+                           axis_types=(jax.sharding.AxisType.Auto,) * len(
+                               mesh.axis_names))
+
+
+def _number(name: str, value: Any, *, positive: bool) -> float:
+  if isinstance(value, bool) or not isinstance(value, (int, float, np.integer,
+                                                       np.floating)):
+    raise ValueError(f"{name} must be a number, got {value!r}.")
+  v = float(value)
+  if not math.isfinite(v) or (v <= 0 if positive else v < 0):
+    raise ValueError(
+        f"{name} must be {'> 0' if positive else '>= 0'} and finite, got {value}.")
+  return v
+
+
+def resolve_config(config: Any) -> dict[str, Any]:
+  """Validated RREH settings from a ConfigDict or mapping (missing keys: DEFAULTS).
+
+  Raises:
+    ValueError: unknown keys or invalid values.
+  """
+  if config is None:
+    cfg = {}
+  elif hasattr(config, "to_dict"):
+    cfg = dict(config.to_dict())
+  elif isinstance(config, Mapping):
+    cfg = dict(config)
+  else:
+    raise ValueError(f"config must be a ConfigDict or mapping, got {type(config).__name__}.")
+  unknown = sorted(set(cfg) - set(DEFAULTS))
+  if unknown:
+    raise ValueError(f"unknown RREH config key(s) {unknown}; known: {sorted(DEFAULTS)}.")
+  out = {**DEFAULTS, **cfg}
+  out["bits"] = checks.check_bits(out["bits"])
+  out["num_anchors"] = checks.check_positive_int("num_anchors", out["num_anchors"])
+  out["iterations"] = checks.check_positive_int("iterations", out["iterations"])
+  out["theta"] = _number("theta", out["theta"], positive=True)
+  out["beta"] = _number("beta", out["beta"], positive=False)
+  out["lam"] = _number("lam", out["lam"], positive=True)
+  for key in ("orthogonal_v", "kernel"):
+    if not isinstance(out[key], (bool, np.bool_)):
+      raise ValueError(f"{key} must be a bool, got {out[key]!r}.")
+    out[key] = bool(out[key])
+  if out["reconstruct_against"] not in RECONSTRUCT_AGAINST:
+    raise ValueError(
+        f"reconstruct_against must be one of {RECONSTRUCT_AGAINST}, got "
+        f"{out['reconstruct_against']!r}.")
+  d2 = out["delta2"]
+  if d2 is not None:
+    if isinstance(d2, (list, tuple, np.ndarray)):
+      out["delta2"] = tuple(_number("delta2", v, positive=True) for v in d2)
+    else:
+      out["delta2"] = _number("delta2", d2, positive=True)
+  return out
+
+
+def _check_views(paired_views: Any, unpaired_views: Any
+                 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+  for name, views in (("paired_views", paired_views), ("unpaired_views", unpaired_views)):
+    if hasattr(views, "shape") or not isinstance(views, Sequence):
+      raise ValueError(
+          f"{name} must be a list of M arrays [n, d_m], got {type(views).__name__}.")
+  m = len(paired_views)
+  if m < 2:
+    raise ValueError(f"RREH needs at least 2 modalities, got {m} paired view(s).")
+  if len(unpaired_views) != m:
+    raise ValueError(
+        f"unpaired_views must have one array per modality ({m}), got "
+        f"{len(unpaired_views)}.")
+  names = [f"paired_views[{i}]" for i in range(m)]
+  for nm, v in zip(names, paired_views):
+    checks.check_matrix(nm, v)
+  checks.check_same_rows(names, paired_views)
+  for i, (p, u) in enumerate(zip(paired_views, unpaired_views)):
+    shape = getattr(u, "shape", None)
+    if shape is None or len(shape) != 2:
+      raise ValueError(
+          f"unpaired_views[{i}] must be 2-D [n_u, d], got "
+          f"{'no array' if shape is None else tuple(shape)}.")
+    if shape[1] != p.shape[1]:
+      raise ValueError(
+          f"unpaired_views[{i}] has {shape[1]} columns but paired_views[{i}] has "
+          f"{p.shape[1]}; a modality's paired and unpaired items need the same width.")
+  paired = [np.asarray(v, np.float32) for v in paired_views]
+  unpaired = [np.asarray(v, np.float32) for v in unpaired_views]
+  for i, (p, u) in enumerate(zip(paired_views, unpaired_views)):
+    checks.check_finite(f"paired_views[{i}]", p)
+    checks.check_finite(f"unpaired_views[{i}]", u)
+  return paired, unpaired
+
+
+def _stack(paired: list[np.ndarray], unpaired: list[np.ndarray], multiple: int
+           ) -> tuple[np.ndarray, np.ndarray, int]:
+  """``[M, n, d_max]`` rows paired | unpaired | padding, the mask, and d_max."""
+  m = len(paired)
+  n_p = paired[0].shape[0]
+  n_u = max(u.shape[0] for u in unpaired)
+  n = -(-(n_p + n_u) // multiple) * multiple
+  d_max = max(p.shape[1] for p in paired)
+  x = np.zeros((m, n, d_max), np.float32)
+  mask = np.zeros((m, n), np.float32)
+  for i, (p, u) in enumerate(zip(paired, unpaired)):
+    x[i, :n_p, :p.shape[1]] = p
+    x[i, n_p:n_p + u.shape[0], :p.shape[1]] = u
+    mask[i, :n_p + u.shape[0]] = 1.0
+  return x, mask, d_max
+
+
+@jax.jit
+def _linear_features(x: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+  return jax.vmap(steps.center_features)(x, mask)
+
+
+def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
+        rng: jax.Array, *, mesh: jax.sharding.Mesh | None = None) -> RREHModel:
+  """Fits RREH on semi-paired data (SPEC §1).
+
+  Args:
+    paired_views: M >= 2 arrays ``[n_p, d_m]``; row i is the same item in every
+      modality.
+    unpaired_views: M arrays ``[n_u_m, d_m]`` of items seen in one modality only
+      (may be ``[0, d_m]``); the counts may differ between modalities.
+    config: ConfigDict or mapping with any of ``bits, num_anchors, theta, beta, lam,
+      iterations, orthogonal_v, kernel, delta2 (None: from the data; a number or one
+      per modality), reconstruct_against ('anchors' | 'paired')``; see
+      :data:`DEFAULTS`.
+    rng: PRNG key; split into the anchor key and the key of the initial V.
+    mesh: a mesh with a ``"data"`` axis for the item axis (default
+      :func:`default_mesh`).
+
+  Returns:
+    :class:`RREHModel`.
+
+  Raises:
+    ValueError: invalid settings; fewer than 2 modalities; paired views with
+      different row counts; NaN / inf; a modality whose unpaired width differs from
+      its paired width; ``orthogonal_v`` with ``bits >= n_p``.
+  """
+  cfg = resolve_config(config)
+  paired, unpaired = _check_views(paired_views, unpaired_views)
+  m, n_p = len(paired), paired[0].shape[0]
+  bits = cfg["bits"]
+  if cfg["orthogonal_v"] and bits >= n_p:
+    raise ValueError(
+        f"orthogonal_v needs bits < n_p (balanced, decorrelated V), got bits={bits}, "
+        f"n_p={n_p}.")
+  if isinstance(cfg["delta2"], tuple) and len(cfg["delta2"]) != m:
+    raise ValueError(f"delta2 must have one value per modality ({m}), got "
+                     f"{len(cfg['delta2'])}.")
+  mesh = default_mesh() if mesh is None else mesh
+  if "data" not in mesh.axis_names:
+    raise ValueError(f"mesh needs a 'data' axis, got axes {mesh.axis_names}.")
+  mesh = _auto_mesh(mesh)
+  rng_anchor, rng_init = jax.random.split(rng)
+
+  x, mask, d_max = _stack(paired, unpaired, mesh.shape["data"])
+  x_sh = NamedSharding(mesh, P(None, "data", None))
+  mask_sh = NamedSharding(mesh, P(None, "data"))
+  rep = NamedSharding(mesh, P())
+  x_dev = jax.device_put(x, x_sh)
+  mask_dev = jax.device_put(mask, mask_sh)
+
+  anchor_index = steps.sample_anchors(rng_anchor, n_p, cfg["num_anchors"])
+  anchors = jax.device_put(x[:, np.asarray(anchor_index)], rep)     # [M, k, d_max]
+  dims = tuple(int(p.shape[1]) for p in paired)
+  fixed = None if cfg["delta2"] is None else jnp.broadcast_to(
+      jnp.asarray(cfg["delta2"], jnp.float32), (m,))
+  if cfg["kernel"]:
+    phi, mean, delta2 = steps.kernel_step_unpadded(x_dev, mask_dev, anchors, fixed,
+                                                   dims=dims)
+  else:
+    phi, mean = _linear_features(x_dev, mask_dev)
+    delta2 = fixed if fixed is not None else jnp.ones((m,), jnp.float32)
+  if cfg["reconstruct_against"] == "anchors":
+    ref_idx = anchor_index
+  else:
+    ref_idx = jnp.arange(n_p, dtype=jnp.int32)
+  problem = solver.RREHProblem(phi=phi, mask=mask_dev, ref_idx=jax.device_put(
+      ref_idx, rep), num_paired=n_p)
+  hyper = solver.make_hyper(theta=cfg["theta"], beta=cfg["beta"], lam=cfg["lam"])
+  state = solver.run(problem, hyper, rng_init, bits=bits,
+                     iterations=cfg["iterations"], orthogonal_v=cfg["orthogonal_v"])
+  return RREHModel(
+      anchors=anchors, delta2=delta2, mean=mean, W=state.W,
+      dims=jnp.asarray([p.shape[1] for p in paired], jnp.int32),
+      anchor_index=anchor_index, kernel=jnp.asarray(cfg["kernel"]),
+      objective=state.objective)
+
+
+@partial(jax.jit, static_argnames=("kernel",))
+def _encode(x, anchors, delta2, mean, w, *, kernel):
+  if kernel:
+    phi = steps.kernel_features(x, anchors, delta2)
+  else:
+    phi = x
+  return jnp.where(steps.matmul(phi - mean, w) >= 0, 1, -1).astype(jnp.int8)
+
+
+def encode(model: RREHModel, x: Any, modality: int) -> jax.Array:
+  """Out-of-sample codes ``b(x) = sign(phi_m(x) W_m)`` of items of one modality.
+
+  Args:
+    model: from :func:`fit` (or loaded from disk).
+    x: ``[n, d_m]`` items of modality ``modality``.
+    modality: index m in ``[0, M)``.
+
+  Returns:
+    int8 ``[n, b]`` codes in {-1, +1} (``z >= 0`` -> +1).
+
+  Raises:
+    ValueError: modality out of range, wrong width, or NaN / inf in ``x``.
+  """
+  num = int(np.shape(model.dims)[0])
+  if isinstance(modality, bool) or not isinstance(modality, (int, np.integer)):
+    raise ValueError(f"modality must be an int index, got {modality!r}.")
+  if not 0 <= int(modality) < num:
+    raise ValueError(
+        f"modality must be in [0, {num}) for a {num}-modality model, got {modality}.")
+  mi = int(modality)
+  d = int(np.asarray(model.dims)[mi])
+  checks.check_matrix("x", x, cols=d)
+  checks.check_finite("x", x)
+  x = jnp.asarray(x, jnp.float32)
+  kernel = bool(np.asarray(model.kernel))
+  # Only the modality's own d columns: the padded columns of anchors are 0.
+  anchors = jnp.asarray(model.anchors[mi])[:, :d]
+  mean, w = jnp.asarray(model.mean[mi]), jnp.asarray(model.W[mi])
+  if not kernel:
+    mean, w = mean[:d], w[:d]
+  return _encode(x, anchors, jnp.asarray(model.delta2[mi]), mean, w, kernel=kernel)

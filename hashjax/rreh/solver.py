@@ -1,0 +1,216 @@
+"""RREH alternating solver, after jaxopt / ott-jax: ``init``, ``update``, ``run``.
+
+The data of one problem (:class:`RREHProblem`: centred kernel features of every
+modality, row masks, the reference rows of the reconstruction) is fixed; the
+continuous hyper-parameters (:class:`RREHHyper`: theta, beta, lambda) are traced, so
+sweeping them does not recompile; bits, iterations and ``orthogonal_v`` are static.
+
+One iteration (:func:`update`), for all modalities at once (vmapped):
+
+1. W-step ``W_i = ((1+beta) Phi_i^T Phi_i + lambda I)^-1 Phi_i^T (Z_i + beta B_i)``;
+2. B-step ``B_i = sign(Phi_i W_i)``;
+3. V-step (``k x k`` solve for the reference rows, mean over modalities elsewhere);
+4. objective with the new (W, B, V), written to ``objective[iteration]``.
+
+Each step minimises the objective exactly in its block, so without the optional
+orthogonal projection of V the recorded objective never increases.
+Hyper-parameter-dependent constants (R, the inverses of the ``k x k`` W-step and
+``s x s`` V-step systems) are built once per solve by :func:`prepare`, so an
+iteration is matrix products only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from hashjax.rreh import steps
+
+__all__ = [
+    "RREHAux",
+    "RREHHyper",
+    "RREHProblem",
+    "RREHState",
+    "init",
+    "make_hyper",
+    "prepare",
+    "run",
+    "update",
+]
+
+
+@partial(jax.tree_util.register_dataclass,
+         data_fields=["phi", "mask", "ref_idx"], meta_fields=["num_paired"])
+@dataclasses.dataclass(frozen=True)
+class RREHProblem:
+  """One RREH problem on the padded item axis.
+
+  Attributes:
+    phi: ``[M, n, k]`` centred kernel features; rows ``[0, n_p)`` are the paired
+      items (the same items in every modality), then each modality's unpaired
+      items, then padding (rows of 0).
+    mask: ``[M, n]`` float, 1 for real rows, 0 for padding.
+    ref_idx: int32 ``[s]`` paired rows the unpaired items are reconstructed from:
+      the anchors (``s = k``) or all paired items (``s = n_p``).
+    num_paired: n_p (static).
+  """
+
+  phi: jax.Array
+  mask: jax.Array
+  ref_idx: jax.Array
+  num_paired: int
+
+
+class RREHHyper(NamedTuple):
+  """Continuous hyper-parameters (scalars, traced)."""
+
+  theta: jax.Array  # ridge of the reconstruction step
+  beta: jax.Array   # weight of the quantisation term ||B - Phi W||^2
+  lam: jax.Array    # weight of ||W||^2
+
+
+class RREHAux(NamedTuple):
+  """Constants of one solve (depend on the problem and the hyper-parameters)."""
+
+  r: jax.Array         # [M, n, s] reconstruction coefficients (0 in paired/padded rows)
+  w_inv: jax.Array  # [M, k, k] inverses of the W-step systems
+  v_inv: jax.Array  # [s, s] inverse of the V-step system
+
+
+class RREHState(NamedTuple):
+  """Solver state.
+
+  Attributes:
+    W: ``[M, k, b]`` hash projections.
+    B: ``[M, n, b]`` codes in {-1, +1} (padded rows +1 and masked out).
+    V: ``[n_p, b]`` shared latent of the paired items.
+    objective: ``[iterations]``, the objective after each iteration (-1 = not
+      reached).
+  """
+
+  W: jax.Array
+  B: jax.Array
+  V: jax.Array
+  objective: jax.Array
+
+
+def make_hyper(*, theta: float, beta: float, lam: float,
+               dtype=jnp.float32) -> RREHHyper:
+  """Hyper-parameters as scalar arrays (so that different values share a trace)."""
+  return RREHHyper(jnp.asarray(theta, dtype), jnp.asarray(beta, dtype),
+                   jnp.asarray(lam, dtype))
+
+
+def _paired_mask(problem: RREHProblem) -> jax.Array:
+  n = problem.phi.shape[1]
+  return (jnp.arange(n) < problem.num_paired).astype(problem.phi.dtype)
+
+
+def prepare(problem: RREHProblem, hyper: RREHHyper) -> RREHAux:
+  """Reconstruction coefficients and the inverses of the W and V systems.
+
+  Args:
+    problem: the problem.
+    hyper: theta, beta, lambda.
+
+  Returns:
+    :class:`RREHAux`.
+  """
+  phi, ref_idx = problem.phi, problem.ref_idx
+  unpaired = (1.0 - _paired_mask(problem))[None, :, None]
+  phi_s = phi[:, ref_idx]                                       # [M, s, k]
+  r = jax.vmap(steps.reconstruction_step, in_axes=(0, 0, None))(
+      phi * unpaired, phi_s, hyper.theta)                       # [M, n, s]
+  grams = jax.vmap(steps.gram)(phi)
+  w_inv = jax.vmap(lambda g: steps.w_inverse(g, beta=hyper.beta, lam=hyper.lam))(grams)
+  return RREHAux(r=r, w_inv=w_inv, v_inv=steps.v_inverse(r))
+
+
+def _targets(v: jax.Array, aux: RREHAux, ref_idx: jax.Array) -> jax.Array:
+  return jax.vmap(steps.latent_targets, in_axes=(None, 0, None))(v, aux.r, ref_idx)
+
+
+def init(problem: RREHProblem, aux: RREHAux, rng: jax.Array, *, bits: int,
+         iterations: int) -> RREHState:
+  """Initial state: ``V = sign(Phi_paired,1 G)``, ``B_i = sign(Z_i)``, ``W = 0``.
+
+  Args:
+    problem: the problem.
+    aux: from :func:`prepare`.
+    rng: key of ``G = jax.random.normal(rng, (k, bits), phi.dtype)``.
+    bits: b (static).
+    iterations: length of the objective history (static).
+
+  Returns:
+    :class:`RREHState`.
+  """
+  phi = problem.phi
+  m, _, k = phi.shape
+  g = jax.random.normal(rng, (k, bits), phi.dtype)
+  v = steps.binarize(steps.matmul(phi[0, :problem.num_paired], g))
+  z = _targets(v, aux, problem.ref_idx)
+  return RREHState(
+      W=jnp.zeros((m, k, bits), phi.dtype),
+      B=steps.binarize(z),
+      V=v,
+      objective=jnp.full((iterations,), -1.0, phi.dtype))
+
+
+def update(state: RREHState, problem: RREHProblem, aux: RREHAux, hyper: RREHHyper,
+           iteration: jax.Array, *, orthogonal_v: bool = False) -> RREHState:
+  """One alternating iteration: W-, B-, V-step, then the objective.
+
+  Args:
+    state: current state.
+    problem: the problem.
+    aux: from :func:`prepare` with the same ``hyper``.
+    hyper: theta, beta, lambda.
+    iteration: int scalar, where the objective is written.
+    orthogonal_v: SVD projection of V onto the balanced, decorrelated set (static).
+
+  Returns:
+    the new state.
+  """
+  phi, ref_idx = problem.phi, problem.ref_idx
+  z = _targets(state.V, aux, ref_idx)
+  w = jax.vmap(lambda f, p, zz, bb: steps.w_step(f, p, zz, bb, beta=hyper.beta))(
+      aux.w_inv, phi, z, state.B)
+  b = jax.vmap(steps.b_step)(phi, w)
+  p = jax.vmap(steps.matmul)(phi, w)
+  v = steps.v_step(p, aux.r, aux.v_inv, ref_idx, n_paired=problem.num_paired,
+                   orthogonal=orthogonal_v)
+  z = _targets(v, aux, ref_idx)
+  obj = steps.objective(phi, problem.mask, w, b, z, beta=hyper.beta, lam=hyper.lam)
+  return RREHState(W=w, B=b, V=v,
+                   objective=state.objective.at[iteration].set(obj.astype(
+                       state.objective.dtype)))
+
+
+@partial(jax.jit, static_argnames=("bits", "iterations", "orthogonal_v"))
+def run(problem: RREHProblem, hyper: RREHHyper, rng: jax.Array, *, bits: int,
+        iterations: int, orthogonal_v: bool = False) -> RREHState:
+  """``prepare``, ``init`` and ``iterations`` updates under ``lax.scan``.
+
+  Args:
+    problem: the problem (arrays may be sharded along the item axis).
+    hyper: theta, beta, lambda (traced: new values do not recompile).
+    rng: key for the initial V.
+    bits: b (static).
+    iterations: number of iterations (static).
+    orthogonal_v: see :func:`update` (static).
+
+  Returns:
+    the final :class:`RREHState`.
+  """
+  aux = prepare(problem, hyper)
+  state = init(problem, aux, rng, bits=bits, iterations=iterations)
+
+  def body(s, it):
+    return update(s, problem, aux, hyper, it, orthogonal_v=orthogonal_v), None
+
+  state, _ = jax.lax.scan(body, state, jnp.arange(iterations))
+  return state

@@ -1,0 +1,406 @@
+"""The steps of RREH (SPEC §1), one small pure function each.
+
+Every modality's arrays are stacked along a leading modality axis M after zero-padding
+to a common size, so the per-modality steps are ``jax.vmap``-ped single-modality
+functions. Row layout of the item axis n (the same in every modality):
+
+* rows ``[0, n_p)``: the paired items, row i the same item in every modality;
+* rows ``[n_p, n)``: the modality's unpaired items, then padding. A float ``mask``
+  ``[M, n]`` is 1 for real rows and 0 for padding; padded rows of every feature matrix
+  are 0, so they add nothing to any Gram product or objective term.
+
+Letters: M modalities, n items (padded), n_p paired items, d features (padded width),
+k anchors, s reference items of the reconstruction (``s = k`` for anchors,
+``s = n_p`` for all paired items), b bits.
+
+All matrix products run at ``Precision.HIGHEST`` (no TF32 / bf16 passes on GPUs).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+__all__ = [
+    "b_step",
+    "binarize",
+    "center_features",
+    "default_delta2",
+    "gram",
+    "kernel_features",
+    "kernel_step",
+    "kernel_step_unpadded",
+    "latent_targets",
+    "matmul",
+    "objective",
+    "orthogonalize",
+    "reconstruction_step",
+    "sample_anchors",
+    "squared_distances",
+    "spd_inverse",
+    "v_inverse",
+    "v_step",
+    "w_inverse",
+    "w_step",
+]
+
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def matmul(a: jax.Array, b: jax.Array) -> jax.Array:
+  """``a @ b`` at full float32 precision."""
+  return jnp.matmul(a, b, precision=_HIGHEST)
+
+
+def binarize(z: jax.Array) -> jax.Array:
+  """``+1`` where ``z >= 0`` else ``-1`` (so ``sign(0) = +1``), in ``z``'s dtype."""
+  return jnp.where(z >= 0, 1, -1).astype(z.dtype)
+
+
+# ----------------------------------------------------------------------------
+# Anchors and kernel features.
+# ----------------------------------------------------------------------------
+
+
+@partial(jax.jit, static_argnames=("n_paired", "k"))
+def sample_anchors(rng: jax.Array, n_paired: int, k: int) -> jax.Array:
+  """Draws ``min(k, n_paired)`` distinct paired items as anchors.
+
+  The same indices are used in every modality, so anchors are paired.
+
+  Args:
+    rng: PRNG key.
+    n_paired: n_p, number of paired items (static).
+    k: requested number of anchors (static); capped at ``n_paired``.
+
+  Returns:
+    int32 ``[min(k, n_p)]`` indices into the paired rows, without repetition.
+  """
+  k = min(int(k), int(n_paired))
+  return jax.random.choice(rng, n_paired, (k,), replace=False).astype(jnp.int32)
+
+
+def squared_distances(x: jax.Array, a: jax.Array) -> jax.Array:
+  """Squared Euclidean distances ``||x_i - a_j||^2``, clipped at 0.
+
+  Args:
+    x: ``[n, d]`` float items.
+    a: ``[k, d]`` float anchors.
+
+  Returns:
+    ``[n, k]`` distances (zero-padded feature columns change nothing).
+  """
+  xx = jnp.sum(x * x, axis=-1, keepdims=True)
+  aa = jnp.sum(a * a, axis=-1)[None, :]
+  return jnp.maximum(xx + aa - 2.0 * matmul(x, a.T), 0.0)
+
+
+def _default_delta2(x: jax.Array, mask: jax.Array, a: jax.Array) -> jax.Array:
+  d2 = squared_distances(x, a)
+  count = jnp.maximum(jnp.sum(mask), 1.0) * a.shape[0]
+  return jnp.sum(d2 * mask[:, None]) / count
+
+
+@jax.jit
+def default_delta2(x: jax.Array, mask: jax.Array, anchors: jax.Array) -> jax.Array:
+  """Kernel width: mean squared distance between training items and anchors.
+
+  Args:
+    x: ``[M, n, d]`` items of every modality (padded rows arbitrary).
+    mask: ``[M, n]`` 1 for real training rows, 0 for padding.
+    anchors: ``[M, k, d]`` anchor features of every modality.
+
+  Returns:
+    ``[M]`` delta^2 per modality.
+  """
+  return jax.vmap(_default_delta2)(x, mask, anchors)
+
+
+def kernel_features(x: jax.Array, anchors: jax.Array, delta2: jax.Array) -> jax.Array:
+  """Gaussian kernel features of one modality (uncentred).
+
+  ``phi(x)_j = exp(-||x - a_j||^2 / (2 delta^2))``.
+
+  Args:
+    x: ``[n, d]`` items.
+    anchors: ``[k, d]`` anchors.
+    delta2: scalar delta^2 > 0.
+
+  Returns:
+    ``[n, k]`` features in (0, 1].
+  """
+  return jnp.exp(-squared_distances(x, anchors) / (2.0 * delta2))
+
+
+def center_features(phi: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Subtracts the mean over real rows; padded rows become 0.
+
+  Args:
+    phi: ``[n, k]`` features of one modality.
+    mask: ``[n]`` 1 for real training rows, 0 for padding.
+
+  Returns:
+    ``(centred [n, k] (padded rows 0), mean [k])``.
+  """
+  mean = jnp.sum(phi * mask[:, None], axis=0) / jnp.maximum(jnp.sum(mask), 1.0)
+  return (phi - mean) * mask[:, None], mean
+
+
+def _kernel_step(x, mask, anchors, delta2):
+  return center_features(kernel_features(x, anchors, delta2), mask)
+
+
+@jax.jit
+def kernel_step(x: jax.Array, mask: jax.Array, anchors: jax.Array,
+                delta2: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Kernel step of every modality: kernel features centred with the training mean.
+
+  Args:
+    x: ``[M, n, d]`` zero-padded items (paired rows first).
+    mask: ``[M, n]`` 1 for real rows.
+    anchors: ``[M, k, d]`` zero-padded anchors.
+    delta2: ``[M]`` kernel widths.
+
+  Returns:
+    ``(phi [M, n, k] centred, padded rows 0; mean [M, k])``.
+  """
+  return jax.vmap(_kernel_step)(x, mask, anchors, delta2)
+
+
+@partial(jax.jit, static_argnames=("dims",))
+def kernel_step_unpadded(x: jax.Array, mask: jax.Array, anchors: jax.Array,
+                         delta2: jax.Array | None, *, dims: tuple[int, ...]
+                         ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Kernel step that skips each modality's zero padding; one distance pass.
+
+  Same result as :func:`default_delta2` followed by :func:`kernel_step`, but the
+  squared distances of modality m are computed once, on its first ``dims[m]``
+  columns only (a Python loop over the M modalities, unrolled at trace time), so
+  a narrow modality does not pay for the widest one.
+
+  Args:
+    x: ``[M, n, d_max]`` zero-padded items (paired rows first).
+    mask: ``[M, n]`` 1 for real rows.
+    anchors: ``[M, k, d_max]`` zero-padded anchors.
+    delta2: ``[M]`` kernel widths, or None for the default (mean squared
+      item-anchor distance over real rows).
+    dims: static raw width of every modality.
+
+  Returns:
+    ``(phi [M, n, k] centred, padded rows 0; mean [M, k]; delta2 [M])``.
+  """
+  phis, means, widths = [], [], []
+  for i, d in enumerate(dims):
+    dist = squared_distances(x[i, :, :d], anchors[i, :, :d])
+    if delta2 is None:
+      count = jnp.maximum(jnp.sum(mask[i]), 1.0) * anchors.shape[1]
+      d2 = jnp.sum(dist * mask[i][:, None]) / count
+    else:
+      d2 = delta2[i]
+    phi, mean = center_features(jnp.exp(-dist / (2.0 * d2)), mask[i])
+    phis.append(phi)
+    means.append(mean)
+    widths.append(d2)
+  return jnp.stack(phis), jnp.stack(means), jnp.stack(widths)
+
+
+def gram(phi: jax.Array) -> jax.Array:
+  """``phi^T phi`` ``[k, k]`` of ``phi`` ``[n, k]`` (a reduction over items)."""
+  return matmul(phi.T, phi)
+
+
+# ----------------------------------------------------------------------------
+# Reconstruction step.
+# ----------------------------------------------------------------------------
+
+
+def reconstruction_step(phi_u: jax.Array, phi_s: jax.Array,
+                        theta: jax.Array) -> jax.Array:
+  """Ridge reconstruction of items from a reference set, in kernel space.
+
+  ``R = argmin ||Phi_u - R Phi_S||^2 + theta ||R||^2
+      = Phi_u Phi_S^T (Phi_S Phi_S^T + theta I_s)^-1
+      = Phi_u (Phi_S^T Phi_S + theta I_k)^-1 Phi_S^T``  (push-through identity),
+  so the solve is ``k x k`` whatever s is.
+
+  Args:
+    phi_u: ``[n, k]`` items to reconstruct (rows that must not be reconstructed,
+      e.g. paired or padded rows, are 0 and give 0 rows of R).
+    phi_s: ``[s, k]`` reference items (the anchors: ``s = k``).
+    theta: scalar ridge theta > 0.
+
+  Returns:
+    ``R`` ``[n, s]``.
+  """
+  k = phi_s.shape[1]
+  a = gram(phi_s) + theta * jnp.eye(k, dtype=phi_s.dtype)
+  g = jax.scipy.linalg.solve(a, phi_s.T, assume_a="pos")  # [k, s]
+  return matmul(phi_u, g)
+
+
+def latent_targets(v: jax.Array, r: jax.Array, ref_idx: jax.Array) -> jax.Array:
+  """``Z = [V ; R V_S]`` for one modality, on the padded item axis.
+
+  Args:
+    v: ``[n_p, b]`` shared latent of the paired items.
+    r: ``[n, s]`` reconstruction coefficients (0 in paired and padded rows).
+    ref_idx: int ``[s]`` rows of ``v`` that form the reference set.
+
+  Returns:
+    ``[n, b]``: rows ``[0, n_p)`` are ``V``, the rest ``R V_S`` (0 for padding).
+  """
+  n, n_p = r.shape[0], v.shape[0]
+  return jnp.pad(v, ((0, n - n_p), (0, 0))) + matmul(r, v[ref_idx])
+
+
+# ----------------------------------------------------------------------------
+# W-, B- and V-steps.
+# ----------------------------------------------------------------------------
+
+
+def spd_inverse(a: jax.Array) -> jax.Array:
+  """Inverse of a symmetric positive-definite matrix (Cholesky, then symmetrised).
+
+  The solver inverts its ``k x k`` / ``s x s`` systems once per solve, so every
+  iteration's W- and V-step is a matrix product: on CPU an XLA triangular solve
+  costs far more than the matching ``matmul``.
+
+  Args:
+    a: ``[k, k]`` SPD matrix (symmetrised before the factorisation).
+
+  Returns:
+    ``[k, k]`` ``a^-1``.
+  """
+  k = a.shape[0]
+  factor = jnp.linalg.cholesky(0.5 * (a + a.T))
+  inv = jax.scipy.linalg.cho_solve((factor, True), jnp.eye(k, dtype=a.dtype))
+  return 0.5 * (inv + inv.T)
+
+
+def w_inverse(gram_phi: jax.Array, *, beta: jax.Array, lam: jax.Array) -> jax.Array:
+  """Inverse of the W-step system ``(1 + beta) Phi^T Phi + lambda I``.
+
+  Args:
+    gram_phi: ``[k, k]`` ``Phi^T Phi`` of one modality.
+    beta: scalar beta >= 0.
+    lam: scalar lambda > 0.
+
+  Returns:
+    ``[k, k]`` symmetric inverse.
+  """
+  k = gram_phi.shape[0]
+  return spd_inverse((1.0 + beta) * gram_phi + lam * jnp.eye(k, dtype=gram_phi.dtype))
+
+
+def w_step(w_inv: jax.Array, phi: jax.Array, z: jax.Array, b: jax.Array, *,
+           beta: jax.Array) -> jax.Array:
+  """W-step of one modality: ``W = ((1+beta) Phi^T Phi + lambda I)^-1 Phi^T (Z + beta B)``.
+
+  Args:
+    w_inv: ``[k, k]`` from :func:`w_inverse`.
+    phi: ``[n, k]`` centred kernel features (padded rows 0).
+    z: ``[n, b]`` latent targets.
+    b: ``[n, b]`` codes in {-1, +1}.
+    beta: scalar beta.
+
+  Returns:
+    ``W`` ``[k, b]``.
+  """
+  return matmul(w_inv, matmul(phi.T, z + beta * b))
+
+
+def b_step(phi: jax.Array, w: jax.Array) -> jax.Array:
+  """B-step of one modality: ``B = sign(Phi W)`` with ``sign(0) = +1``.
+
+  Args:
+    phi: ``[n, k]``.
+    w: ``[k, b]``.
+
+  Returns:
+    ``[n, b]`` in {-1, +1}, dtype of ``phi``.
+  """
+  return binarize(matmul(phi, w))
+
+
+@jax.jit
+def v_inverse(r: jax.Array) -> jax.Array:
+  """Inverse of the V-step system ``M I_s + sum_i R_i^T R_i``.
+
+  Args:
+    r: ``[M, n, s]`` reconstruction coefficients of every modality.
+
+  Returns:
+    ``[s, s]`` symmetric inverse.
+  """
+  m, _, s = r.shape
+  return spd_inverse(jnp.sum(jax.vmap(gram)(r), axis=0) + m * jnp.eye(s, dtype=r.dtype))
+
+
+def orthogonalize(v: jax.Array) -> jax.Array:
+  """Nearest ``V`` with ``V^T 1 = 0`` and ``V^T V = n_p I`` (SVD of the centred ``V``).
+
+  Args:
+    v: ``[n_p, b]`` with ``b < n_p``.
+
+  Returns:
+    ``sqrt(n_p) U Q^T`` where ``V - mean(V) = U S Q^T`` (thin SVD).
+  """
+  n_p = v.shape[0]
+  vc = v - jnp.mean(v, axis=0, keepdims=True)
+  u, _, qt = jnp.linalg.svd(vc, full_matrices=False)
+  return jnp.sqrt(jnp.asarray(n_p, v.dtype)) * matmul(u, qt)
+
+
+@partial(jax.jit, static_argnames=("n_paired", "orthogonal"))
+def v_step(p: jax.Array, r: jax.Array, v_inv: jax.Array, ref_idx: jax.Array, *,
+           n_paired: int, orthogonal: bool = False) -> jax.Array:
+  """V-step: least squares in V given ``P_i = Phi_i W_i``.
+
+  Minimises ``sum_i ||V - P_i^paired||^2 + ||R_i V_S - P_i^unpaired||^2``. Rows of V
+  outside the reference set S only meet the paired terms: their optimum is the mean
+  over modalities of the paired rows of ``P_i``. The reference rows solve
+  ``(M I + sum_i R_i^T R_i) V_S = sum_i P_i^paired[S] + sum_i R_i^T P_i`` (``s x s``).
+
+  Args:
+    p: ``[M, n, b]`` ``Phi_i W_i`` (padded rows 0).
+    r: ``[M, n, s]`` reconstruction coefficients (0 in paired and padded rows).
+    v_inv: ``[s, s]`` from :func:`v_inverse`.
+    ref_idx: int ``[s]`` reference rows among the n_p paired rows.
+    n_paired: n_p (static); rows ``[0, n_p)`` of ``p`` are the paired items.
+    orthogonal: project onto ``V^T 1 = 0, V^T V = n_p I`` afterwards (static).
+
+  Returns:
+    ``V`` ``[n_p, b]``.
+  """
+  p_paired = p[:, :n_paired]                                   # [M, n_p, b]
+  v = jnp.mean(p_paired, axis=0)
+  rhs = jnp.sum(p_paired[:, ref_idx], axis=0) + jnp.sum(
+      jax.vmap(lambda ri, pi: matmul(ri.T, pi))(r, p), axis=0)
+  v_ref = matmul(v_inv, rhs)
+  v = v.at[ref_idx].set(v_ref)
+  if orthogonal:
+    v = orthogonalize(v)
+  return v
+
+
+def objective(phi: jax.Array, mask: jax.Array, w: jax.Array, b: jax.Array,
+              z: jax.Array, *, beta: jax.Array, lam: jax.Array) -> jax.Array:
+  """RREH objective ``sum_i ||Z_i - Phi_i W_i||^2 + beta ||B_i - Phi_i W_i||^2 + lambda ||W_i||^2``.
+
+  Args:
+    phi: ``[M, n, k]``.
+    mask: ``[M, n]`` (padded rows count for nothing).
+    w: ``[M, k, b]``.
+    b: ``[M, n, b]`` codes.
+    z: ``[M, n, b]`` latent targets.
+    beta: scalar beta.
+    lam: scalar lambda.
+
+  Returns:
+    scalar objective.
+  """
+  p = jax.vmap(matmul)(phi, w)
+  fit = jnp.sum(mask[..., None] * ((z - p) ** 2 + beta * (b - p) ** 2))
+  return fit + lam * jnp.sum(w * w)

@@ -1,0 +1,124 @@
+"""Plain NumPy (float64) reference of RREH (SPEC §1), independent of hashjax.rreh.
+
+Written from the SPEC, not from the JAX code: every modality is handled in a Python
+loop on its own unpadded arrays, the reconstruction uses the ``s x s`` form
+``R = Phi_u Phi_S^T (Phi_S Phi_S^T + theta I)^-1`` (the JAX code uses the ``k x k``
+push-through form), and the V-step solves the full ``n_p x n_p`` normal equations of
+``sum_i ||V - P_i^paired||^2 + ||R_i V_S - P_i^unpaired||^2`` (the JAX code splits
+it into anchor and non-anchor rows). Used by tests/rreh/ and by
+experiments/benchmarks/bench_rreh.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["encode_reference", "fit_reference", "sign"]
+
+
+def sign(z):
+  """+1 where z >= 0 else -1 (float64)."""
+  return np.where(z >= 0, 1.0, -1.0)
+
+
+def _sqdist(x, a):
+  # Direct (x - a)^2 expansion in float64; loops over anchors to bound memory.
+  out = np.empty((x.shape[0], a.shape[0]))
+  xx = np.einsum("nd,nd->n", x, x)
+  for j in range(0, a.shape[0], 256):
+    blk = a[j:j + 256]
+    out[:, j:j + 256] = xx[:, None] + np.einsum("kd,kd->k", blk, blk)[None] - 2 * x @ blk.T
+  return np.maximum(out, 0.0)
+
+
+def fit_reference(paired, unpaired, anchor_index, g, *, theta, beta, lam, iterations,
+                  delta2=None, kernel=True, reconstruct_against="anchors",
+                  orthogonal_v=False):
+  """RREH fit in float64 NumPy.
+
+  Args:
+    paired: list of M arrays [n_p, d_m].
+    unpaired: list of M arrays [n_u_m, d_m] (may be empty).
+    anchor_index: int [k] rows of the paired items used as anchors.
+    g: [f, b] Gaussian matrix of the initial V = sign(Phi_paired,0 G)
+      (f = k with kernel, d_0 without).
+    theta, beta, lam, iterations: hyper-parameters.
+    delta2: None (mean squared item-anchor distance) or a number / one per modality.
+    kernel: Gaussian kernel features (else raw centred features).
+    reconstruct_against: 'anchors' or 'paired'.
+    orthogonal_v: SVD projection of V after every V-step.
+
+  Returns:
+    dict with anchors, delta2, mean, phi, r, W, B, V, objective (lists per modality).
+  """
+  m = len(paired)
+  n_p = paired[0].shape[0]
+  anchor_index = np.asarray(anchor_index)
+  ref = anchor_index if reconstruct_against == "anchors" else np.arange(n_p)
+  s = len(ref)
+  anchors, d2s, means, phis = [], [], [], []
+  for i in range(m):
+    x = np.concatenate([paired[i], unpaired[i]]).astype(np.float64)
+    if kernel:
+      a = paired[i][anchor_index].astype(np.float64)
+      dist = _sqdist(x, a)
+      if delta2 is None:
+        d2 = dist.mean()
+      else:
+        d2 = float(np.broadcast_to(np.asarray(delta2, np.float64), (m,))[i])
+      f = np.exp(-dist / (2 * d2))
+      anchors.append(a)
+      d2s.append(d2)
+    else:
+      f = x
+    mu = f.mean(axis=0)
+    phis.append(f - mu)
+    means.append(mu)
+  rs = []
+  for i in range(m):
+    ps = phis[i][:n_p][ref]                                  # [s, f]
+    pu = phis[i][n_p:]                                       # [n_u, f]
+    rs.append(pu @ ps.T @ np.linalg.inv(ps @ ps.T + theta * np.eye(s)))
+  sel = np.zeros((s, n_p))
+  sel[np.arange(s), ref] = 1.0                               # V_S = sel @ V
+  v = sign(phis[0][:n_p] @ g)
+
+  def targets(v):
+    return [np.concatenate([v, rs[i] @ (sel @ v)]) for i in range(m)]
+
+  z = targets(v)
+  bs = [sign(zi) for zi in z]
+  a_v = m * np.eye(n_p) + sum(sel.T @ r.T @ r @ sel for r in rs)
+  objective, ws = [], [None] * m
+  for _ in range(iterations):
+    z = targets(v)
+    for i in range(m):
+      f = phis[i]
+      ws[i] = np.linalg.solve((1 + beta) * f.T @ f + lam * np.eye(f.shape[1]),
+                              f.T @ (z[i] + beta * bs[i]))
+      bs[i] = sign(f @ ws[i])
+    p = [phis[i] @ ws[i] for i in range(m)]
+    rhs = sum(p[i][:n_p] + sel.T @ rs[i].T @ p[i][n_p:] for i in range(m))
+    v = np.linalg.solve(a_v, rhs)
+    if orthogonal_v:
+      vc = v - v.mean(axis=0)
+      u, _, qt = np.linalg.svd(vc, full_matrices=False)
+      v = np.sqrt(n_p) * u @ qt
+    z = targets(v)
+    obj = 0.0
+    for i in range(m):
+      obj += (np.sum((z[i] - p[i]) ** 2) + beta * np.sum((bs[i] - p[i]) ** 2)
+              + lam * np.sum(ws[i] ** 2))
+    objective.append(obj)
+  return dict(anchors=anchors, delta2=np.asarray(d2s), mean=means, phi=phis, r=rs,
+              W=ws, B=bs, V=v, objective=np.asarray(objective), kernel=kernel)
+
+
+def encode_reference(ref, x, modality):
+  """Codes sign(phi_m(x) W_m) of new items with a :func:`fit_reference` result."""
+  x = np.asarray(x, np.float64)
+  if ref["kernel"]:
+    f = np.exp(-_sqdist(x, ref["anchors"][modality]) / (2 * ref["delta2"][modality]))
+  else:
+    f = x
+  return sign((f - ref["mean"][modality]) @ ref["W"][modality]).astype(np.int8)
