@@ -43,7 +43,8 @@ RECONSTRUCT_AGAINST = ("anchors", "paired")
 # SPEC §1 sanity values; the configs in configs/rreh_*.py hold validated defaults.
 DEFAULTS: dict[str, Any] = dict(
     bits=64, num_anchors=600, theta=1.0, beta=0.1, lam=0.01, iterations=20,
-    orthogonal_v=False, kernel=True, delta2=None, reconstruct_against="anchors")
+    orthogonal_v=False, kernel=True, delta2=None, reconstruct_against="anchors",
+    init_v="gaussian")
 
 
 class RREHModel(NamedTuple):
@@ -127,6 +128,8 @@ def resolve_config(config: Any) -> dict[str, Any]:
     if not isinstance(out[key], (bool, np.bool_)):
       raise ValueError(f"{key} must be a bool, got {out[key]!r}.")
     out[key] = bool(out[key])
+  if out["init_v"] not in solver.INIT_V:
+    raise ValueError(f"init_v must be one of {solver.INIT_V}, got {out['init_v']!r}.")
   if out["reconstruct_against"] not in RECONSTRUCT_AGAINST:
     raise ValueError(
         f"reconstruct_against must be one of {RECONSTRUCT_AGAINST}, got "
@@ -208,7 +211,8 @@ def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
       (may be ``[0, d_m]``); the counts may differ between modalities.
     config: ConfigDict or mapping with any of ``bits, num_anchors, theta, beta, lam,
       iterations, orthogonal_v, kernel, delta2 (None: from the data; a number or one
-      per modality), reconstruct_against ('anchors' | 'paired')``; see
+      per modality), reconstruct_against ('anchors' | 'paired'), init_v ('gaussian'
+      | 'pca', the initial V; see :func:`hashjax.rreh.solver.init`)``; see
       :data:`DEFAULTS`.
     rng: PRNG key; split into the anchor key and the key of the initial V.
     mesh: a mesh with a ``"data"`` axis for the item axis (default
@@ -265,7 +269,8 @@ def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
       ref_idx, rep), num_paired=n_p)
   hyper = solver.make_hyper(theta=cfg["theta"], beta=cfg["beta"], lam=cfg["lam"])
   state = solver.run(problem, hyper, rng_init, bits=bits,
-                     iterations=cfg["iterations"], orthogonal_v=cfg["orthogonal_v"])
+                     iterations=cfg["iterations"], orthogonal_v=cfg["orthogonal_v"],
+                     init_v=cfg["init_v"])
   return RREHModel(
       anchors=anchors, delta2=delta2, mean=mean, W=state.W,
       dims=jnp.asarray([p.shape[1] for p in paired], jnp.int32),

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 from hashjax.rreh import steps
 
 __all__ = [
+    "INIT_V",
     "RREHAux",
     "RREHHyper",
     "RREHProblem",
@@ -123,10 +124,15 @@ def prepare(problem: RREHProblem, hyper: RREHHyper) -> RREHAux:
   phi, ref_idx = problem.phi, problem.ref_idx
   unpaired = (1.0 - _paired_mask(problem))[None, :, None]
   phi_s = phi[:, ref_idx]                                       # [M, s, k]
-  r = jax.vmap(steps.reconstruction_step, in_axes=(0, 0, None))(
-      phi * unpaired, phi_s, hyper.theta)                       # [M, n, s]
-  grams = jax.vmap(steps.gram)(phi)
-  w_inv = jax.vmap(lambda g: steps.w_inverse(g, beta=hyper.beta, lam=hyper.lam))(grams)
+  # The M factorisations run once per fit, one modality after another: vmapped
+  # (batched) Cholesky custom calls deadlock jaxlib 0.10's CPU LAPACK batch
+  # thread pool on small machines (seen on 2 cores: the fit never returned).
+  r = jnp.stack([
+      steps.reconstruction_step(phi[i] * unpaired[0], phi_s[i], hyper.theta)
+      for i in range(phi.shape[0])])                            # [M, n, s]
+  w_inv = jnp.stack([
+      steps.w_inverse(steps.gram(phi[i]), beta=hyper.beta, lam=hyper.lam)
+      for i in range(phi.shape[0])])                            # [M, k, k]
   return RREHAux(r=r, w_inv=w_inv, v_inv=steps.v_inverse(r))
 
 
@@ -134,9 +140,36 @@ def _targets(v: jax.Array, aux: RREHAux, ref_idx: jax.Array) -> jax.Array:
   return jax.vmap(steps.latent_targets, in_axes=(None, 0, None))(v, aux.r, ref_idx)
 
 
+INIT_V = ("gaussian", "pca")
+
+
+def _pca_directions(problem: RREHProblem, rng: jax.Array, bits: int) -> jax.Array:
+  """``[k, bits]``: top principal directions of the paired kernel features.
+
+  Kernel feature j is the similarity to anchor j in every modality (anchors are
+  paired), so the modalities' centred paired features are averaged and the top
+  eigenvectors of the ``k x k`` Gram of that average are taken (a reduction over the
+  item axis), each signed so that its largest-magnitude entry is positive. Columns
+  beyond ``k`` are Gaussian.
+  """
+  phi = problem.phi
+  k = phi.shape[-1]
+  paired = _paired_mask(problem)[:, None]
+  mean_phi = jnp.mean(phi, axis=0) * paired                     # [n, k]
+  _, vecs = jnp.linalg.eigh(steps.gram(mean_phi))              # ascending
+  top = vecs[:, ::-1][:, :min(bits, k)]
+  # Deterministic signs: the largest-magnitude entry of each direction is positive.
+  pivot = jnp.take_along_axis(top, jnp.argmax(jnp.abs(top), axis=0)[None], axis=0)
+  top = top * jnp.where(pivot < 0, -1.0, 1.0).astype(top.dtype)
+  if bits > k:
+    top = jnp.concatenate(
+        [top, jax.random.normal(rng, (k, bits - k), phi.dtype)], axis=1)
+  return top
+
+
 def init(problem: RREHProblem, aux: RREHAux, rng: jax.Array, *, bits: int,
-         iterations: int) -> RREHState:
-  """Initial state: ``V = sign(Phi_paired,1 G)``, ``B_i = sign(Z_i)``, ``W = 0``.
+         iterations: int, init_v: str = "gaussian") -> RREHState:
+  """Initial state: ``V = sign(Phi_paired G)``, ``B_i = sign(Z_i)``, ``W = 0``.
 
   Args:
     problem: the problem.
@@ -144,14 +177,23 @@ def init(problem: RREHProblem, aux: RREHAux, rng: jax.Array, *, bits: int,
     rng: key of ``G = jax.random.normal(rng, (k, bits), phi.dtype)``.
     bits: b (static).
     iterations: length of the objective history (static).
+    init_v: ``"gaussian"`` (SPEC §1: ``V = sign(Phi_paired,1 G)``, G Gaussian) or
+      ``"pca"`` (``V = sign(mean_i Phi_paired,i U)``, U the top ``bits`` principal
+      directions of that mean, see :func:`_pca_directions`) (static).
 
   Returns:
     :class:`RREHState`.
   """
   phi = problem.phi
   m, _, k = phi.shape
-  g = jax.random.normal(rng, (k, bits), phi.dtype)
-  v = steps.binarize(steps.matmul(phi[0, :problem.num_paired], g))
+  if init_v == "gaussian":
+    g = jax.random.normal(rng, (k, bits), phi.dtype)
+    v = steps.binarize(steps.matmul(phi[0, :problem.num_paired], g))
+  elif init_v == "pca":
+    u = _pca_directions(problem, rng, bits)
+    v = steps.binarize(steps.matmul(jnp.mean(phi, axis=0)[:problem.num_paired], u))
+  else:
+    raise ValueError(f"init_v must be one of {INIT_V}, got {init_v!r}.")
   z = _targets(v, aux, problem.ref_idx)
   return RREHState(
       W=jnp.zeros((m, k, bits), phi.dtype),
@@ -190,9 +232,10 @@ def update(state: RREHState, problem: RREHProblem, aux: RREHAux, hyper: RREHHype
                        state.objective.dtype)))
 
 
-@partial(jax.jit, static_argnames=("bits", "iterations", "orthogonal_v"))
+@partial(jax.jit, static_argnames=("bits", "iterations", "orthogonal_v", "init_v"))
 def run(problem: RREHProblem, hyper: RREHHyper, rng: jax.Array, *, bits: int,
-        iterations: int, orthogonal_v: bool = False) -> RREHState:
+        iterations: int, orthogonal_v: bool = False,
+        init_v: str = "gaussian") -> RREHState:
   """``prepare``, ``init`` and ``iterations`` updates under ``lax.scan``.
 
   Args:
@@ -202,12 +245,13 @@ def run(problem: RREHProblem, hyper: RREHHyper, rng: jax.Array, *, bits: int,
     bits: b (static).
     iterations: number of iterations (static).
     orthogonal_v: see :func:`update` (static).
+    init_v: see :func:`init` (static).
 
   Returns:
     the final :class:`RREHState`.
   """
   aux = prepare(problem, hyper)
-  state = init(problem, aux, rng, bits=bits, iterations=iterations)
+  state = init(problem, aux, rng, bits=bits, iterations=iterations, init_v=init_v)
 
   def body(s, it):
     return update(s, problem, aux, hyper, it, orthogonal_v=orthogonal_v), None

@@ -33,7 +33,7 @@ def _sqdist(x, a):
 
 def fit_reference(paired, unpaired, anchor_index, g, *, theta, beta, lam, iterations,
                   delta2=None, kernel=True, reconstruct_against="anchors",
-                  orthogonal_v=False):
+                  orthogonal_v=False, init_v="gaussian"):
   """RREH fit in float64 NumPy.
 
   Args:
@@ -47,6 +47,9 @@ def fit_reference(paired, unpaired, anchor_index, g, *, theta, beta, lam, iterat
     kernel: Gaussian kernel features (else raw centred features).
     reconstruct_against: 'anchors' or 'paired'.
     orthogonal_v: SVD projection of V after every V-step.
+    init_v: 'gaussian' (V = sign(Phi_paired,0 G)) or 'pca' (V = sign(Phi_bar U), Phi_bar
+      the mean over modalities of the paired features, U its top principal directions
+      with the largest-magnitude entry of each made positive; ``g`` is then unused).
 
   Returns:
     dict with anchors, delta2, mean, phi, r, W, B, V, objective (lists per modality).
@@ -81,7 +84,14 @@ def fit_reference(paired, unpaired, anchor_index, g, *, theta, beta, lam, iterat
     rs.append(pu @ ps.T @ np.linalg.inv(ps @ ps.T + theta * np.eye(s)))
   sel = np.zeros((s, n_p))
   sel[np.arange(s), ref] = 1.0                               # V_S = sel @ V
-  v = sign(phis[0][:n_p] @ g)
+  if init_v == "pca":
+    phi_bar = sum(p[:n_p] for p in phis) / m
+    _, vecs = np.linalg.eigh(phi_bar.T @ phi_bar)
+    top = vecs[:, ::-1][:, :g.shape[1]]
+    top = top * np.where(top[np.abs(top).argmax(0), np.arange(top.shape[1])] < 0, -1, 1)
+    v = sign(phi_bar @ top)
+  else:
+    v = sign(phis[0][:n_p] @ g)
 
   def targets(v):
     return [np.concatenate([v, rs[i] @ (sel @ v)]) for i in range(m)]

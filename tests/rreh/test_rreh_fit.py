@@ -104,6 +104,7 @@ def test_fit_three_modalities_unequal_unpaired_counts():
 
 @pytest.mark.parametrize("variant", [
     dict(reconstruct_against="paired"),
+    dict(init_v="pca"),
     dict(orthogonal_v=True, kernel=False, delta2=None),
 ])
 def test_fit_variants_match_reference(variant):
