@@ -154,17 +154,5 @@ def fit(views: Sequence[Any], *, bits: int, rng: jax.Array, reg: float = 1e-3,
   return model
 
 
-def encode(model: CCAITQModel, x: Any, modality: int) -> jax.Array:
-  """Hash codes of items of one modality.
-
-  Args:
-    model: a fitted :class:`CCAITQModel`.
-    x: ``[n, d_m]`` items of modality ``modality``.
-    modality: view index m in [0, M).
-
-  Returns:
-    int8 ``[n, b]`` codes in {-1, +1}.
-  """
-  m, x = common.check_encode_args(model, x, modality)
-  return common.encode_linear(model.means[m], model.projections[m],
-                              model.thresholds[m], x)
+# Codes: sign((x - mean_m) P_m - threshold_m), shared by every linear baseline.
+encode = common.encode

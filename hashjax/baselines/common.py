@@ -28,6 +28,7 @@ __all__ = [
     "check_finite_model",
     "check_views",
     "covariance_blocks",
+    "encode",
     "encode_linear",
     "generalized_eigh",
     "matmul",
@@ -131,6 +132,22 @@ def encode_linear(mean: jax.Array, projection: jax.Array, threshold: jax.Array,
   dtype = projection.dtype
   z = matmul(x.astype(dtype) - mean.astype(dtype), projection) - threshold.astype(dtype)
   return jnp.where(z >= 0, 1, -1).astype(jnp.int8)
+
+
+def encode(model: Any, x: Any, modality: int) -> jax.Array:
+  """Hash codes of items of one modality, for every linear baseline model.
+
+  Args:
+    model: a fitted model with ``means``, ``projections`` and ``thresholds`` (one per
+      view): CCA-ITQ, CVH or CMFH.
+    x: ``[n, d_m]`` items of modality ``modality``.
+    modality: view index m in [0, M).
+
+  Returns:
+    int8 ``[n, b]`` codes in {-1, +1}.
+  """
+  m, x = check_encode_args(model, x, modality)
+  return encode_linear(model.means[m], model.projections[m], model.thresholds[m], x)
 
 
 def center_views(views: Sequence[jax.Array]
