@@ -9,40 +9,16 @@ them once, e.g. ``np.savez("nuswide.npz", XAll=..., YAll=..., LAll=...)``.
 Protocol: 2000 queries (seeded), database = the rest (about 190k items), RREH
 trained on ``num_train`` (default 10000) database items of which ``paired_ratio``
 (default 0.1) keep both views. k = 600 anchors as in the paper; theta / beta / lam
-from the Wikipedia / UCI validation (experiments/results/rreh_tune.md); re-tune on
-a training split for new data (experiments/rreh_tune.py).
+and init_v='pca' from the Wikipedia / UCI validation (experiments/results/rreh_tune.md,
+rreh_select_init.md); re-tune on a training split for new data (experiments/rreh_tune.py).
 
   python -m hashjax.main \\
       --config=configs/rreh_nuswide.py:path=/data/nuswide.npz \\
       --workdir=/tmp/hashjax/rreh_nuswide
 """
 
-import ml_collections
-
-from hashjax.config_utils import parse_arg
+from hashjax.config_utils import rreh_feature_config
 
 
 def get_config(arg=None):
-  a = parse_arg(arg, path="", image_key="XAll", text_key="YAll", label_key="LAll",
-                bits=64, paired_ratio=0.1, mode="disjoint", num_query=2000,
-                num_train=10000, seed=0, iterations=20, num_anchors=600, runlocal=False)
-  c = ml_collections.ConfigDict()
-  c.method = "rreh"
-  c.seed = a["seed"]
-  c.bits = a["bits"]
-  c.data = ml_collections.ConfigDict(dict(
-      name="features", path=a["path"] or None, views=None,
-      view_keys=[a["image_key"], a["text_key"]], view_names=["image", "text"],
-      label_key=a["label_key"], num_classes=None, label_offset=0,
-      num_query=a["num_query"], num_train=a["num_train"], seed=0))
-  c.semi_paired = ml_collections.ConfigDict(dict(
-      paired_ratio=a["paired_ratio"], mode=a["mode"], seed=a["seed"]))
-  c.rreh = ml_collections.ConfigDict(dict(
-      num_anchors=a["num_anchors"], theta=1.0, beta=0.1, lam=0.01,
-      iterations=a["iterations"], kernel=True, orthogonal_v=False, delta2=None,
-      reconstruct_against="anchors"))
-  c.eval = ml_collections.ConfigDict(dict(top_r=100, ks=()))
-  if a["runlocal"]:
-    c.rreh.iterations = min(c.rreh.iterations, 3)
-    c.data.num_query, c.data.num_train = 200, 1000
-  return c
+  return rreh_feature_config(arg, image_key="XAll", num_classes=None)
