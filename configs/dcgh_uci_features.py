@@ -10,9 +10,7 @@ optimiser and schedule as in DCGH (SPEC §2). Single-label: negative pair terms 
       --workdir=/tmp/hashjax/dcgh_uci_64
 """
 
-import ml_collections
-
-from hashjax.config_utils import parse_arg
+from hashjax.config_utils import dcgh_feature_config, parse_arg
 
 
 def get_config(arg=None):
@@ -21,37 +19,6 @@ def get_config(arg=None):
   views = a["views"].split("+")
   if len(views) != 2:
     raise ValueError(f"DCGH needs exactly two views (a+b), got {a['views']!r}.")
-  c = ml_collections.ConfigDict()
-  c.method = "dcgh"
-  c.seed = a["seed"]
-  c.bits = a["bits"]
-  c.num_epochs = a["epochs"]
-  c.parallelism = a["parallelism"]
-  c.data = ml_collections.ConfigDict(dict(
-      name="uci_mfeat", path=None, views=views, num_query=400, num_train=None, seed=0))
-  c.validation = ml_collections.ConfigDict(dict(num_items=160, seed=0, source="train"))
-  c.input = ml_collections.ConfigDict(dict(
-      batch_size=a["batch"], eval_batch_size=512, num_threads=0, prefetch=2))
-  c.model = ml_collections.ConfigDict(dict(
-      kind="features", hidden=(1024, 512), activation="relu", layer_norm=True,
-      tower_dropout=0.0, dropout=0.2))
-  c.loss = ml_collections.ConfigDict(dict(neg_weight=0.8, pos_weight=0.05))
-  c.optim = ml_collections.ConfigDict(dict(
-      tower_lr=1e-3, head_lr=1e-3, warmup=0.1, b1=0.9, b2=0.98, eps=1e-6,
-      weight_decay=0.2, max_grad_norm=1.0, proxy_lr=0.02, proxy_momentum=0.9,
-      proxy_weight_decay=5e-4))
-  c.checkpoint = ml_collections.ConfigDict(dict(every_steps=400, keep=2))
-  c.eval = ml_collections.ConfigDict(dict(top_r=100, query_every_eval=True))
-  c.eval_every_epochs = 5
-  c.log_every_steps = 100
-  c.progress_bar = True
-  c.stop_after_steps = 0   # > 0: stop (after saving) at that step; 0: run to the end
-  c.debug = ml_collections.ConfigDict(dict(nan_at_step=-1))
-  if a["runlocal"]:
-    c.num_epochs = min(c.num_epochs, 3)
-    c.input.batch_size = 64
-    c.model.hidden = (64,)
-    c.eval_every_epochs = 1
-    c.log_every_steps = 10
-    c.checkpoint.every_steps = 20
-  return c
+  return dcgh_feature_config(a, data=dict(
+      name="uci_mfeat", path=None, views=views, num_query=400, num_train=None,
+      seed=0), num_validation=160)

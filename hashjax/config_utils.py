@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["dcgh_paper_config", "parse_arg", "rreh_feature_config"]
+__all__ = ["dcgh_feature_config", "dcgh_paper_config", "parse_arg",
+           "rreh_feature_config"]
 
 
 def parse_arg(arg: str | None, **defaults: Any) -> dict[str, Any]:
@@ -138,4 +139,53 @@ def rreh_feature_config(arg: str | None, *, image_key: str, num_classes: int | N
   if a["runlocal"]:
     c.rreh.iterations = min(c.rreh.iterations, 3)
     c.data.num_query, c.data.num_train = 200, 1000
+  return c
+
+
+def dcgh_feature_config(a: dict, *, data: dict, num_validation: int):
+  """Frozen-feature DCGH (MLP towers on shipped features), SPEC §2 loss and optimiser.
+
+  ``configs/dcgh_{wikipedia,uci}_features.py`` differ only in the data set and the
+  number of validation queries held out of training.
+
+  Args:
+    a: parsed config arguments (bits, seed, epochs, batch, parallelism, runlocal).
+    data: the ``data`` fields (see :func:`hashjax.data.get_retrieval_split`).
+    num_validation: training items held out as validation queries.
+  """
+  import ml_collections  # pylint: disable=g-import-not-at-top
+
+  c = ml_collections.ConfigDict()
+  c.method = "dcgh"
+  c.seed = a["seed"]
+  c.bits = a["bits"]
+  c.num_epochs = a["epochs"]
+  c.parallelism = a["parallelism"]
+  c.data = ml_collections.ConfigDict(dict(data))
+  c.validation = ml_collections.ConfigDict(dict(num_items=num_validation, seed=0,
+                                                source="train"))
+  c.input = ml_collections.ConfigDict(dict(
+      batch_size=a["batch"], eval_batch_size=512, num_threads=0, prefetch=2))
+  c.model = ml_collections.ConfigDict(dict(
+      kind="features", hidden=(1024, 512), activation="relu", layer_norm=True,
+      tower_dropout=0.0, dropout=0.2))
+  c.loss = ml_collections.ConfigDict(dict(neg_weight=0.8, pos_weight=0.05))
+  c.optim = ml_collections.ConfigDict(dict(
+      tower_lr=1e-3, head_lr=1e-3, warmup=0.1, b1=0.9, b2=0.98, eps=1e-6,
+      weight_decay=0.2, max_grad_norm=1.0, proxy_lr=0.02, proxy_momentum=0.9,
+      proxy_weight_decay=5e-4))
+  c.checkpoint = ml_collections.ConfigDict(dict(every_steps=400, keep=2))
+  c.eval = ml_collections.ConfigDict(dict(top_r=100, query_every_eval=True))
+  c.eval_every_epochs = 5
+  c.log_every_steps = 100
+  c.progress_bar = True
+  c.stop_after_steps = 0   # > 0: stop (after saving) at that step; 0: run to the end
+  c.debug = ml_collections.ConfigDict(dict(nan_at_step=-1))
+  if a["runlocal"]:
+    c.num_epochs = min(c.num_epochs, 3)
+    c.input.batch_size = 64
+    c.model.hidden = (64,)
+    c.eval_every_epochs = 1
+    c.log_every_steps = 10
+    c.checkpoint.every_steps = 20
   return c
