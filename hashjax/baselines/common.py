@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hashjax import checks
+from hashjax import checks, ops
 
 __all__ = [
     "center_views",
@@ -35,12 +35,7 @@ __all__ = [
     "split_rows",
 ]
 
-_HIGHEST = jax.lax.Precision.HIGHEST
-
-
-def matmul(a: jax.Array, b: jax.Array) -> jax.Array:
-  """``a @ b`` at full float32 precision (no TF32 / bf16 passes on accelerators)."""
-  return jnp.matmul(a, b, precision=_HIGHEST)
+matmul = ops.matmul  # full float32 precision, shared with the other solvers
 
 
 def _as_float(x: Any) -> jax.Array:

@@ -23,6 +23,8 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
+from hashjax import ops
+
 __all__ = [
     "b_step",
     "binarize",
@@ -46,12 +48,7 @@ __all__ = [
     "w_step",
 ]
 
-_HIGHEST = jax.lax.Precision.HIGHEST
-
-
-def matmul(a: jax.Array, b: jax.Array) -> jax.Array:
-  """``a @ b`` at full float32 precision."""
-  return jnp.matmul(a, b, precision=_HIGHEST)
+matmul = ops.matmul  # full float32 precision, shared with the other solvers
 
 
 def binarize(z: jax.Array) -> jax.Array:
