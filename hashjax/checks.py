@@ -60,13 +60,27 @@ def check_matrix(name: str, x: Any, *, cols: int | None = None) -> None:
         f"{name} must have {cols} columns, got shape {tuple(shape)}.")
 
 
+_FINITE_BLOCK = 1 << 22  # elements per block: no full-size boolean temporary
+
+
 def check_finite(name: str, x: Any) -> None:
-  """Raises if a concrete array holds NaN or inf (tracers are skipped)."""
+  """Raises if a concrete array holds NaN or inf (tracers are skipped).
+
+  Large arrays (e.g. a memory-mapped feature file) are checked in blocks of rows,
+  so the check needs no boolean array of the input's size.
+  """
   if not _is_concrete(x):
     return
   arr = np.asarray(x)
-  if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
-    bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+  if arr.dtype.kind not in "fc":
+    return
+  if arr.ndim == 0 or arr.size <= _FINITE_BLOCK:
+    blocks = [arr]
+  else:
+    rows = max(1, _FINITE_BLOCK // max(1, arr.size // arr.shape[0]))
+    blocks = (arr[s:s + rows] for s in range(0, arr.shape[0], rows))
+  bad = sum(int(np.size(b) - np.count_nonzero(np.isfinite(b))) for b in blocks)
+  if bad:
     raise ValueError(f"{name} contains {bad} NaN or inf value(s).")
 
 

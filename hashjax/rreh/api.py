@@ -3,13 +3,16 @@
   model = hashjax.rreh.fit(paired_views, unpaired_views, config, rng)
   codes = hashjax.rreh.encode(model, x, modality)      # int8 [n, bits] in {-1, +1}
 
-``fit`` validates the inputs, samples paired anchors, stacks every modality on a
-zero-padded ``[M, n, d_max]`` array (paired rows first, then the modality's unpaired
-rows, then padding; rows masked), runs the kernel step and the solver of
-:mod:`hashjax.rreh.solver`, and returns an :class:`RREHModel` pytree. The item axis is
-sharded over ``mesh`` (default: every device on one ``"data"`` axis), so the
-``k x k`` Gram products become cross-device reductions; n is padded to a multiple of
-the device count with masked rows.
+``fit`` validates the inputs, samples paired anchors, computes every modality's
+kernel features ``[n, k]`` from its raw rows streamed in chunks (paired rows first,
+then the modality's unpaired rows, then padding; rows masked), stacks them on an
+``[M, n, k]`` array, runs the solver of :mod:`hashjax.rreh.solver`, and returns an
+:class:`RREHModel` pytree. The raw features are read chunk by chunk from wherever
+they live (NumPy arrays, ``np.memmap`` files, any dtype) and never copied whole, so
+memory grows with ``n * k``, not ``n * d``. The item axis is sharded over ``mesh``
+(default: every device on one ``"data"`` axis), so the ``k x k`` Gram products
+become cross-device reductions; n is padded to a multiple of the device count with
+masked rows.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from hashjax import checks
 from hashjax.rreh import solver, steps
 
 __all__ = [
+    "CHUNK_ELEMENTS",
     "DEFAULTS",
     "RECONSTRUCT_AGAINST",
     "RREHModel",
@@ -39,6 +43,10 @@ __all__ = [
 ]
 
 RECONSTRUCT_AGAINST = ("anchors", "paired")
+
+# Raw feature values per streamed chunk (64 MiB of float32): the default chunk of
+# ``fit`` and ``encode`` is ``CHUNK_ELEMENTS // d`` rows of a d-wide modality.
+CHUNK_ELEMENTS = 1 << 24
 
 # SPEC §1 sanity values; the configs in configs/rreh_*.py hold validated defaults.
 DEFAULTS: dict[str, Any] = dict(
@@ -170,29 +178,106 @@ def _check_views(paired_views: Any, unpaired_views: Any
       raise ValueError(
           f"unpaired_views[{i}] has {shape[1]} columns but paired_views[{i}] has "
           f"{p.shape[1]}; a modality's paired and unpaired items need the same width.")
-  paired = [np.asarray(v, np.float32) for v in paired_views]
-  unpaired = [np.asarray(v, np.float32) for v in unpaired_views]
-  for i, (p, u) in enumerate(zip(paired_views, unpaired_views)):
-    checks.check_finite(f"paired_views[{i}]", p)
-    checks.check_finite(f"unpaired_views[{i}]", u)
+  # No float32 copies: rows are converted chunk by chunk where they are used.
+  paired = [np.asarray(v) for v in paired_views]
+  unpaired = [np.asarray(v) for v in unpaired_views]
+  for name, views in (("paired_views", paired), ("unpaired_views", unpaired)):
+    for i, v in enumerate(views):
+      if v.dtype.kind not in "biuf":
+        raise ValueError(f"{name}[{i}] must hold real numbers, got dtype {v.dtype}.")
+      checks.check_finite(f"{name}[{i}]", v)
   return paired, unpaired
 
 
-def _stack(paired: list[np.ndarray], unpaired: list[np.ndarray], multiple: int
-           ) -> tuple[np.ndarray, np.ndarray, int]:
-  """``[M, n, d_max]`` rows paired | unpaired | padding, the mask, and d_max."""
-  m = len(paired)
+def _layout(paired: list[np.ndarray], unpaired: list[np.ndarray], multiple: int
+            ) -> tuple[int, np.ndarray]:
+  """Padded item count n (a multiple of ``multiple``) and the ``[M, n]`` row mask."""
   n_p = paired[0].shape[0]
-  n_u = max(u.shape[0] for u in unpaired)
-  n = -(-(n_p + n_u) // multiple) * multiple
-  d_max = max(p.shape[1] for p in paired)
-  x = np.zeros((m, n, d_max), np.float32)
-  mask = np.zeros((m, n), np.float32)
-  for i, (p, u) in enumerate(zip(paired, unpaired)):
-    x[i, :n_p, :p.shape[1]] = p
-    x[i, n_p:n_p + u.shape[0], :p.shape[1]] = u
+  n = -(-(n_p + max(u.shape[0] for u in unpaired)) // multiple) * multiple
+  mask = np.zeros((len(paired), n), np.float32)
+  for i, u in enumerate(unpaired):
     mask[i, :n_p + u.shape[0]] = 1.0
-  return x, mask, d_max
+  return n, mask
+
+
+def _rows(p: np.ndarray, u: np.ndarray, start: int, stop: int) -> np.ndarray:
+  """float32 rows ``[start, stop)`` of a modality's ``[paired; unpaired]`` items."""
+  n_p = p.shape[0]
+  parts = [p[start:min(stop, n_p)], u[max(start - n_p, 0):max(stop - n_p, 0)]]
+  return np.concatenate([np.asarray(x, np.float32) for x in parts if len(x)])
+
+
+def _chunks(p: np.ndarray, u: np.ndarray, chunk: int):
+  """Yields ``(real rows, [chunk, d] float32)`` over ``[p; u]``, the last zero-padded.
+
+  Every chunk has the same shape, so a jitted consumer compiles once.
+  """
+  total = p.shape[0] + u.shape[0]
+  for start in range(0, total, chunk):
+    block = _rows(p, u, start, min(start + chunk, total))
+    real = block.shape[0]
+    yield real, np.pad(block, ((0, chunk - real), (0, 0))) if real < chunk else block
+
+
+def _chunk_rows(chunk_rows: int | None, d: int, total: int, multiple: int) -> int:
+  c = min(chunk_rows or max(1, CHUNK_ELEMENTS // d), total)
+  return -(-c // multiple) * multiple
+
+
+_distances = jax.jit(steps.squared_distances)
+
+
+@partial(jax.jit, static_argnames=("n", "sharding"))
+def _kernel_rows(dist, mask, delta2, *, n, sharding):
+  """Pads/cuts the streamed distances to n rows, then the kernel step of one modality."""
+  dist = jnp.pad(dist, ((0, max(n - dist.shape[0], 0)), (0, 0)))[:n]
+  return steps.kernel_from_distances(
+      jax.lax.with_sharding_constraint(dist, sharding), mask, delta2)
+
+
+def _kernel_step_streamed(paired, unpaired, anchors, delta2, mask, *, n, chunk_rows,
+                          mesh):
+  """Kernel features of every modality from raw rows streamed in chunks.
+
+  Per modality only the ``[n, k]`` distances are materialised (computed chunk by
+  chunk, every chunk sharded over the mesh's ``"data"`` axis), never a padded
+  ``[M, n, d_max]`` stack of raw features.
+
+  Returns:
+    ``(phi [M, n, k] centred, padded rows 0; mean [M, k]; delta2 [M])``.
+  """
+  devices = mesh.shape["data"]
+  row_sh = NamedSharding(mesh, P("data", None))
+  rep = NamedSharding(mesh, P())
+  phis, means, widths = [], [], []
+  for i, (p, u) in enumerate(zip(paired, unpaired)):
+    d = p.shape[1]
+    chunk = _chunk_rows(chunk_rows, d, p.shape[0] + u.shape[0], devices)
+    a = jax.device_put(anchors[i, :, :d], rep)
+    parts = [_distances(jax.device_put(block, row_sh), a)
+             for _, block in _chunks(p, u, chunk)]
+    dist = parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+    del parts
+    # Rows past the modality's items are padding: masked out of delta2 and phi.
+    phi, mean, width = _kernel_rows(
+        dist, jax.device_put(mask[i], NamedSharding(mesh, P("data"))),
+        None if delta2 is None else delta2[i], n=n, sharding=row_sh)
+    del dist
+    phis.append(phi)
+    means.append(mean)
+    widths.append(width)
+  phi = jax.device_put(jnp.stack(phis), NamedSharding(mesh, P(None, "data", None)))
+  return phi, jnp.stack(means), jnp.stack(widths)
+
+
+def _stack_raw(paired: list[np.ndarray], unpaired: list[np.ndarray], n: int
+               ) -> np.ndarray:
+  """``[M, n, d_max]`` float32 raw rows paired | unpaired | zero padding."""
+  d_max = max(p.shape[1] for p in paired)
+  x = np.zeros((len(paired), n, d_max), np.float32)
+  for i, (p, u) in enumerate(zip(paired, unpaired)):
+    x[i, :p.shape[0] + u.shape[0], :p.shape[1]] = _rows(p, u, 0, p.shape[0] + u.shape[0])
+  return x
 
 
 @jax.jit
@@ -201,7 +286,8 @@ def _linear_features(x: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Arra
 
 
 def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
-        rng: jax.Array, *, mesh: jax.sharding.Mesh | None = None) -> RREHModel:
+        rng: jax.Array, *, mesh: jax.sharding.Mesh | None = None,
+        chunk_rows: int | None = None) -> RREHModel:
   """Fits RREH on semi-paired data (SPEC §1).
 
   Args:
@@ -217,6 +303,10 @@ def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
     rng: PRNG key; split into the anchor key and the key of the initial V.
     mesh: a mesh with a ``"data"`` axis for the item axis (default
       :func:`default_mesh`).
+    chunk_rows: raw rows per streamed chunk of the kernel step (default
+      ``CHUNK_ELEMENTS // d``; rounded up to a multiple of the device count).
+      The views may be ``np.memmap`` arrays of any real dtype: rows are read and
+      converted to float32 chunk by chunk.
 
   Returns:
     :class:`RREHModel`.
@@ -227,6 +317,8 @@ def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
       its paired width; ``orthogonal_v`` with ``bits >= n_p``.
   """
   cfg = resolve_config(config)
+  if chunk_rows is not None:
+    chunk_rows = checks.check_positive_int("chunk_rows", chunk_rows)
   paired, unpaired = _check_views(paired_views, unpaired_views)
   m, n_p = len(paired), paired[0].shape[0]
   bits = cfg["bits"]
@@ -243,22 +335,25 @@ def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
   mesh = _auto_mesh(mesh)
   rng_anchor, rng_init = jax.random.split(rng)
 
-  x, mask, d_max = _stack(paired, unpaired, mesh.shape["data"])
-  x_sh = NamedSharding(mesh, P(None, "data", None))
-  mask_sh = NamedSharding(mesh, P(None, "data"))
+  n, mask = _layout(paired, unpaired, mesh.shape["data"])
+  mask_dev = jax.device_put(mask, NamedSharding(mesh, P(None, "data")))
   rep = NamedSharding(mesh, P())
-  x_dev = jax.device_put(x, x_sh)
-  mask_dev = jax.device_put(mask, mask_sh)
 
   anchor_index = steps.sample_anchors(rng_anchor, n_p, cfg["num_anchors"])
-  anchors = jax.device_put(x[:, np.asarray(anchor_index)], rep)     # [M, k, d_max]
-  dims = tuple(int(p.shape[1]) for p in paired)
+  idx = np.asarray(anchor_index)
+  anchors_host = np.zeros((m, len(idx), max(p.shape[1] for p in paired)), np.float32)
+  for i, p in enumerate(paired):
+    anchors_host[i, :, :p.shape[1]] = p[idx]
+  anchors = jax.device_put(anchors_host, rep)                       # [M, k, d_max]
   fixed = None if cfg["delta2"] is None else jnp.broadcast_to(
       jnp.asarray(cfg["delta2"], jnp.float32), (m,))
   if cfg["kernel"]:
-    phi, mean, delta2 = steps.kernel_step_unpadded(x_dev, mask_dev, anchors, fixed,
-                                                   dims=dims)
+    phi, mean, delta2 = _kernel_step_streamed(
+        paired, unpaired, anchors_host, fixed, mask, n=n, chunk_rows=chunk_rows,
+        mesh=mesh)
   else:
+    x_dev = jax.device_put(_stack_raw(paired, unpaired, n),
+                           NamedSharding(mesh, P(None, "data", None)))
     phi, mean = _linear_features(x_dev, mask_dev)
     delta2 = fixed if fixed is not None else jnp.ones((m,), jnp.float32)
   if cfg["reconstruct_against"] == "anchors":
@@ -287,13 +382,17 @@ def _encode(x, anchors, delta2, mean, w, *, kernel):
   return jnp.where(steps.matmul(phi - mean, w) >= 0, 1, -1).astype(jnp.int8)
 
 
-def encode(model: RREHModel, x: Any, modality: int) -> jax.Array:
+def encode(model: RREHModel, x: Any, modality: int, *,
+           chunk_rows: int | None = None) -> jax.Array:
   """Out-of-sample codes ``b(x) = sign(phi_m(x) W_m)`` of items of one modality.
 
   Args:
     model: from :func:`fit` (or loaded from disk).
-    x: ``[n, d_m]`` items of modality ``modality``.
+    x: ``[n, d_m]`` items of modality ``modality`` (an array or ``np.memmap`` of
+      any real dtype; encoded in chunks of ``chunk_rows`` rows, default
+      ``CHUNK_ELEMENTS // d_m``).
     modality: index m in ``[0, M)``.
+    chunk_rows: rows per chunk (positive int) or None.
 
   Returns:
     int8 ``[n, b]`` codes in {-1, +1} (``z >= 0`` -> +1).
@@ -310,12 +409,24 @@ def encode(model: RREHModel, x: Any, modality: int) -> jax.Array:
   mi = int(modality)
   d = int(np.asarray(model.dims)[mi])
   checks.check_matrix("x", x, cols=d)
+  if chunk_rows is not None:
+    chunk_rows = checks.check_positive_int("chunk_rows", chunk_rows)
   checks.check_finite("x", x)
-  x = jnp.asarray(x, jnp.float32)
+  x = x if isinstance(x, jax.Array) else np.asarray(x)
   kernel = bool(np.asarray(model.kernel))
   # Only the modality's own d columns: the padded columns of anchors are 0.
   anchors = jnp.asarray(model.anchors[mi])[:, :d]
   mean, w = jnp.asarray(model.mean[mi]), jnp.asarray(model.W[mi])
   if not kernel:
     mean, w = mean[:d], w[:d]
-  return _encode(x, anchors, jnp.asarray(model.delta2[mi]), mean, w, kernel=kernel)
+  delta2 = jnp.asarray(model.delta2[mi])
+  n = x.shape[0]
+  chunk = _chunk_rows(chunk_rows, d, n, 1)
+  codes = []
+  for start in range(0, n, chunk):
+    block = jnp.asarray(x[start:start + chunk], jnp.float32)
+    real = block.shape[0]
+    if real < chunk:    # one compiled shape for every chunk
+      block = jnp.pad(block, ((0, chunk - real), (0, 0)))
+    codes.append(_encode(block, anchors, delta2, mean, w, kernel=kernel)[:real])
+  return codes[0] if len(codes) == 1 else jnp.concatenate(codes)

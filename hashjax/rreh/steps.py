@@ -32,8 +32,8 @@ __all__ = [
     "default_delta2",
     "gram",
     "kernel_features",
+    "kernel_from_distances",
     "kernel_step",
-    "kernel_step_unpadded",
     "latent_targets",
     "matmul",
     "objective",
@@ -166,41 +166,29 @@ def kernel_step(x: jax.Array, mask: jax.Array, anchors: jax.Array,
   return jax.vmap(_kernel_step)(x, mask, anchors, delta2)
 
 
-@partial(jax.jit, static_argnames=("dims",))
-def kernel_step_unpadded(x: jax.Array, mask: jax.Array, anchors: jax.Array,
-                         delta2: jax.Array | None, *, dims: tuple[int, ...]
-                         ) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Kernel step that skips each modality's zero padding; one distance pass.
+def kernel_from_distances(dist: jax.Array, mask: jax.Array,
+                          delta2: jax.Array | None = None
+                          ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Kernel step of one modality from its item-anchor squared distances.
 
-  Same result as :func:`default_delta2` followed by :func:`kernel_step`, but the
-  squared distances of modality m are computed once, on its first ``dims[m]``
-  columns only (a Python loop over the M modalities, unrolled at trace time), so
-  a narrow modality does not pay for the widest one.
+  Same result as :func:`default_delta2` (when ``delta2`` is None) followed by
+  :func:`kernel_step`, for distances computed elsewhere, e.g. streamed in row
+  chunks from host memory by :func:`hashjax.rreh.fit`.
 
   Args:
-    x: ``[M, n, d_max]`` zero-padded items (paired rows first).
-    mask: ``[M, n]`` 1 for real rows.
-    anchors: ``[M, k, d_max]`` zero-padded anchors.
-    delta2: ``[M]`` kernel widths, or None for the default (mean squared
-      item-anchor distance over real rows).
-    dims: static raw width of every modality.
+    dist: ``[n, k]`` squared distances to the anchors (padded rows arbitrary).
+    mask: ``[n]`` 1 for real training rows, 0 for padding.
+    delta2: scalar kernel width, or None for the default (mean squared
+      item-anchor distance over the real rows).
 
   Returns:
-    ``(phi [M, n, k] centred, padded rows 0; mean [M, k]; delta2 [M])``.
+    ``(phi [n, k] centred, padded rows 0; mean [k]; delta2 scalar)``.
   """
-  phis, means, widths = [], [], []
-  for i, d in enumerate(dims):
-    dist = squared_distances(x[i, :, :d], anchors[i, :, :d])
-    if delta2 is None:
-      count = jnp.maximum(jnp.sum(mask[i]), 1.0) * anchors.shape[1]
-      d2 = jnp.sum(dist * mask[i][:, None]) / count
-    else:
-      d2 = delta2[i]
-    phi, mean = center_features(jnp.exp(-dist / (2.0 * d2)), mask[i])
-    phis.append(phi)
-    means.append(mean)
-    widths.append(d2)
-  return jnp.stack(phis), jnp.stack(means), jnp.stack(widths)
+  if delta2 is None:
+    count = jnp.maximum(jnp.sum(mask), 1.0) * dist.shape[1]
+    delta2 = jnp.sum(dist * mask[:, None]) / count
+  phi, mean = center_features(jnp.exp(-dist / (2.0 * delta2)), mask)
+  return phi, mean, delta2
 
 
 def gram(phi: jax.Array) -> jax.Array:

@@ -67,6 +67,10 @@ def test_fit_bad_views():
     rreh.fit([p[:0] for p in paired], unpaired, {}, key)
   with pytest.raises(ValueError, match=r"must be 2-D"):
     rreh.fit(paired, [unpaired[0], np.zeros(3, np.float32)], {}, key)
+  with pytest.raises(ValueError, match="chunk_rows must be positive"):
+    rreh.fit(paired, unpaired, {}, key, chunk_rows=0)
+  with pytest.raises(ValueError, match=r"unpaired_views\[1\] must hold real numbers"):
+    rreh.fit(paired, [unpaired[0], unpaired[1].astype(str)], {}, key)
   with pytest.raises(ValueError, match="mesh needs a 'data' axis"):
     rreh.fit(paired, unpaired, {}, key,
              mesh=jax.make_mesh((1,), ("x",), devices=jax.devices()[:1]))
@@ -98,6 +102,8 @@ def test_encode_errors():
     rreh.encode(model, bad, 1)
   with pytest.raises(ValueError, match="empty"):
     rreh.encode(model, x[:0], 1)
+  with pytest.raises(ValueError, match="chunk_rows must be positive"):
+    rreh.encode(model, x, 1, chunk_rows=-2)
   # A valid call: phi = exp(0) - 0 = 1, W = 1 -> every bit +1.
   np.testing.assert_array_equal(np.asarray(rreh.encode(model, x, 1)), np.ones((6, 2)))
 

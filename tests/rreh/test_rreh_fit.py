@@ -115,3 +115,29 @@ def test_fit_variants_match_reference(variant):
   model = rreh.fit(paired, unpaired, cfg, rng)
   ref = _reference_for(model, paired, unpaired, rng, cfg)
   _check_against_reference(model, ref, paired, unpaired, queries)
+
+
+def test_fit_and_encode_stream_float64_memmaps_in_chunks(tmp_path):
+  # The views are float64 memory-mapped files; chunk_rows=5 (rounded up to 8 rows
+  # on the 8-device mesh) streams each modality in 9 chunks, the last ones partial,
+  # and encode runs in 4-row chunks (last one partial). Same reference as above.
+  paired, unpaired = _data(0, 40, [30, 31], [7, 5])
+  queries, _ = _data(1, 25, [0, 0], [7, 5])
+
+  def memmap(name, a):
+    m = np.memmap(tmp_path / name, np.float64, "w+", shape=a.shape)
+    m[:] = a
+    m.flush()
+    return np.memmap(tmp_path / name, np.float64, "r", shape=a.shape)
+
+  mm_p = [memmap(f"p{i}", p) for i, p in enumerate(paired)]
+  mm_u = [memmap(f"u{i}", u) for i, u in enumerate(unpaired)]
+  cfg = dict(bits=BITS, num_anchors=K, **HYPER)
+  rng = jax.random.key(3)
+  model = rreh.fit(mm_p, mm_u, cfg, rng, chunk_rows=5)
+  ref = _reference_for(model, paired, unpaired, rng, cfg)
+  _check_against_reference(model, ref, paired, unpaired, queries)
+  for i in range(2):
+    x = np.concatenate([paired[i], unpaired[i], queries[i]])
+    np.testing.assert_array_equal(np.asarray(rreh.encode(model, x, i, chunk_rows=4)),
+                                  encode_reference(ref, x, i))
