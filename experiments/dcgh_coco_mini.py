@@ -19,19 +19,19 @@ experiments/results/plots/dcgh_coco_mini_curves.png.
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib.util
 import json
 import os
 import pathlib
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+import _common
+
+ROOT = pathlib.Path(_common.ROOT)
 
 
 def _main_cmd(config: str, workdir: str, *extra: str) -> list[str]:
@@ -72,8 +72,6 @@ def main():
   ap.add_argument("--config_arg", default=None, help="arguments after the config's colon")
   ap.add_argument("--out", default=str(ROOT / "experiments" / "results"))
   args = ap.parse_args()
-  import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
 
   from hashjax import plotting  # pylint: disable=g-import-not-at-top
   from hashjax.dcgh import export  # pylint: disable=g-import-not-at-top
@@ -119,19 +117,12 @@ def main():
   plotting.training_curves(curves, title="DCGH on COCO-MINI (tiny towers, random init)",
                            path=plot)
   sel, q = res["selected"], res["selected"]["query"]
-  meta = {
-      "command": "python experiments/dcgh_coco_mini.py" + (
-          f" --config_arg={args.config_arg}" if args.config_arg else ""),
-      "readme_command": f"python -m hashjax.main --config={config} --workdir=WORKDIR",
-      "config": cfg.to_dict(), "seeds": [int(cfg.seed)],
-      "sizes": {k: res[k] for k in ("num_train", "num_validation", "num_query",
-                                     "num_database", "total_steps")},
-      "devices": f"{jax.device_count()} x {jax.devices()[0].platform}",
-      "cpu_count": os.cpu_count(), "platform": platform.platform(),
-      "python": platform.python_version(), "jax": jax.__version__, "numpy": np.__version__,
-      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-      "load_average_at_end": os.getloadavg(),
-  }
+  meta = _common.environment(
+      readme_command=f"python -m hashjax.main --config={config} --workdir=WORKDIR",
+      config=cfg.to_dict(), seeds=[int(cfg.seed)],
+      sizes={k: res[k] for k in ("num_train", "num_validation", "num_query",
+                                 "num_database", "total_steps")},
+      load_average_at_end=os.getloadavg())
   out = {
       "meta": meta,
       "seconds": {"train_command": t_train, "train_loop": res["train_seconds"],
@@ -145,9 +136,6 @@ def main():
       "selected": sel, "best_on_query": res.get("best_on_query"),
       "history": eval_rows, "plot": os.path.relpath(plot, ROOT),
   }
-  os.makedirs(args.out, exist_ok=True)
-  with open(os.path.join(args.out, "dcgh_coco_mini.json"), "w") as f:
-    json.dump(out, f, indent=2)
   boq = res.get("best_on_query") or {}
   md = "\n".join([
       "# DCGH on COCO-MINI (end-to-end smoke run)", "",
@@ -172,8 +160,7 @@ def main():
       f"{boq.get('t2i', {}).get('map', float('nan')):.4f} |",
       f"| encode database images (s) | {t_encode:.1f} |", "",
       f"Training curves (from the run's metrics.jsonl): `{out['plot']}`.", ""])
-  with open(os.path.join(args.out, "dcgh_coco_mini.md"), "w") as f:
-    f.write(md)
+  _common.write_results("dcgh_coco_mini", out, md, args.out)
   print(md)
 
 

@@ -4,10 +4,13 @@ DCGH's loss, optimiser and schedule (SPEC §2) with MLP towers on each data set'
 features (configs/dcgh_wikipedia_features.py, configs/dcgh_uci_features.py). Each run
 selects its evaluation (every 5 epochs) on validation queries held out of training
 and reports query mAP@all there; the best query mAP over all evaluations (what papers
-report) is listed separately, labelled.
+report) is listed separately, labelled. The markdown puts DCGH next to RREH and the
+baselines trained on all training pairs (read from results/baselines_<data>.json,
+written by experiments/baseline_table.py; same queries and database).
 
   nice -n 10 python experiments/dcgh_frozen.py            # full study
   python experiments/dcgh_frozen.py --seeds=2 --epochs=20  # quicker
+  python experiments/dcgh_frozen.py --render               # markdown from the JSON
 
 Writes experiments/results/dcgh_frozen.{json,md} (rewritten after every run, so an
 interrupted study leaves its finished runs on disk).
@@ -16,33 +19,26 @@ interrupted study leaves its finished runs on disk).
 from __future__ import annotations
 
 import argparse
-import datetime
-import importlib.util
 import json
 import os
-import pathlib
-import platform
 import shutil
 import statistics
 import tempfile
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+import _common
+
 CONFIGS = {"wikipedia": "dcgh_wikipedia_features", "uci_mfeat": "dcgh_uci_features"}
-
-
-def _get_config(name: str, arg: str):
-  spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
+BASELINES = {"wikipedia": "wikipedia", "uci_mfeat": "uci"}   # baselines_<name>.json
 
 
 def run_one(dataset: str, bits: int, seed: int, epochs: int | None) -> dict:
   from hashjax.dcgh import train  # pylint: disable=g-import-not-at-top
+  from hashjax.main import load_config_file  # pylint: disable=g-import-not-at-top
 
   arg = f"bits={bits},seed={seed}" + (f",epochs={epochs}" if epochs else "")
-  cfg = _get_config(CONFIGS[dataset], arg)
+  cfg = load_config_file(os.path.join(_common.ROOT, "configs", f"{CONFIGS[dataset]}.py"),
+                         arg)
   cfg.progress_bar = False
   workdir = tempfile.mkdtemp(prefix=f"dcgh_{dataset}_{bits}_{seed}_")
   try:
@@ -66,27 +62,87 @@ def run_one(dataset: str, bits: int, seed: int, epochs: int | None) -> dict:
   }
 
 
-def _ms(values: list[float]) -> str:
-  if len(values) == 1:
-    return f"{values[0]:.4f}"
-  return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
-
-
 def table(runs: list[dict]) -> str:
+  """DCGH per (data set, bits): selected and best-on-query mAP, epoch, seconds."""
+  ms = _common.mean_std
   lines = [
       "| data set | bits | seeds | I->T mAP (selected) | T->I mAP (selected) | "
       "I->T best-on-query | T->I best-on-query | selected epoch | s/run |",
       "|---|---|---|---|---|---|---|---|---|"]
-  keys = sorted({(r["dataset"], r["bits"]) for r in runs})
-  for ds, b in keys:
+  for ds, b in sorted({(r["dataset"], r["bits"]) for r in runs}):
     rs = [r for r in runs if r["dataset"] == ds and r["bits"] == b]
     col = lambda k, rs=rs: [r[k] for r in rs]  # noqa: E731
     lines.append(
-        f"| {ds} | {b} | {len(rs)} | {_ms(col('i2t_map'))} | {_ms(col('t2i_map'))} | "
-        f"{_ms(col('best_on_query_i2t'))} | {_ms(col('best_on_query_t2i'))} | "
+        f"| {ds} | {b} | {len(rs)} | {ms(col('i2t_map'))} | {ms(col('t2i_map'))} | "
+        f"{ms(col('best_on_query_i2t'))} | {ms(col('best_on_query_t2i'))} | "
         f"{statistics.mean(col('selected_epoch')):.0f} | "
         f"{statistics.mean(col('seconds')):.1f} |")
   return "\n".join(lines)
+
+
+def comparison(runs: list[dict], results: str) -> str:
+  """DCGH (selected epoch) next to RREH and the baselines trained on all pairs.
+
+  One table per data set and direction, rows = methods, columns = bits. The
+  unsupervised rows come from ``baselines_<data>.json`` under ``results`` (their
+  first direction is DCGH's I->T: image / first view as query).
+  """
+  out = []
+  for ds in sorted({r["dataset"] for r in runs}):
+    path = os.path.join(results, f"baselines_{BASELINES[ds]}.json")
+    base = json.load(open(path)) if os.path.exists(path) else None
+    dcgh = [r for r in runs if r["dataset"] == ds]
+    bits = sorted({r["bits"] for r in dcgh})
+    dirs = ([k for k in base["rows"][0] if "->" in k] if base
+            else ["I->T", "T->I"])
+    head = (f"Unsupervised rows: `{base['meta']['command']}` ({base['meta']['date']})."
+            if base else f"(no {os.path.basename(path)}: run experiments/baseline_table.py)")
+    if ds == "wikipedia":
+      head += " CCA-ITQ at 10 bits only (the text view is 10-d)."
+    out += [f"**{ds}**, mAP@all, mean ± std over seeds. {head}", ""]
+    for d, key in zip(dirs, ("i2t_map", "t2i_map")):
+      out += [f"{d} | " + " | ".join(str(b) for b in bits) + " |",
+              "|---|" + "---|" * len(bits)]
+      out[-2] = "| " + out[-2]
+      out.append("| DCGH, frozen features (supervised, selected epoch) | " + " | ".join(
+          _common.mean_std([r[key] for r in dcgh if r["bits"] == b]) for b in bits) + " |")
+      for method in dict.fromkeys(r["method"] for r in (base["rows"] if base else [])):
+        rows = [r for r in base["rows"] if r["method"] == method]
+        label = ("RREH, all pairs (unsupervised)" if method == "rreh"
+                 else f"{method.upper().replace('_', '-')} (unsupervised)")
+        cells = {r["bits"]: _common.mean_std(r[d]["values"]) for r in rows}
+        if len(rows) == 1 and rows[0]["bits"] not in bits:   # CCA-ITQ at 10 bits
+          label += f" [{rows[0]['bits']} bits]"
+          cells = {bits[0]: cells[rows[0]["bits"]]}
+        out.append(f"| {label} | " + " | ".join(cells.get(b, "") for b in bits) + " |")
+      out.append("")
+  return "\n".join(out)
+
+
+def render(meta: dict, runs: list[dict], results: str) -> str:
+  return "\n".join([
+      "# DCGH, frozen-feature variant (MLP towers on shipped features)",
+      "",
+      f"Command: `{meta['command']}` ({meta['devices']}, {meta['cpu_count']} cores, "
+      f"{meta['total_seconds'] / 60:.1f} min in all, "
+      f"{meta['finished_runs']}/{meta['planned_runs']} runs, {meta['epochs']} epochs, "
+      f"{meta['date']}).",
+      "mAP@all on the query set, mean ± std (ddof 1) over seeds.",
+      "'selected' = the evaluation with the best validation mAP (validation queries held",
+      "out of training); 'best-on-query' = the best query mAP over all evaluations",
+      "(every 5 epochs), per direction, as papers report it (optimistic).",
+      "",
+      table(runs),
+      "",
+      "## Next to RREH and the baselines (all training pairs, same queries and database)",
+      "",
+      "DCGH uses the labels; RREH and the baselines do not. DCGH trains on the training",
+      "items minus its validation queries (" + ", ".join(sorted({
+          f"{r['dataset']} {r['num_train']} + {r['num_validation']}" for r in runs}))
+      + "); the others train on every training item.",
+      "",
+      comparison(runs, results),
+  ])
 
 
 def main():
@@ -95,23 +151,21 @@ def main():
   ap.add_argument("--bits", default="16,32,64,128")
   ap.add_argument("--seeds", type=int, default=5)
   ap.add_argument("--epochs", type=int, default=None, help="default: the config's (100)")
-  ap.add_argument("--out", default=str(ROOT / "experiments" / "results"))
+  ap.add_argument("--out", default=_common.RESULTS)
+  ap.add_argument("--render", action="store_true",
+                  help="only rewrite the markdown from <out>/dcgh_frozen.json")
   args = ap.parse_args()
-  import jax  # pylint: disable=g-import-not-at-top
-
-  import numpy as np  # pylint: disable=g-import-not-at-top
-
-  meta = {
-      "command": "python experiments/dcgh_frozen.py " + " ".join(
-          f"--{k}={v}" for k, v in vars(args).items() if k != "out" and v is not None),
-      "datasets": args.datasets.split(","), "bits": [int(x) for x in args.bits.split(",")],
-      "seeds": list(range(args.seeds)), "epochs": args.epochs or 100,
-      "devices": f"{jax.device_count()} x {jax.devices()[0].platform}",
-      "cpu_count": os.cpu_count(), "platform": platform.platform(),
-      "python": platform.python_version(), "jax": jax.__version__,
-      "numpy": np.__version__,
-      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-  }
+  if args.render:
+    with open(os.path.join(args.out, "dcgh_frozen.json")) as f:
+      saved = json.load(f)
+    md = render(saved["meta"], saved["runs"], args.out)
+    _common.write_results("dcgh_frozen", saved, md, args.out)
+    print(md)
+    return
+  meta = _common.environment(
+      datasets=args.datasets.split(","), bits=[int(x) for x in args.bits.split(",")],
+      seeds=list(range(args.seeds)), epochs=args.epochs or 100)
+  meta["planned_runs"] = len(meta["datasets"]) * len(meta["bits"]) * args.seeds
   runs = []
   t0 = time.perf_counter()
   for s in meta["seeds"]:   # seeds outermost: a cut-short study still covers every cell
@@ -122,34 +176,9 @@ def main():
         print(json.dumps(r), flush=True)
         meta["total_seconds"] = time.perf_counter() - t0
         meta["finished_runs"] = len(runs)
-        meta["planned_runs"] = len(meta["datasets"]) * len(meta["bits"]) * args.seeds
-        md = write(args.out, meta, runs)
+        md = render(meta, runs, args.out)
+        _common.write_results("dcgh_frozen", {"meta": meta, "runs": runs}, md, args.out)
   print(md)
-
-
-def write(out: str, meta: dict, runs: list[dict]) -> str:
-  """Writes ``dcgh_frozen.json`` and ``dcgh_frozen.md`` under ``out``; returns the md."""
-  os.makedirs(out, exist_ok=True)
-  with open(os.path.join(out, "dcgh_frozen.json"), "w") as f:
-    json.dump({"meta": meta, "runs": runs}, f, indent=2)
-  md = [
-      "# DCGH, frozen-feature variant (MLP towers on shipped features)",
-      "",
-      f"Command: `{meta['command']}` ({meta['devices']}, {meta['cpu_count']} cores, "
-      f"shared machine, {meta['total_seconds'] / 60:.1f} min in all, "
-      f"{meta['finished_runs']}/{meta['planned_runs']} runs, {meta['date']}).",
-      "mAP@all on the query set, mean ± std over seeds.",
-      "'selected' = the evaluation with the best validation mAP (validation queries held",
-      "out of training); 'best-on-query' = the best query mAP over all evaluations",
-      "(every 5 epochs), per direction, as papers report it (optimistic).",
-      "",
-      table(runs),
-      "",
-  ]
-  md = "\n".join(md)
-  with open(os.path.join(out, "dcgh_frozen.md"), "w") as f:
-    f.write(md)
-  return md
 
 
 if __name__ == "__main__":

@@ -11,20 +11,13 @@ Writes experiments/results/rreh_headline.{json,md}.
 
 from __future__ import annotations
 
-import datetime
-import json
 import os
-import platform
-import statistics
-import sys
 
-import jax
-import numpy as np
+import _common
 
 from hashjax import experiment
 from hashjax.main import load_config_file
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEEDS = range(5)
 RUNS = [("rreh", "rreh_{d}", ""), ("cmfh", "baseline_{d}", "method=cmfh,paired_ratio=0.1,"),
         ("cvh", "baseline_{d}", "method=cvh,paired_ratio=0.1,"),
@@ -38,19 +31,15 @@ def main() -> None:
       bits = 10 if (method == "cca_itq" and dataset == "wikipedia") else 64
       res = []
       for seed in SEEDS:
-        cfg = load_config_file(os.path.join(ROOT, "configs", cfg_name.format(d=dataset) + ".py"),
+        cfg = load_config_file(os.path.join(_common.ROOT, "configs", cfg_name.format(d=dataset) + ".py"),
                                f"{arg}bits={bits},seed={seed}")
         res.append(experiment.train_and_evaluate(cfg, None)["results"])
       row = dict(dataset=dataset, method=method, bits=bits)
       for d in res[0]:
-        vals = [r[d]["map"] for r in res]
-        row[d] = dict(mean=statistics.fmean(vals), std=statistics.stdev(vals), values=vals)
+        row[d] = _common.summary([r[d]["map"] for r in res])
       rows.append(row)
-  command = "python " + " ".join([os.path.relpath(__file__, ROOT)] + sys.argv[1:])
-  meta = dict(command=command, seeds=list(SEEDS), paired_ratio=0.1, metric="mAP@all",
-              jax=jax.__version__, numpy=np.__version__, python=platform.python_version(),
-              platform=platform.platform(), cpus=os.cpu_count(),
-              date=datetime.datetime.now(datetime.timezone.utc).isoformat())
+  meta = _common.environment(seeds=list(SEEDS), paired_ratio=0.1, metric="mAP@all")
+  command = meta["command"]
   lines = ["### RREH (10% paired + unpaired) vs baselines trained on the paired 10%",
            "", f"Command: `{command}`; mAP@all, mean ± std (ddof 1) over seeds 0-4; "
            "CCA-ITQ on Wikipedia at 10 bits (its text view is 10-d).", ""]
@@ -60,16 +49,10 @@ def main() -> None:
     lines += [f"**{dataset}**", "", "| method | bits | " + " | ".join(dirs) + " |",
               "|---|---|" + "---|" * len(dirs)]
     lines += [f"| {r['method']} | {r['bits']} | " + " | ".join(
-        f"{r[d]['mean']:.4f} ± {r[d]['std']:.4f}" for d in dirs) + " |" for r in sub]
+        _common.mean_std(r[d]["values"]) for d in dirs) + " |" for r in sub]
     lines.append("")
-  out = os.path.join(ROOT, "experiments", "results")
-  os.makedirs(out, exist_ok=True)
-  with open(os.path.join(out, "rreh_headline.json"), "w") as f:
-    json.dump(dict(meta=meta, rows=rows), f, indent=2)
-  with open(os.path.join(out, "rreh_headline.md"), "w") as f:
-    f.write("\n".join(lines))
+  _common.write_results("rreh_headline", dict(meta=meta, rows=rows), "\n".join(lines))
   print("\n".join(lines))
-
 
 if __name__ == "__main__":
   main()

@@ -12,12 +12,9 @@ Writes experiments/results/rreh_select_init.{json,md}.
 
 from __future__ import annotations
 
-import datetime
-import json
 import os
-import platform
-import sys
 
+import _common
 import jax
 import numpy as np
 
@@ -25,7 +22,6 @@ from hashjax import data as hd
 from hashjax import metrics, rreh
 from hashjax.main import load_config_file
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEEDS = (0, 1, 2)
 
 
@@ -37,7 +33,7 @@ def _subset(d: hd.MultiModalData, idx: np.ndarray) -> hd.MultiModalData:
 def main() -> None:
   rows = []
   for name in ("wikipedia", "uci"):
-    cfg = load_config_file(os.path.join(ROOT, "configs", f"rreh_{name}.py"))
+    cfg = load_config_file(os.path.join(_common.ROOT, "configs", f"rreh_{name}.py"))
     train = hd.get_retrieval_split(cfg.data).train
     perm = np.random.RandomState(123).permutation(train.num_items)
     nv = train.num_items // 10
@@ -59,13 +55,9 @@ def main() -> None:
                        a2b=float(r[:, 0].mean()), b2a=float(r[:, 1].mean()),
                        mean=float(r.mean())))
       print(rows[-1], flush=True)
-  command = "python " + " ".join([os.path.relpath(__file__, ROOT)] + sys.argv[1:])
-  meta = dict(command=command, seeds=list(SEEDS), bits=64, paired_ratio=0.1,
-              validation="10% of training items (seed 123) as queries",
-              jax=jax.__version__, numpy=np.__version__,
-              python=platform.python_version(), platform=platform.platform(),
-              cpus=os.cpu_count(), date=datetime.datetime.now(
-                  datetime.timezone.utc).isoformat())
+  meta = _common.environment(seeds=list(SEEDS), bits=64, paired_ratio=0.1,
+                             validation="10% of training items (seed 123) as queries")
+  command = meta["command"]
   lines = ["### RREH initial V chosen on a validation split of the training data", "",
            f"Command: `{command}`; 64 bits, 10% paired, seeds {list(SEEDS)}; "
            "mAP@all of validation queries against the other training items.", "",
@@ -73,14 +65,8 @@ def main() -> None:
            "|---|---|---|---|---|"]
   lines += [f"| {r['dataset']} | {r['init_v']} | {r['a2b']:.4f} | {r['b2a']:.4f} | "
             f"{r['mean']:.4f} |" for r in rows]
-  out = os.path.join(ROOT, "experiments", "results")
-  os.makedirs(out, exist_ok=True)
-  with open(os.path.join(out, "rreh_select_init.json"), "w") as f:
-    json.dump(dict(meta=meta, rows=rows), f, indent=2)
-  with open(os.path.join(out, "rreh_select_init.md"), "w") as f:
-    f.write("\n".join(lines) + "\n")
+  _common.write_results("rreh_select_init", dict(meta=meta, rows=rows), "\n".join(lines))
   print("\n".join(lines))
-
 
 if __name__ == "__main__":
   main()

@@ -23,16 +23,13 @@ the values used are recorded in every JSON.
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib.util
-import json
 import os
-import platform
-import sys
 import time
 import traceback
 from typing import Any
 
+import _common
 import jax
 import numpy as np
 
@@ -42,8 +39,8 @@ from hashjax.experiment import evaluate_cross_modal
 
 __all__ = ["DATASETS", "load_rreh_config", "run_one", "summarize", "main"]
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "experiments", "results")
+ROOT = _common.ROOT
+RESULTS = _common.RESULTS
 PLOTS = os.path.join(RESULTS, "plots")
 BASELINES = ("cca_itq", "cvh", "cmfh")
 UCI_VIEWS = ("fac", "fou", "kar", "mor", "pix", "zer")
@@ -176,19 +173,11 @@ def _fmt(cell, want: int | None = None) -> str:
 
 
 def _env(args, seeds) -> dict[str, Any]:
-  return dict(command="python " + " ".join(sys.argv), seeds=list(seeds),
-              quick=bool(args.quick), jax=jax.__version__, numpy=np.__version__,
-              python=platform.python_version(), platform=platform.platform(),
-              cpu_count=os.cpu_count(), devices=[str(d) for d in jax.devices()],
-              date=datetime.datetime.now(datetime.timezone.utc).isoformat())
+  return _common.environment(seeds=list(seeds), quick=bool(args.quick))
 
 
 def _write(study: str, payload: dict[str, Any], md: str, out: str) -> None:
-  os.makedirs(out, exist_ok=True)
-  with open(os.path.join(out, f"rreh_{study}.json"), "w") as f:
-    json.dump(payload, f, indent=1, default=float)
-  with open(os.path.join(out, f"rreh_{study}.md"), "w") as f:
-    f.write(md + "\n")
+  _common.write_results(f"rreh_{study}", payload, md, out)
   print(md, flush=True)
 
 
@@ -212,8 +201,6 @@ def study_main(args, seeds, out) -> None:
   datasets = ("wikipedia",) if args.quick else ("wikipedia", "uci")
   if args.datasets:
     datasets = tuple(args.datasets.split(","))
-  # A cross, not the full grid: the ratio sweep at 64 bits and the bits sweep at 10%.
-  combos = [(64, r) for r in ratios] + [(b, 0.1) for b in bits_list if b != 64]
   all_records, cfgs = [], {}
 
   def report(seeds):
@@ -295,6 +282,7 @@ def study_main(args, seeds, out) -> None:
                                            "ratio"), g), map=v) for g, v in summ.items()]),
            "\n".join(md), out)
 
+  # A cross, not the full grid: the ratio sweep at 64 bits and the bits sweep at 10%.
   # Work units in priority order, so partial results (written after every unit) hold
   # the 64-bit 10% comparison first: (64, 10%) for every seed, then the ratio sweep,
   # then the bits sweep.

@@ -35,7 +35,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from hashjax.dcgh import optim, train
+from hashjax.dcgh import train
 from hashjax.dcgh.model import build_model
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

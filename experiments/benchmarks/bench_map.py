@@ -149,7 +149,7 @@ def main():
 def to_markdown(res):
   a = res["config"]
   lines = [
-      f"# hashjax mean_average_precision vs the per-query NumPy loop", "",
+      "# hashjax mean_average_precision vs the per-query NumPy loop", "",
       f"{a['nq']:,} queries x {a['n']:,} database items x {a['bits']} bits, random codes, "
       f"{a['classes']} classes (p={a['label_p']}); {res['machine']}; jax "
       f"{res['versions']['jax']}, numpy {res['versions']['numpy']}; NumPy BLAS threads "

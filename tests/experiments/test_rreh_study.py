@@ -8,6 +8,7 @@ statistics against hand-computed means / sample stds.
 import importlib.util
 import json
 import pathlib
+import sys
 
 import jax
 import numpy as np
@@ -18,6 +19,9 @@ from hashjax import rreh
 from hashjax.data.core import RetrievalSplit
 
 _PATH = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "rreh_study.py"
+# The experiment scripts import their shared helpers (experiments/_common.py) the way
+# `python experiments/<script>.py` finds them: from the script's own folder.
+sys.path.insert(0, str(_PATH.parent))
 
 
 @pytest.fixture(scope="module")
