@@ -4,6 +4,7 @@
 picks views by name: ``fac+pix`` (default, two modalities) or ``all`` (the six views
 fac, fou, kar, mor, pix, zer: M = 6). Training: ``paired_ratio`` (default 0.1) of the
 training items keep every view; the rest is dealt out disjointly over the views.
+``init_v`` (pca | gaussian) picks the initial V (default pca, validated at 10% paired).
 num_anchors, theta, beta and lam are the SPEC values until experiments/rreh_tune.py
 (validation split of the TRAINING data) has been run for UCI.
 
@@ -27,7 +28,7 @@ TUNED = dict(num_anchors=600, theta=1.0, beta=0.1, lam=0.01)
 
 def get_config(arg=None):
   a = parse_arg(arg, bits=64, paired_ratio=0.1, views="fac+pix", mode="disjoint",
-                seed=0, iterations=20, runlocal=False)
+                seed=0, iterations=20, init_v=INIT_V, runlocal=False)
   views = ALL_VIEWS if a["views"] == "all" else tuple(a["views"].split("+"))
   c = ml_collections.ConfigDict()
   c.method = "rreh"
@@ -41,7 +42,7 @@ def get_config(arg=None):
   c.rreh = ml_collections.ConfigDict(dict(
       num_anchors=TUNED["num_anchors"], theta=TUNED["theta"], beta=TUNED["beta"],
       lam=TUNED["lam"], iterations=a["iterations"], kernel=True, orthogonal_v=False,
-      delta2=None, reconstruct_against="anchors", init_v=INIT_V))
+      delta2=None, reconstruct_against="anchors", init_v=a["init_v"]))
   c.eval = ml_collections.ConfigDict(dict(top_r=100, ks=()))
   if a["runlocal"]:
     c.rreh.iterations = min(c.rreh.iterations, 3)

@@ -9,7 +9,8 @@ theta, beta and lam were chosen on a validation split of the TRAINING data
   python -m hashjax.main --config=configs/rreh_wikipedia.py --workdir=/tmp/hashjax/rreh_wiki
 
 Arguments: ``bits``, ``paired_ratio``, ``mode`` (disjoint | shuffled), ``seed``,
-``iterations``, e.g. ``--config=configs/rreh_wikipedia.py:bits=32,paired_ratio=0.3``.
+``iterations``, ``init_v`` (pca | gaussian), e.g.
+``--config=configs/rreh_wikipedia.py:bits=32,paired_ratio=0.3``.
 """
 
 import ml_collections
@@ -27,7 +28,7 @@ TUNED = dict(num_anchors=600, theta=0.1, beta=0.1, lam=0.01)
 
 def get_config(arg=None):
   a = parse_arg(arg, bits=64, paired_ratio=0.1, mode="disjoint", seed=0,
-                iterations=20, runlocal=False)
+                iterations=20, init_v=INIT_V, runlocal=False)
   c = ml_collections.ConfigDict()
   c.method = "rreh"
   c.seed = a["seed"]
@@ -39,7 +40,7 @@ def get_config(arg=None):
   c.rreh = ml_collections.ConfigDict(dict(
       num_anchors=TUNED["num_anchors"], theta=TUNED["theta"], beta=TUNED["beta"],
       lam=TUNED["lam"], iterations=a["iterations"], kernel=True, orthogonal_v=False,
-      delta2=None, reconstruct_against="anchors", init_v=INIT_V))
+      delta2=None, reconstruct_against="anchors", init_v=a["init_v"]))
   c.eval = ml_collections.ConfigDict(dict(top_r=100, ks=()))
   if a["runlocal"]:
     c.rreh.iterations = min(c.rreh.iterations, 3)

@@ -2,8 +2,10 @@
 
 Runs ``hashjax.experiment.train_and_evaluate`` (``hashjax.main``'s path) for RREH
 (``configs/rreh_<dataset>.py:paired_ratio=1.0``: every training item paired, none
-unpaired) and CCA-ITQ, CVH, CMFH (``configs/baseline_<dataset>.py``, all training
-pairs) over seeds 0..n-1, and writes ``experiments/results/baselines_<dataset>.{json,md}``.
+unpaired; ``rreh`` with the config's initial V, 'pca', which was validated at 10%
+paired, and ``rreh_gaussian`` with the SPEC's Gaussian start) and CCA-ITQ, CVH, CMFH
+(``configs/baseline_<dataset>.py``, all training pairs) over seeds 0..n-1, and writes
+``experiments/results/baselines_<dataset>.{json,md}``.
 These are the unsupervised rows next to supervised DCGH in
 ``experiments/results/dcgh_frozen.md`` (same queries and database).
 
@@ -19,7 +21,7 @@ import os
 
 import _common
 
-METHODS = ("rreh", "cca_itq", "cvh", "cmfh")
+METHODS = ("rreh", "rreh_gaussian", "cca_itq", "cvh", "cmfh")
 
 
 def main() -> None:
@@ -42,6 +44,8 @@ def main() -> None:
   for method in methods:
     if method == "rreh":
       cfg_path, arg0 = f"rreh_{args.dataset}.py", "paired_ratio=1.0,"
+    elif method == "rreh_gaussian":
+      cfg_path, arg0 = f"rreh_{args.dataset}.py", "paired_ratio=1.0,init_v=gaussian,"
     else:
       cfg_path, arg0 = f"baseline_{args.dataset}.py", f"method={method},"
     method_bits = bits_list
@@ -66,7 +70,8 @@ def main() -> None:
   lines = [f"### RREH and baselines on {args.dataset}, trained on all training pairs: "
            f"mAP@all, mean ± std (ddof 1) over {args.seeds} seeds", "",
            f"Command: `{meta['command']}` ({meta['date']}); RREH with "
-           f"`configs/rreh_{args.dataset}.py:paired_ratio=1.0`.", "",
+           f"`configs/rreh_{args.dataset}.py:paired_ratio=1.0` (init_v='pca'; "
+           "rreh_gaussian: `init_v=gaussian`).", "",
            "| method | bits | " + " | ".join(dirs) + " |",
            "|---|---|" + "---|" * len(dirs)]
   for r in rows:

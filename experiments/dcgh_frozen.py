@@ -108,8 +108,9 @@ def comparison(runs: list[dict], results: str) -> str:
           _common.mean_std([r[key] for r in dcgh if r["bits"] == b]) for b in bits) + " |")
       for method in dict.fromkeys(r["method"] for r in (base["rows"] if base else [])):
         rows = [r for r in base["rows"] if r["method"] == method]
-        label = ("RREH, all pairs (unsupervised)" if method == "rreh"
-                 else f"{method.upper().replace('_', '-')} (unsupervised)")
+        label = {"rreh": "RREH, all pairs, init_v='pca' (unsupervised)",
+                 "rreh_gaussian": "RREH, all pairs, init_v='gaussian' (unsupervised)"}.get(
+                     method, f"{method.upper().replace('_', '-')} (unsupervised)")
         cells = {r["bits"]: _common.mean_std(r[d]["values"]) for r in rows}
         if len(rows) == 1 and rows[0]["bits"] not in bits:   # CCA-ITQ at 10 bits
           label += f" [{rows[0]['bits']} bits]"

@@ -31,8 +31,8 @@ def main() -> None:
       bits = 10 if (method == "cca_itq" and dataset == "wikipedia") else 64
       res = []
       for seed in SEEDS:
-        cfg = load_config_file(os.path.join(_common.ROOT, "configs", cfg_name.format(d=dataset) + ".py"),
-                               f"{arg}bits={bits},seed={seed}")
+        path = os.path.join(_common.ROOT, "configs", cfg_name.format(d=dataset) + ".py")
+        cfg = load_config_file(path, f"{arg}bits={bits},seed={seed}")
         res.append(experiment.train_and_evaluate(cfg, None)["results"])
       row = dict(dataset=dataset, method=method, bits=bits)
       for d in res[0]:

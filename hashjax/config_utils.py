@@ -119,7 +119,8 @@ def rreh_feature_config(arg: str | None, *, image_key: str, num_classes: int | N
 
   a = parse_arg(arg, path="", image_key=image_key, text_key="YAll", label_key="LAll",
                 bits=64, paired_ratio=0.1, mode="disjoint", num_query=2000,
-                num_train=10000, seed=0, iterations=20, num_anchors=600, runlocal=False)
+                num_train=10000, seed=0, iterations=20, num_anchors=600, init_v="pca",
+                runlocal=False)
   c = ml_collections.ConfigDict()
   c.method = "rreh"
   c.seed = a["seed"]
@@ -134,7 +135,7 @@ def rreh_feature_config(arg: str | None, *, image_key: str, num_classes: int | N
   c.rreh = ml_collections.ConfigDict(dict(
       num_anchors=a["num_anchors"], theta=1.0, beta=0.1, lam=0.01,
       iterations=a["iterations"], kernel=True, orthogonal_v=False, delta2=None,
-      reconstruct_against="anchors", init_v="pca"))
+      reconstruct_against="anchors", init_v=a["init_v"]))
   c.eval = ml_collections.ConfigDict(dict(top_r=100, ks=()))
   if a["runlocal"]:
     c.rreh.iterations = min(c.rreh.iterations, 3)

@@ -43,3 +43,9 @@ def test_rreh_uci_views():
   assert cfg6.semi_paired.paired_ratio == 0.3
   split = hdata.get_retrieval_split(cfg6.data)
   assert split.train.num_modalities == 6 and split.query.num_items == 400
+
+
+@pytest.mark.parametrize("name", ["rreh_wikipedia", "rreh_uci", "rreh_mirflickr"])
+def test_rreh_config_init_v_argument(name):
+  assert _config(name)[0].rreh.init_v == "pca"
+  assert _config(name, "init_v=gaussian")[0].rreh.init_v == "gaussian"
