@@ -7,16 +7,17 @@ sweeping them does not recompile; bits, iterations and ``orthogonal_v`` are stat
 
 One iteration (:func:`update`), for all modalities at once (vmapped):
 
-1. W-step ``W_i = ((1+beta) Phi_i^T Phi_i + lambda I)^-1 Phi_i^T (Z_i + beta B_i)``;
+1. W-step ``W_i = ((1+beta) Phi_i^T Phi_i + lambda I)^-1 Phi_i^T (Z_i + beta B_i)``
+   (solved through QR factors of ``Phi_i``, see :func:`hashjax.rreh.steps.w_factor`);
 2. B-step ``B_i = sign(Phi_i W_i)``;
 3. V-step (``k x k`` solve for the reference rows, mean over modalities elsewhere);
 4. objective with the new (W, B, V), written to ``objective[iteration]``.
 
 Each step minimises the objective exactly in its block, so without the optional
 orthogonal projection of V the recorded objective never increases.
-Hyper-parameter-dependent constants (R, the inverses of the ``k x k`` W-step and
-``s x s`` V-step systems) are built once per solve by :func:`prepare`, so an
-iteration is matrix products only.
+Hyper-parameter-dependent constants (R, the QR factors of the W-step and the
+inverse of the ``s x s`` V-step system) are built once per solve by :func:`prepare`,
+so an iteration is matrix products only.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ class RREHAux(NamedTuple):
   """Constants of one solve (depend on the problem and the hyper-parameters)."""
 
   r: jax.Array         # [M, n, s] reconstruction coefficients (0 in paired/padded rows)
-  w_inv: jax.Array  # [M, k, k] inverses of the W-step systems
+  w_q: jax.Array    # [M, n, min(n, k)] Q of Phi_i = Q R (W-step, steps.w_factor)
+  w_p: jax.Array    # [M, k, min(n, k)] W = w_p @ w_q^T (Z + beta B)
   v_inv: jax.Array  # [s, s] inverse of the V-step system
 
 
@@ -130,10 +132,10 @@ def prepare(problem: RREHProblem, hyper: RREHHyper) -> RREHAux:
   r = jnp.stack([
       steps.reconstruction_step(phi[i] * unpaired[0], phi_s[i], hyper.theta)
       for i in range(phi.shape[0])])                            # [M, n, s]
-  w_inv = jnp.stack([
-      steps.w_inverse(steps.gram(phi[i]), beta=hyper.beta, lam=hyper.lam)
-      for i in range(phi.shape[0])])                            # [M, k, k]
-  return RREHAux(r=r, w_inv=w_inv, v_inv=steps.v_inverse(r))
+  factors = [steps.w_factor(phi[i], beta=hyper.beta, lam=hyper.lam)
+             for i in range(phi.shape[0])]
+  return RREHAux(r=r, w_q=jnp.stack([f[0] for f in factors]),
+                 w_p=jnp.stack([f[1] for f in factors]), v_inv=steps.v_inverse(r))
 
 
 def _targets(v: jax.Array, aux: RREHAux, ref_idx: jax.Array) -> jax.Array:
@@ -219,8 +221,8 @@ def update(state: RREHState, problem: RREHProblem, aux: RREHAux, hyper: RREHHype
   """
   phi, ref_idx = problem.phi, problem.ref_idx
   z = _targets(state.V, aux, ref_idx)
-  w = jax.vmap(lambda f, p, zz, bb: steps.w_step(f, p, zz, bb, beta=hyper.beta))(
-      aux.w_inv, phi, z, state.B)
+  w = jax.vmap(lambda q, p, zz, bb, mm: steps.w_step(q, p, zz, bb, mm, beta=hyper.beta))(
+      aux.w_q, aux.w_p, z, state.B, problem.mask)
   b = jax.vmap(steps.b_step)(phi, w)
   p = jax.vmap(steps.matmul)(phi, w)
   v = steps.v_step(p, aux.r, aux.v_inv, ref_idx, n_paired=problem.num_paired,
