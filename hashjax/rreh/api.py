@@ -208,15 +208,14 @@ def _rows(p: np.ndarray, u: np.ndarray, start: int, stop: int) -> np.ndarray:
 
 
 def _chunks(p: np.ndarray, u: np.ndarray, chunk: int):
-  """Yields ``(real rows, [chunk, d] float32)`` over ``[p; u]``, the last zero-padded.
+  """Yields ``[chunk, d]`` float32 row blocks of ``[p; u]``, the last zero-padded.
 
   Every chunk has the same shape, so a jitted consumer compiles once.
   """
   total = p.shape[0] + u.shape[0]
   for start in range(0, total, chunk):
     block = _rows(p, u, start, min(start + chunk, total))
-    real = block.shape[0]
-    yield real, np.pad(block, ((0, chunk - real), (0, 0))) if real < chunk else block
+    yield np.pad(block, ((0, chunk - block.shape[0]), (0, 0)))
 
 
 def _chunk_rows(chunk_rows: int | None, d: int, total: int, multiple: int) -> int:
@@ -255,7 +254,7 @@ def _kernel_step_streamed(paired, unpaired, anchors, delta2, mask, *, n, chunk_r
     chunk = _chunk_rows(chunk_rows, d, p.shape[0] + u.shape[0], devices)
     a = jax.device_put(anchors[i, :, :d], rep)
     parts = [_distances(jax.device_put(block, row_sh), a)
-             for _, block in _chunks(p, u, chunk)]
+             for block in _chunks(p, u, chunk)]
     dist = parts[0] if len(parts) == 1 else jnp.concatenate(parts)
     del parts
     # Rows past the modality's items are padding: masked out of delta2 and phi.

@@ -126,8 +126,8 @@ def prepare(problem: RREHProblem, hyper: RREHHyper) -> RREHAux:
   phi, ref_idx = problem.phi, problem.ref_idx
   unpaired = (1.0 - _paired_mask(problem))[None, :, None]
   phi_s = phi[:, ref_idx]                                       # [M, s, k]
-  # The M factorisations run once per fit, one modality after another: vmapped
-  # (batched) Cholesky custom calls deadlock jaxlib 0.10's CPU LAPACK batch
+  # The M factorisations (Cholesky, QR) run once per fit, one modality after
+  # another: vmapped (batched) LAPACK custom calls deadlock jaxlib 0.10's CPU batch
   # thread pool on small machines (seen on 2 cores: the fit never returned).
   r = jnp.stack([
       steps.reconstruction_step(phi[i] * unpaired[0], phi_s[i], hyper.theta)
