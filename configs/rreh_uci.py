@@ -12,9 +12,7 @@ num_anchors, theta, beta and lam are the SPEC values until experiments/rreh_tune
   python -m hashjax.main --config=configs/rreh_uci.py:views=all --workdir=/tmp/hashjax/rreh_uci6
 """
 
-import ml_collections
-
-from hashjax.config_utils import parse_arg
+from hashjax.config_utils import parse_arg, rreh_config
 
 ALL_VIEWS = ("fac", "fou", "kar", "mor", "pix", "zer")
 
@@ -30,20 +28,6 @@ def get_config(arg=None):
   a = parse_arg(arg, bits=64, paired_ratio=0.1, views="fac+pix", mode="disjoint",
                 seed=0, iterations=20, init_v=INIT_V, runlocal=False)
   views = ALL_VIEWS if a["views"] == "all" else tuple(a["views"].split("+"))
-  c = ml_collections.ConfigDict()
-  c.method = "rreh"
-  c.seed = a["seed"]
-  c.bits = a["bits"]
-  c.data = ml_collections.ConfigDict(dict(
+  return rreh_config(a, data=dict(
       name="uci_mfeat", path=None, views=list(views), num_query=400, num_train=None,
-      seed=0))
-  c.semi_paired = ml_collections.ConfigDict(dict(
-      paired_ratio=a["paired_ratio"], mode=a["mode"], seed=a["seed"]))
-  c.rreh = ml_collections.ConfigDict(dict(
-      num_anchors=TUNED["num_anchors"], theta=TUNED["theta"], beta=TUNED["beta"],
-      lam=TUNED["lam"], iterations=a["iterations"], kernel=True, orthogonal_v=False,
-      delta2=None, reconstruct_against="anchors", init_v=a["init_v"]))
-  c.eval = ml_collections.ConfigDict(dict(top_r=100, ks=()))
-  if a["runlocal"]:
-    c.rreh.iterations = min(c.rreh.iterations, 3)
-  return c
+      seed=0), **TUNED)

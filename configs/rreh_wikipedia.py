@@ -13,9 +13,7 @@ Arguments: ``bits``, ``paired_ratio``, ``mode`` (disjoint | shuffled), ``seed``,
 ``--config=configs/rreh_wikipedia.py:bits=32,paired_ratio=0.3``.
 """
 
-import ml_collections
-
-from hashjax.config_utils import parse_arg
+from hashjax.config_utils import parse_arg, rreh_config
 
 # Best validation point of experiments/rreh_tune.py (64 bits, 10% paired, 2 seeds;
 # the grid run was cut short, 6 points: experiments/results/rreh_tune.md).
@@ -29,19 +27,5 @@ TUNED = dict(num_anchors=600, theta=0.1, beta=0.1, lam=0.01)
 def get_config(arg=None):
   a = parse_arg(arg, bits=64, paired_ratio=0.1, mode="disjoint", seed=0,
                 iterations=20, init_v=INIT_V, runlocal=False)
-  c = ml_collections.ConfigDict()
-  c.method = "rreh"
-  c.seed = a["seed"]
-  c.bits = a["bits"]
-  c.data = ml_collections.ConfigDict(dict(
-      name="wikipedia", path=None, views=None, num_query=None, num_train=None, seed=0))
-  c.semi_paired = ml_collections.ConfigDict(dict(
-      paired_ratio=a["paired_ratio"], mode=a["mode"], seed=a["seed"]))
-  c.rreh = ml_collections.ConfigDict(dict(
-      num_anchors=TUNED["num_anchors"], theta=TUNED["theta"], beta=TUNED["beta"],
-      lam=TUNED["lam"], iterations=a["iterations"], kernel=True, orthogonal_v=False,
-      delta2=None, reconstruct_against="anchors", init_v=a["init_v"]))
-  c.eval = ml_collections.ConfigDict(dict(top_r=100, ks=()))
-  if a["runlocal"]:
-    c.rreh.iterations = min(c.rreh.iterations, 3)
-  return c
+  return rreh_config(a, data=dict(
+      name="wikipedia", path=None, views=None, num_query=None, num_train=None, seed=0), **TUNED)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["dcgh_feature_config", "dcgh_paper_config", "parse_arg",
+__all__ = ["dcgh_feature_config", "dcgh_paper_config", "parse_arg", "rreh_config",
            "rreh_feature_config"]
 
 
@@ -109,36 +109,52 @@ def dcgh_paper_config(dataset: str, arg: str | None = None):
   return c
 
 
+def rreh_config(a: dict, *, data: dict, num_anchors: int, theta: float, beta: float,
+                lam: float):
+  """The RREH config every ``configs/rreh_*.py`` builds, around its data fields.
+
+  Args:
+    a: parsed config arguments (bits, paired_ratio, mode, seed, iterations, init_v,
+      runlocal).
+    data: the ``data`` fields (see :func:`hashjax.data.get_retrieval_split`).
+    num_anchors, theta, beta, lam: the data set's RREH hyper-parameters.
+  """
+  import ml_collections  # pylint: disable=g-import-not-at-top
+
+  c = ml_collections.ConfigDict()
+  c.method = "rreh"
+  c.seed = a["seed"]
+  c.bits = a["bits"]
+  c.data = ml_collections.ConfigDict(dict(data))
+  c.semi_paired = ml_collections.ConfigDict(dict(
+      paired_ratio=a["paired_ratio"], mode=a["mode"], seed=a["seed"]))
+  c.rreh = ml_collections.ConfigDict(dict(
+      num_anchors=num_anchors, theta=theta, beta=beta, lam=lam,
+      iterations=a["iterations"], kernel=True, orthogonal_v=False, delta2=None,
+      reconstruct_against="anchors", init_v=a["init_v"]))
+  c.eval = ml_collections.ConfigDict(dict(top_r=100, ks=()))
+  if a["runlocal"]:
+    c.rreh.iterations = min(c.rreh.iterations, 3)
+  return c
+
+
 def rreh_feature_config(arg: str | None, *, image_key: str, num_classes: int | None):
   """RREH on a user's "image + text features + labels" file (MIRFlickr / NUS-WIDE).
 
   ``configs/rreh_mirflickr.py`` and ``configs/rreh_nuswide.py`` differ only in the
   default image key and the number of classes; their docstrings list the arguments.
   """
-  import ml_collections  # pylint: disable=g-import-not-at-top
-
   a = parse_arg(arg, path="", image_key=image_key, text_key="YAll", label_key="LAll",
                 bits=64, paired_ratio=0.1, mode="disjoint", num_query=2000,
                 num_train=10000, seed=0, iterations=20, num_anchors=600, init_v="pca",
                 runlocal=False)
-  c = ml_collections.ConfigDict()
-  c.method = "rreh"
-  c.seed = a["seed"]
-  c.bits = a["bits"]
-  c.data = ml_collections.ConfigDict(dict(
+  c = rreh_config(a, data=dict(
       name="features", path=a["path"] or None, views=None,
       view_keys=[a["image_key"], a["text_key"]], view_names=["image", "text"],
       label_key=a["label_key"], num_classes=num_classes, label_offset=0,
-      num_query=a["num_query"], num_train=a["num_train"], seed=0))
-  c.semi_paired = ml_collections.ConfigDict(dict(
-      paired_ratio=a["paired_ratio"], mode=a["mode"], seed=a["seed"]))
-  c.rreh = ml_collections.ConfigDict(dict(
-      num_anchors=a["num_anchors"], theta=1.0, beta=0.1, lam=0.01,
-      iterations=a["iterations"], kernel=True, orthogonal_v=False, delta2=None,
-      reconstruct_against="anchors", init_v=a["init_v"]))
-  c.eval = ml_collections.ConfigDict(dict(top_r=100, ks=()))
+      num_query=a["num_query"], num_train=a["num_train"], seed=0),
+      num_anchors=a["num_anchors"], theta=1.0, beta=0.1, lam=0.01)
   if a["runlocal"]:
-    c.rreh.iterations = min(c.rreh.iterations, 3)
     c.data.num_query, c.data.num_train = 200, 1000
   return c
 
