@@ -90,7 +90,10 @@ def comparison(runs: list[dict], results: str) -> str:
   out = []
   for ds in sorted({r["dataset"] for r in runs}):
     path = os.path.join(results, f"baselines_{BASELINES[ds]}.json")
-    base = json.load(open(path)) if os.path.exists(path) else None
+    base = None
+    if os.path.exists(path):
+      with open(path) as f:
+        base = json.load(f)
     dcgh = [r for r in runs if r["dataset"] == ds]
     bits = sorted({r["bits"] for r in dcgh})
     dirs = ([k for k in base["rows"][0] if "->" in k] if base
