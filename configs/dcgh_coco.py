@@ -7,8 +7,10 @@ permutation, train = next 10000, database = all but the query. 1000 database ite
 outside the training set are validation queries (model selection); the training set
 is the paper's. CLIP weights and vocabulary from a local folder (``clip=``: an HF
 ``openai/clip-vit-base-patch32`` folder, or ``clip=ViT-B-32.pt,vocab=<folder with
-vocab.json + merges.txt>``). 100 epochs, batch 128, bits 16/32/64. ``legacy_rng``
-reproduces the reference's ``np.random.permutation`` split for files in its row order.
+vocab.json + merges.txt>``). 100 epochs, batch 128, bits 16/32/64. The split is the
+reference code's (``np.random.seed(1818); perm = np.random.permutation(n)``: query =
+``perm[:5000]``, train = ``perm[5000:15000]``, database = ``perm[5000:]``) for files in
+its row order; ``legacy_rng=False`` draws it with ``np.random.default_rng`` instead.
 ``dtype=bfloat16`` computes in bf16 with float32 parameters and optimiser state.
 
   python -m hashjax.main \\

@@ -60,7 +60,7 @@ def dcgh_paper_config(dataset: str, arg: str | None = None):
   if dataset not in ("mirflickr", "nuswide", "coco"):
     raise ValueError(f"dataset must be mirflickr, nuswide or coco, got {dataset!r}.")
   a = parse_arg(arg, bits=64, root="", image_root="", strip_prefix="", clip="", vocab="",
-                seed=0, epochs=100, batch=128, num_val=1000, legacy_rng=False,
+                seed=0, epochs=100, batch=128, num_val=1000, legacy_rng=True,
                 parallelism="jit", dtype="float32",
                 runlocal=False)
   c = ml_collections.ConfigDict()

@@ -137,7 +137,15 @@ def _device_batch(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict
 
 def _encode(params: Any, source: pp.ItemSource, *, encode_fn: Any, batch_sh: Any,
             cfg: Any) -> tuple[np.ndarray, np.ndarray]:
-  outs_i, outs_t, masks = [], [], []
+  """Codes ``([n, bits], [n, bits])`` of every item of ``source``, on every process.
+
+  Each process feeds its share of every padded global batch; the codes are gathered
+  to the global batch (process order = batch order), so the padding of the last
+  batch is at the end of the concatenation and the first ``n`` rows are the items in
+  order. (The per-process masks cannot select rows of the gathered codes: they are
+  ``1 / process_count`` as long.)
+  """
+  outs_i, outs_t = [], []
   for batch in pp.eval_batches(source, batch_size=cfg.input.eval_batch_size,
                                num_threads=cfg.input.get("num_threads", 2),
                                process_index=jax.process_index(),
@@ -145,10 +153,9 @@ def _encode(params: Any, source: pp.ItemSource, *, encode_fn: Any, batch_sh: Any
     c_i, c_t = encode_fn(params, _device_batch(batch, batch_sh))
     outs_i.append(c_i)
     outs_t.append(c_t)
-    masks.append(batch["mask"])
-  keep = np.concatenate(masks)
-  return (np.concatenate([_to_host(c) for c in outs_i])[keep],
-          np.concatenate([_to_host(c) for c in outs_t])[keep])
+  n = source.num_items
+  return (np.concatenate([_to_host(c) for c in outs_i])[:n],
+          np.concatenate([_to_host(c) for c in outs_t])[:n])
 
 
 def evaluate(params: Any, query: pp.ItemSource, database: pp.ItemSource, *,
