@@ -23,7 +23,6 @@ the values used are recorded in every JSON.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import time
 import traceback
@@ -33,9 +32,10 @@ import _common
 import jax
 import numpy as np
 
-from hashjax import baselines, plotting, rreh
+from hashjax import methods, plotting, rreh
 from hashjax import data as hdata
-from hashjax.experiment import evaluate_cross_modal
+from hashjax.configs_io import load_config_file
+from hashjax.evaluation import evaluate_cross_modal
 
 __all__ = ["DATASETS", "load_rreh_config", "run_one", "summarize", "main"]
 
@@ -61,10 +61,7 @@ def load_rreh_config(dataset: str) -> tuple[dict[str, Any], str]:
   cfg = dict(rreh.DEFAULTS)
   source = "hashjax.rreh.DEFAULTS"
   if os.path.exists(path):
-    spec = importlib.util.spec_from_file_location(f"_rreh_cfg_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    sub = mod.get_config(None).rreh
+    sub = load_config_file(path, None).rreh
     sub = sub.to_dict() if hasattr(sub, "to_dict") else dict(sub)
     cfg.update({k: v for k, v in sub.items() if k in rreh.DEFAULTS})
     source = os.path.relpath(path, ROOT)
@@ -125,16 +122,13 @@ def run_one(method: str, dataset: str, *, bits: int, ratio: float, seed: int,
              views=list(query.view_names))
   t0 = time.perf_counter()
   try:
+    impl = methods.get(method)
+    model = impl.fit(paired, unpaired,
+                     {"bits": int(bits), "rreh": dict(rreh_cfg or rreh.DEFAULTS)}, rng)
+    enc = lambda x, m: impl.encode(model, x, m)  # noqa: E731
     if method == "rreh":
-      cfg = dict(rreh_cfg or rreh.DEFAULTS, bits=int(bits))
-      model = rreh.fit(paired, unpaired, cfg, rng)
-      enc = lambda x, m: rreh.encode(model, x, m)  # noqa: E731
       rec["num_anchors_used"] = int(np.shape(model.anchor_index)[0])
       rec["objective"] = np.asarray(model.objective).tolist()
-    else:
-      impl = baselines.get_baseline(method)
-      model = impl.fit(paired, bits=int(bits), rng=rng)
-      enc = lambda x, m: impl.encode(model, x, m)  # noqa: E731
     jax.block_until_ready(jax.tree_util.tree_leaves(model))
   except (ValueError, FloatingPointError) as e:  # e.g. bits > n_p; non-finite fit
     rec.update(error=str(e), map={}, fit_seconds=time.perf_counter() - t0)

@@ -8,92 +8,70 @@ Output (``codes.npz``, the format :mod:`hashjax.search` reads): ``codes`` int8
 ``[n, bits]`` in {-1, +1}, ``ids`` int64 ``[n]`` (row numbers within the split),
 ``labels`` uint8 ``[n, C]``, ``bits`` and ``modality`` (name).
 
-Shallow methods (RREH, baselines) load ``model.npz`` written by
-:func:`hashjax.experiment.train_and_evaluate`; DCGH loads its Orbax checkpoint
-directory (``hashjax.dcgh.export.encode_split`` / ``load_encoder``).
+The method registry (:mod:`hashjax.methods`) loads the model: shallow methods (RREH,
+baselines) read ``model.npz`` written by :func:`hashjax.experiment.train_and_evaluate`;
+DCGH its Orbax checkpoint directory. Flags are defined when the command runs, not on
+import.
 """
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-__all__ = ["encode_split", "load_encoder", "main"]
+from hashjax import fileio, methods
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config the model was trained with.")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "model.npz (shallow) or checkpoint dir (DCGH).")
-_SPLIT = flags.DEFINE_enum("split", "database", ["train", "query", "database"], "Which split to encode.")
-_MODALITY = flags.DEFINE_string("modality", None, "View name or index (default: the first view).")
-_OUT = flags.DEFINE_string("out", None, "Output .npz path.")
+__all__ = ["define_flags", "encode_split", "load_encoder", "main"]
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines the command's flags (once)."""
+  if "checkpoint" in flag_values:
+    return
+  if "config" not in flag_values:   # hashjax.main's --config is the same flag
+    config_flags.DEFINE_config_file("config", None, "Config the model was trained with.",
+                                    flag_values=flag_values)
+  flags.DEFINE_string("checkpoint", None, "model.npz (shallow) or workdir (DCGH).",
+                      flag_values=flag_values)
+  flags.DEFINE_enum("split", "database", ["train", "query", "database"],
+                    "Which split to encode.", flag_values=flag_values)
+  flags.DEFINE_string("modality", None, "View name or index (default: the first view).",
+                      flag_values=flag_values)
+  flags.DEFINE_string("out", None, "Output .npz path (local or gs://...).",
+                      flag_values=flag_values)
+  flags.mark_flags_as_required(["config", "checkpoint", "out"], flag_values=flag_values)
 
 
 def load_encoder(config: Any, checkpoint: str):
   """Returns ``encode_fn(x [n, d_m], m) -> {-1,+1} codes [n, bits]`` of a saved model."""
-  from hashjax import experiment, serialization  # pylint: disable=g-import-not-at-top
-
-  method = config.method
-  if method in experiment.SHALLOW_METHODS:
-    model, meta = serialization.load_pytree(checkpoint)
-    if meta.get("method") != method:
-      raise ValueError(
-          f"{checkpoint} holds a {meta.get('method')!r} model but the config is for "
-          f"{method!r}.")
-    if method == "rreh":
-      from hashjax import rreh  # pylint: disable=g-import-not-at-top
-
-      return lambda x, m: rreh.encode(model, x, m)
-    from hashjax import baselines  # pylint: disable=g-import-not-at-top
-
-    impl = baselines.get_baseline(method)
-    return lambda x, m: impl.encode(model, x, m)
-  if method == "dcgh":
-    from hashjax.dcgh import export  # pylint: disable=g-import-not-at-top
-
-    return export.load_encoder(config, checkpoint)
-  raise ValueError(f"unknown method {method!r}.")
+  method = methods.get(config.method)
+  model = method.load(config, checkpoint)
+  return lambda x, m: method.encode(model, x, m)
 
 
 def encode_split(config: Any, checkpoint: str, split: str, modality: str | int | None
                  ) -> dict[str, np.ndarray]:
   """Encodes one modality of one split; returns the arrays written to ``codes.npz``."""
-  if config.method == "dcgh":  # images + captions (or features), dealt as in training
-    from hashjax.dcgh import export  # pylint: disable=g-import-not-at-top
-
-    return export.encode_split(config, checkpoint, split, modality)
-  from hashjax import data as hdata  # pylint: disable=g-import-not-at-top
-
-  parts = hdata.get_retrieval_split(config.data)
-  if split not in parts._fields:
-    raise ValueError(f"split must be one of {parts._fields}, got {split!r}.")
-  part = getattr(parts, split)
-  if modality is None:
-    m = 0
-  elif isinstance(modality, int) or str(modality).isdigit():
-    m = int(modality)
-  elif modality in part.view_names:
-    m = part.view_names.index(modality)
-  else:
-    raise ValueError(f"unknown modality {modality!r}; views are {part.view_names}.")
-  if not 0 <= m < part.num_modalities:
-    raise ValueError(f"modality index {m} out of range for {part.num_modalities} views.")
-  codes = np.asarray(load_encoder(config, checkpoint)(part.views[m], m)).astype(np.int8)
-  return {"codes": codes, "ids": np.arange(part.num_items, dtype=np.int64),
-          "labels": part.labels, "bits": np.int64(codes.shape[1]),
-          "modality": np.array(part.view_names[m])}
+  return methods.get(config.method).encode_split(config, checkpoint, split, modality)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  out = encode_split(_CONFIG.value, _CHECKPOINT.value, _SPLIT.value, _MODALITY.value)
-  np.savez(_OUT.value, **out)
+  f = flags.FLAGS
+  out = encode_split(f.config, f.checkpoint, f.split, f.modality)
+  path = f.out if f.out.endswith(".npz") else f.out + ".npz"   # as np.savez names it
+  buf = io.BytesIO()
+  np.savez(buf, **out)
+  fileio.write_bytes(path, buf.getvalue())
   print(f"wrote {out['codes'].shape[0]} codes of {int(out['bits'])} bits "
-        f"({out['modality']}) to {_OUT.value}")
+        f"({out['modality']}) to {path}")
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["config", "checkpoint", "out"])
+  define_flags()
   app.run(main)

@@ -9,11 +9,14 @@ NamedTuple classes by name (only classes under ``hashjax.`` are accepted).
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import os
 from typing import Any
 
 import numpy as np
+
+from hashjax import fileio
 
 __all__ = ["load_pytree", "save_pytree"]
 
@@ -67,23 +70,23 @@ def _decode(spec: Any, arrays: Any) -> Any:
 
 
 def save_pytree(path: str | os.PathLike, tree: Any, *, meta: dict | None = None) -> None:
-  """Writes ``tree`` (and a JSON-able ``meta`` dict) to ``path`` (.npz)."""
+  """Writes ``tree`` (and a JSON-able ``meta`` dict) to ``path`` (.npz; any epath path)."""
   arrays: dict[str, np.ndarray] = {}
   spec = _encode(tree, arrays, "")
   payload = {f"a{i}": a for i, a in enumerate(arrays.values())}
   names = {k: f"a{i}" for i, k in enumerate(arrays)}
   header = json.dumps({"format": _FORMAT, "tree": spec, "meta": meta or {},
                        "names": names})
-  tmp = f"{os.fspath(path)}.tmp.npz"
-  np.savez(tmp, __header__=np.frombuffer(header.encode(), np.uint8), **payload)
-  os.replace(tmp, path)
+  buf = io.BytesIO()
+  np.savez(buf, __header__=np.frombuffer(header.encode(), np.uint8), **payload)
+  fileio.write_bytes(path, buf.getvalue())   # a temporary file moved over the target
 
 
 def load_pytree(path: str | os.PathLike) -> tuple[Any, dict]:
   """Reads a tree written by :func:`save_pytree`; returns ``(tree, meta)``."""
-  if not os.path.exists(path):
+  if not fileio.exists(path):
     raise FileNotFoundError(f"no saved model at {path}.")
-  with np.load(path, allow_pickle=False) as z:
+  with np.load(io.BytesIO(fileio.read_bytes(path)), allow_pickle=False) as z:
     if "__header__" not in z:
       raise ValueError(f"{path} is not a hashjax model file (no header).")
     header = json.loads(z["__header__"].tobytes().decode())

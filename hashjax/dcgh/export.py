@@ -17,17 +17,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hashjax import fileio
 from hashjax.dcgh import input_pipeline as pp
 from hashjax.dcgh.model import build_model
 
-__all__ = ["MODALITIES", "encode_split", "load_best_params", "load_encoder"]
+__all__ = ["MODALITIES", "DCGHEncoder", "encode_split", "load_best_params", "load_encoder",
+           "save_encoder"]
 
 MODALITIES = ("image", "text")
 
 
 def _workdir(checkpoint: str) -> str:
-  path = os.path.normpath(os.fspath(checkpoint))
-  return os.path.dirname(path) if os.path.basename(path) == "best" else path
+  path = fileio.path(checkpoint)
+  return os.fspath(path.parent if path.name == "best" else path)
 
 
 def load_best_params(config: Any, checkpoint: str) -> tuple[Any, Any]:
@@ -46,8 +48,8 @@ def load_best_params(config: Any, checkpoint: str) -> tuple[Any, Any]:
   """
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
 
-  best_dir = os.path.join(_workdir(checkpoint), "best")
-  if not os.path.isdir(best_dir):
+  best_dir = fileio.join(_workdir(checkpoint), "best")
+  if not fileio.isdir(best_dir):
     raise ValueError(f"no best/ checkpoint folder under {checkpoint!r}: pass the workdir "
                      "of a finished DCGH run.")
   with ocp.CheckpointManager(best_dir) as mgr:
@@ -63,28 +65,49 @@ def load_best_params(config: Any, checkpoint: str) -> tuple[Any, Any]:
   return build_model(model_cfg), params
 
 
-def load_encoder(config: Any, checkpoint: str):
-  """``encode_fn(x, m) -> int8 {-1,+1} [n, bits]`` from a run's best parameters.
+class DCGHEncoder:
+  """``encoder(x, m) -> int8 {-1,+1} [n, bits]``: a DCGH module and its parameters.
+
+  m = 0 encodes images (features ``[n, d1]`` or preprocessed ``[n, S, S, 3]``),
+  m = 1 texts (features ``[n, d2]`` or token ids ``[n, L]``).
+  """
+
+  def __init__(self, module: Any, params: Any):
+    self.module, self.params = module, params
+    self._fns = tuple(
+        jax.jit(lambda p, x, name=name: module.apply({"params": p}, x, method=name))
+        for name in ("encode_image", "encode_text"))
+
+  def __call__(self, x: Any, m: int) -> np.ndarray:
+    if m not in (0, 1):
+      raise ValueError(f"DCGH has two modalities (0 image, 1 text), got {m}.")
+    h = self._fns[m](self.params, jnp.asarray(x))
+    return np.asarray(jnp.where(h >= 0, 1, -1).astype(jnp.int8))
+
+
+def load_encoder(config: Any, checkpoint: str) -> DCGHEncoder:
+  """The :class:`DCGHEncoder` of a run's best parameters.
 
   Args:
     config: the run's config.
     checkpoint: the run's workdir (or its ``best/`` folder).
-
-  Returns:
-    ``encode_fn``: m = 0 encodes images (features ``[n, d1]`` or preprocessed
-    ``[n, S, S, 3]``), m = 1 texts (features ``[n, d2]`` or token ids ``[n, L]``).
   """
-  model, params = load_best_params(config, checkpoint)
-  methods = (jax.jit(lambda p, x: model.apply({"params": p}, x, method="encode_image")),
-             jax.jit(lambda p, x: model.apply({"params": p}, x, method="encode_text")))
+  return DCGHEncoder(*load_best_params(config, checkpoint))
 
-  def encode_fn(x, m):
-    if m not in (0, 1):
-      raise ValueError(f"DCGH has two modalities (0 image, 1 text), got {m}.")
-    h = methods[m](params, jnp.asarray(x))
-    return np.asarray(jnp.where(h >= 0, 1, -1).astype(jnp.int8))
 
-  return encode_fn
+def save_encoder(path: str, encoder: DCGHEncoder, meta: Any = None) -> None:
+  """Writes ``encoder``'s parameters as ``path/best`` (what :func:`load_encoder` reads).
+
+  ``meta`` is accepted for the registry's common ``save`` signature and not stored
+  (a DCGH run's ``config.json`` describes the model).
+  """
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
+  del meta
+  with ocp.CheckpointManager(fileio.join(path, "best"),
+                             options=ocp.CheckpointManagerOptions(create=True)) as mgr:
+    mgr.save(0, args=ocp.args.StandardSave({"params": encoder.params}), force=True)
+    mgr.wait_until_finished()
 
 
 def _modality_index(modality: str | int | None) -> int:
@@ -125,7 +148,7 @@ def encode_split(config: Any, checkpoint: str, split: str,
   m = _modality_index(modality)
   workdir = _workdir(checkpoint)
   if (config.model.get("kind", "clip") == "clip" and config.text.get("tokenizer") == "bpe"
-      and not os.path.isdir(os.path.join(workdir, "tokenizer"))):
+      and not fileio.isdir(fileio.join(workdir, "tokenizer"))):
     raise ValueError(f"{workdir} has no tokenizer/ folder (the BPE tokenizer trained with "
                      "the model); pass the run's workdir.")
   encode_fn = load_encoder(config, checkpoint)

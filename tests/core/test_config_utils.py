@@ -1,11 +1,11 @@
 """parse_arg and every config file under configs/."""
 
-import importlib.util
 import pathlib
 
 import pytest
 
 from hashjax.config_utils import parse_arg
+from hashjax.configs_io import load_config_module
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs"
 KNOWN_METHODS = {"rreh", "cca_itq", "cvh", "cmfh", "dcgh"}
@@ -29,10 +29,7 @@ def test_parse_arg_errors(arg, match):
 
 
 def _load(path):
-  spec = importlib.util.spec_from_file_location(path.stem, path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+  return load_config_module(path)
 
 
 @pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.py")), ids=lambda p: p.stem)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from hashjax import encode as encode_cli
-from hashjax import experiment
+from hashjax import experiment, methods
 from hashjax.data.core import MultiModalData
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -66,6 +66,63 @@ def test_fit_method_rejects_unknown_method():
   with pytest.raises(ValueError, match="unknown method"):
     experiment.fit_method("lsh", [np.zeros((4, 2))] * 2, [np.zeros((0, 2))] * 2, cfg,
                           jax.random.key(0))
+  with pytest.raises(ValueError, match="unknown method 'lsh'; known: .*'dcgh'"):
+    methods.get("lsh")
+
+
+def test_registry_fit_save_load_encode_roundtrip(tmp_path):
+  """Every shallow method: fit -> save -> load -> encode gives the same codes."""
+  query, train = _toy(20, 0), _toy(60, 1)
+  assert set(methods.names()) == {"rreh", "cca_itq", "cvh", "cmfh", "dcgh"}
+  assert methods.get("dcgh").trainer == "hashjax.dcgh.train"
+  cfg = ml_collections.ConfigDict(dict(bits=4, rreh=dict(num_anchors=10, iterations=2),
+                                       baseline={}))
+  for name in methods.names("shallow"):
+    m = methods.get(name)
+    model = m.fit(list(train.views), [v[:0] for v in train.views], cfg, jax.random.key(0))
+    path = str(tmp_path / f"{name}.npz")
+    m.save(path, model, meta={"bits": 4})
+    again = m.load(cfg, path)
+    for v in range(2):
+      want = m.encode(model, query.views[v], v)
+      assert want.dtype == np.int8 and want.shape == (20, 4)
+      np.testing.assert_array_equal(m.encode(again, query.views[v], v), want)
+    other = "cvh" if name != "cvh" else "cmfh"
+    with pytest.raises(ValueError, match=f"holds a {name!r} model"):
+      methods.get(other).load(cfg, path)
+
+
+def test_results_schema(tmp_path):
+  """results.json: schema fields, every ordered pair, PR curve, provenance."""
+  config = _baseline_config(method="cca_itq", bits=8)
+  config.eval.top_r = 50
+  rec = experiment.train_and_evaluate(config, str(tmp_path))
+  saved = json.loads((tmp_path / "results.json").read_text())
+  assert saved == json.loads(json.dumps(rec))
+  assert saved["schema"] == "hashjax.results/1"
+  assert saved["evaluation"]["map_at_k_definition"] == "calc_map_k"
+  assert saved["evaluation"]["top_k"] == 50
+  assert saved["evaluation"]["directions"] == ["image->text", "text->image"]
+  for d in ("image->text", "text->image"):
+    r = saved["results"][d]
+    assert {"map", "map@50", "p@50", "ndcg@50", "p@r2", "pr_curve"} <= set(r)
+    assert len(r["pr_curve"]["precision"]) == len(r["pr_curve"]["recall"]) == 9
+  prov = saved["provenance"]
+  assert set(prov["versions"]) == {"python", "jax", "jaxlib", "flax", "optax", "numpy"}
+  assert prov["versions"]["jax"] == jax.__version__
+  assert prov["date"][:4].isdigit() and "command" in prov and "git_commit" in prov
+  assert saved["train_seconds"] > 0 and saved["num_train"] == 2173
+
+
+def test_main_and_encode_import_together():
+  """Flags are defined by the commands, not on import: no DuplicateFlagError."""
+  proc = subprocess.run(
+      [sys.executable, "-c", "import hashjax.main, hashjax.encode; "
+       "from absl import flags; hashjax.main.define_flags(); "
+       "hashjax.encode.define_flags(); print('ok')"],
+      capture_output=True, text=True, timeout=120,
+      env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 
 def _baseline_config(method="cvh", bits=16):
@@ -144,7 +201,7 @@ def test_rreh_feature_file_config_end_to_end(tmp_path):
   workdir = str(tmp_path / "run")
   summary = experiment.train_and_evaluate(config, workdir)
   assert summary["num_query"] == 50 and summary["num_database"] == 250
-  assert summary["num_paired"] == 20
+  assert summary["details"]["num_paired"] == 20
   ckpt = os.path.join(workdir, "model.npz")
   q = encode_cli.encode_split(config, ckpt, "query", "image")
   db = encode_cli.encode_split(config, ckpt, "database", "text")

@@ -1,6 +1,5 @@
 """DCGH training loop: smoke run, jit == pmap, exact resume, NaN stop, input pipeline."""
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -11,6 +10,7 @@ import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
+from hashjax.configs_io import load_config_file
 from hashjax.dcgh import export
 from hashjax.dcgh import input_pipeline as pp
 from hashjax.dcgh import train
@@ -19,10 +19,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _config(name, arg="runlocal"):
-  spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
+  return load_config_file(ROOT / "configs" / f"{name}.py", arg)
 
 
 def _tiny(**over):

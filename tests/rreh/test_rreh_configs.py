@@ -1,6 +1,5 @@
 """configs/rreh_*.py: valid RREH settings, data fields the registry accepts."""
 
-import importlib.util
 import pathlib
 import re
 
@@ -8,14 +7,13 @@ import pytest
 
 from hashjax import data as hdata
 from hashjax import rreh
+from hashjax.configs_io import load_config_module
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[2] / "configs"
 
 
 def _config(name, arg=None):
-  spec = importlib.util.spec_from_file_location(name, CONFIGS / f"{name}.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
+  mod = load_config_module(CONFIGS / f"{name}.py")
   return mod.get_config(arg), mod.__doc__
 
 
