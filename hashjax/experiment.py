@@ -26,17 +26,9 @@ __all__ = [
     "fit_method",
     "format_table",
     "train_and_evaluate",
-    "write_config",
 ]
 
 SHALLOW_METHODS = methods.names("shallow")
-
-
-def write_config(config: Any, workdir: str) -> None:
-  """Writes ``workdir/config.json`` (any epath path)."""
-  fileio.makedirs(workdir)
-  fileio.write_text(fileio.join(workdir, "config.json"),
-                    config.to_json_best_effort(indent=2))
 
 
 def fit_method(method: str, paired_views: Sequence[np.ndarray],
@@ -101,7 +93,7 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
            f"paired ratio {sp_cfg.paired_ratio}")
   print(format_table(results, title=f"### {title}"))
   if workdir and jax.process_index() == 0:
-    write_config(config, workdir)
+    fileio.write_config(config, workdir)
     evaluation.write_results(workdir, record)
     method.save(fileio.join(workdir, method.checkpoint), model,
                 meta={"bits": int(config.bits), "view_names": list(train.view_names)})

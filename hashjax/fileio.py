@@ -29,6 +29,7 @@ __all__ = [
     "read_json",
     "read_text",
     "write_bytes",
+    "write_config",
     "write_json",
     "write_text",
 ]
@@ -84,3 +85,11 @@ def write_text(p: PathLike, text: str) -> None:
 
 def write_json(p: PathLike, obj: Any) -> None:
   write_text(p, json.dumps(obj, indent=2) + "\n")
+
+
+def write_config(config: Any, workdir: PathLike) -> None:
+  """Writes ``workdir/config.json`` (a ConfigDict's best-effort JSON)."""
+  makedirs(workdir)
+  text = (config.to_json_best_effort(indent=2) if hasattr(config, "to_json_best_effort")
+          else json.dumps(dict(config), indent=2, default=str))
+  write_text(join(workdir, "config.json"), text)

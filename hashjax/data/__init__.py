@@ -18,17 +18,30 @@ from hashjax.data.loaders import (
     load_uci_mfeat,
     load_wikipedia,
 )
-from hashjax.data.registry import dataset_names, get_retrieval_split
+from hashjax.data.registry import (
+    IMAGE_TEXT_DATASETS,
+    dataset_names,
+    get_image_text_data,
+    get_retrieval_split,
+)
 from hashjax.data.splits import (
     SEMI_PAIRED_MODES,
+    VALIDATION_SOURCES,
+    HeldOutSplit,
     SemiPairedSplit,
     apply_semi_paired,
+    deal_image_text,
+    deal_validation,
     query_database_split,
     semi_paired_split,
     train_validation_split,
+    validation_positions,
 )
 
 __all__ = [
+    "IMAGE_TEXT_DATASETS",
+    "VALIDATION_SOURCES",
+    "HeldOutSplit",
     "ImageTextData",
     "MultiModalData",
     "RetrievalSplit",
@@ -38,6 +51,9 @@ __all__ = [
     "UCI_MFEAT_VIEWS",
     "apply_semi_paired",
     "dataset_names",
+    "deal_image_text",
+    "deal_validation",
+    "get_image_text_data",
     "get_retrieval_split",
     "load_coco",
     "load_feature_file",
@@ -49,4 +65,5 @@ __all__ = [
     "semi_paired_split",
     "to_multihot",
     "train_validation_split",
+    "validation_positions",
 ]

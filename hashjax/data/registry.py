@@ -25,10 +25,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from hashjax import checks
-from hashjax.data import loaders, splits
+from hashjax.data import image_text, loaders, splits
 from hashjax.data.core import MultiModalData, RetrievalSplit
 
-__all__ = ["dataset_names", "get_retrieval_split"]
+__all__ = ["IMAGE_TEXT_DATASETS", "dataset_names", "get_image_text_data",
+           "get_retrieval_split"]
 
 _COMMON = ("name", "path", "views", "num_query", "num_train", "seed")
 _FEATURE_KEYS = ("view_keys", "label_key", "view_names", "num_classes",
@@ -146,3 +147,36 @@ def get_retrieval_split(cfg: Any) -> RetrievalSplit:
     database = train if split.database is split.train else keep(split.database)
     split = RetrievalSplit(train=train, query=keep(split.query), database=database)
   return split
+
+
+IMAGE_TEXT_DATASETS = ("coco_json", *image_text.STANDARD_LAYOUT_DATASETS)
+
+
+def get_image_text_data(name: str, *, root: str | None,
+                        coco_splits: Any = ("train2017", "val2017"),
+                        image_root: str | None = None, strip_prefix: str | None = None
+                        ) -> image_text.ImageTextData:
+  """Loads an image-text data set (image files + captions + labels) by name.
+
+  Args:
+    name: ``"coco_json"`` (official COCO layout: ``root``, ``coco_splits``) or
+      one of ``"mirflickr"``, ``"nuswide"``, ``"coco"`` (the ``index.mat`` layout of
+      :func:`hashjax.data.load_standard_layout`, with ``image_root`` and
+      ``strip_prefix``).
+    root: the data folder.
+    coco_splits: COCO splits to concatenate (``coco_json`` only).
+    image_root: where image paths are resolved (standard layout).
+    strip_prefix: prefix removed from the stored image paths (standard layout).
+
+  Returns:
+    :class:`hashjax.data.ImageTextData`.
+  """
+  if name not in IMAGE_TEXT_DATASETS:
+    raise ValueError(f"image-text data set must be one of {IMAGE_TEXT_DATASETS}, got "
+                     f"{name!r}.")
+  if not root:
+    raise ValueError(f"config.data.root is required for {name!r} (the data folder).")
+  if name == "coco_json":
+    return image_text.load_coco(root, list(coco_splits))
+  return image_text.load_standard_layout(root, dataset=name, image_root=image_root,
+                                         strip_prefix=strip_prefix)

@@ -15,11 +15,16 @@ from hashjax.data.core import MultiModalData
 
 __all__ = [
     "SEMI_PAIRED_MODES",
+    "VALIDATION_SOURCES",
+    "HeldOutSplit",
     "SemiPairedSplit",
     "apply_semi_paired",
+    "deal_image_text",
+    "deal_validation",
     "query_database_split",
     "semi_paired_split",
     "train_validation_split",
+    "validation_positions",
 ]
 
 SEMI_PAIRED_MODES = ("disjoint", "shuffled")
@@ -213,3 +218,103 @@ def train_validation_split(num_items: int, *, num_validation: int,
         f"num_validation must be < num_items = {n} (leave training items), got {v}.")
   perm = _permutation(n, _check_seed(seed), False)
   return perm[v:], perm[:v]
+
+
+# ----------------------------------------------------------------------------- held out
+
+VALIDATION_SOURCES = ("train", "rest")
+
+
+class HeldOutSplit(NamedTuple):
+  """Training, validation-query, query and database items (validation held out).
+
+  Validation queries retrieve from ``train``; test queries from ``database``. The
+  items are any containers with ``subset`` (:class:`MultiModalData`,
+  :class:`hashjax.data.ImageTextData`).
+  """
+
+  train: Any
+  validation: Any
+  query: Any
+  database: Any
+
+
+def validation_positions(num_train: int, rest: np.ndarray, *, num_validation: int,
+                         source: str = "train", seed: int = 0
+                         ) -> tuple[np.ndarray, np.ndarray]:
+  """Where the validation queries come from.
+
+  Args:
+    num_train: number of training items.
+    rest: int64 ``[r]`` database items outside the training set.
+    num_validation: validation queries (>= 1: DCGH selects its model on them).
+    source: ``"train"`` (a seeded draw of the training items, removed from training)
+      or ``"rest"`` (the first ``num_validation`` of ``rest``; training intact).
+    seed: seed of the ``"train"`` draw.
+
+  Returns:
+    ``(training positions [num_train - v], validation ids [v])``: with ``"train"``
+    both index the training items; with ``"rest"`` the second holds items of ``rest``.
+  """
+  num_val = int(num_validation or 0)
+  if num_val <= 0:
+    raise ValueError("DCGH selects the model on a validation split: set "
+                     "config.validation.num_items >= 1.")
+  if source == "train":
+    return train_validation_split(num_train, num_validation=num_val, seed=int(seed))
+  if source == "rest":
+    if num_val > rest.size:
+      raise ValueError(f"validation.num_items = {num_val} but only {rest.size} "
+                       "database items are outside the training set.")
+    return np.arange(num_train), rest[:num_val]
+  raise ValueError(f"validation.source must be one of {VALIDATION_SOURCES}, got "
+                   f"{source!r}.")
+
+
+def deal_validation(train: Any, query: Any, database: Any, *, num_validation: int,
+                    seed: int = 0) -> HeldOutSplit:
+  """Holds ``num_validation`` seeded training items out as validation queries."""
+  tr_pos, val_pos = validation_positions(train.num_items, np.zeros(0, np.int64),
+                                         num_validation=num_validation, seed=seed)
+  return HeldOutSplit(train=train.subset(tr_pos), validation=train.subset(val_pos),
+                      query=query, database=database)
+
+
+def deal_image_text(data: Any, *, num_query: int, num_train: int | None, seed: int,
+                    legacy_rng: bool = False, num_validation: int,
+                    validation_source: str = "train", validation_seed: int = 0
+                    ) -> HeldOutSplit:
+  """Query / train / database by :func:`query_database_split`, then validation.
+
+  Args:
+    data: n items with ``subset`` (e.g. :class:`hashjax.data.ImageTextData`).
+    num_query: query items.
+    num_train: training items (None: every non-query item, less the validation items
+      when they come from ``"rest"``).
+    seed: split seed; ``legacy_rng``: NumPy's global-state permutation (reference).
+    num_validation: validation queries.
+    validation_source: ``"train"`` or ``"rest"`` (see :func:`validation_positions`).
+    validation_seed: seed of the ``"train"`` draw.
+
+  Returns:
+    :class:`HeldOutSplit`; the database is every non-query item.
+  """
+  n = data.num_items
+  num_query = int(num_query)
+  if num_train is None:
+    num_train = n - num_query
+    if validation_source == "rest":
+      num_train -= int(num_validation or 0)
+  q_idx, t_idx, db_idx = query_database_split(
+      n, num_query=num_query, num_train=int(num_train), seed=int(seed),
+      legacy_rng=bool(legacy_rng))
+  rest = db_idx[t_idx.size:]
+  tr_pos, val_sel = validation_positions(
+      t_idx.size, rest, num_validation=num_validation, source=validation_source,
+      seed=validation_seed)
+  if validation_source == "train":
+    val_idx, train_idx = t_idx[val_sel], t_idx[tr_pos]
+  else:
+    val_idx, train_idx = val_sel, t_idx
+  return HeldOutSplit(train=data.subset(train_idx), validation=data.subset(val_idx),
+                      query=data.subset(q_idx), database=data.subset(db_idx))

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterator, Sequence
-import os
 from typing import Any, NamedTuple, Protocol
 
 import grain
@@ -47,7 +46,10 @@ __all__ = [
     "build_sources",
     "check_global_batch",
     "eval_batches",
+    "feature_sources",
+    "image_text_sources",
     "load_image",
+    "make_tokenizer",
     "num_eval_batches",
     "pick_captions",
     "preprocess_image",
@@ -329,133 +331,76 @@ class Sources(NamedTuple):
   tokenizer: Any = None   # image-text data only
 
 
-def _cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
-  return cfg.get(key, default) if cfg is not None else default
+def make_tokenizer(kind: str, *, context_length: int, path: str | None = None,
+                   vocab_size: int | None = None, captions: Sequence[str] = (),
+                   save_dir: str | None = None):
+  """The tokenizer of the text tower.
 
-
-def _validation_indices(num_train: int, rest: np.ndarray, vcfg: Any
-                        ) -> tuple[np.ndarray, np.ndarray]:
-  """Returns ``(train positions, validation positions)``; see :func:`build_sources`."""
-  from hashjax.data import splits  # pylint: disable=g-import-not-at-top
-
-  num_val = int(_cfg_get(vcfg, "num_items", 0) or 0)
-  if num_val <= 0:
-    raise ValueError("DCGH selects the model on a validation split: set "
-                     "config.validation.num_items >= 1.")
-  source = _cfg_get(vcfg, "source", "train")
-  if source == "train":
-    return splits.train_validation_split(
-        num_train, num_validation=num_val, seed=int(_cfg_get(vcfg, "seed", 0)))
-  if source == "rest":
-    if num_val > rest.size:
-      raise ValueError(f"validation.num_items = {num_val} but only {rest.size} "
-                       "database items are outside the training set.")
-    return np.arange(num_train), rest[:num_val]
-  raise ValueError(f"validation.source must be 'train' or 'rest', got {source!r}.")
-
-
-def _feature_sources(config: Any) -> Sources:
-  from hashjax import data as hdata  # pylint: disable=g-import-not-at-top
-
-  split = hdata.get_retrieval_split(config.data)
-  vcfg = config.get("validation", None)
-  if _cfg_get(vcfg, "source", "train") != "train":
-    raise ValueError("feature data sets support validation.source = 'train' only.")
-  tr_idx, val_idx = _validation_indices(split.train.num_items, np.zeros(0, np.int64), vcfg)
-  train = FeatureSource.from_data(split.train.subset(tr_idx))
-  return Sources(train=train, val_query=FeatureSource.from_data(split.train.subset(val_idx)),
-                 val_database=train, query=FeatureSource.from_data(split.query),
-                 database=FeatureSource.from_data(split.database),
-                 num_classes=split.train.num_classes)
-
-
-def _load_image_text(dcfg: Any):
-  from hashjax import data as hdata  # pylint: disable=g-import-not-at-top
-
-  name = dcfg.name
-  root = dcfg.get("root", None)
-  if not root:
-    raise ValueError(f"config.data.root is required for {name!r} (the data folder).")
-  if name == "coco_json":
-    return hdata.load_coco(root, list(dcfg.get("splits", ("train2017", "val2017"))))
-  if name in hdata.STANDARD_LAYOUT_DATASETS:
-    return hdata.load_standard_layout(
-        root, dataset=name, image_root=dcfg.get("image_root", None),
-        strip_prefix=dcfg.get("strip_prefix", None))
-  raise ValueError(f"image-text data set must be 'coco_json' or one of "
-                   f"{hdata.STANDARD_LAYOUT_DATASETS}, got {name!r}.")
-
-
-def _make_tokenizer(config: Any, captions: Sequence[str], workdir: str | None):
+  Args:
+    kind: ``"clip"`` (CLIP's BPE read from ``path``: vocab.json + merges.txt) or
+      ``"bpe"`` (trained on ``captions`` with ``vocab_size`` entries; saved to and
+      reloaded from ``save_dir`` when given).
+    context_length: tokens per caption L.
+    path: folder of a CLIP tokenizer (``"clip"``).
+    vocab_size: vocabulary size (``"bpe"``).
+    captions: training captions (``"bpe"``).
+    save_dir: folder (any epath path) of the trained tokenizer (``"bpe"``).
+  """
+  from hashjax import fileio  # pylint: disable=g-import-not-at-top
   from hashjax.dcgh import tokenizer as tk  # pylint: disable=g-import-not-at-top
 
-  tcfg = config.text
-  length = int(tcfg.get("context_length", 32))
-  kind = tcfg.get("tokenizer", "clip")
   if kind == "clip":
-    path = tcfg.get("path", None) or config.model.get("clip_path", None)
     if not path:
       raise ValueError("config.text.path (a CLIP vocab.json + merges.txt folder) is "
                        "required for tokenizer 'clip'.")
-    return tk.load_tokenizer(path, context_length=length)
+    return tk.load_tokenizer(path, context_length=context_length)
   if kind == "bpe":
-    saved = os.path.join(workdir, "tokenizer") if workdir else None
-    if saved and os.path.isdir(saved):
-      return tk.load_tokenizer(saved, context_length=length)
-    tok = tk.train_bpe_tokenizer(captions, int(tcfg.vocab_size), context_length=length)
-    if saved:
-      tok.save(saved)
+    if save_dir and fileio.isdir(save_dir):
+      return tk.load_tokenizer(save_dir, context_length=context_length)
+    tok = tk.train_bpe_tokenizer(list(captions), int(vocab_size),
+                                 context_length=context_length)
+    if save_dir:
+      tok.save(save_dir)
     return tok
   raise ValueError(f"config.text.tokenizer must be 'clip' or 'bpe', got {kind!r}.")
 
 
-def _image_text_sources(config: Any, workdir: str | None) -> Sources:
-  from hashjax.data import splits  # pylint: disable=g-import-not-at-top
+def feature_sources(held_out: Any) -> Sources:
+  """:class:`Sources` of a :class:`hashjax.data.HeldOutSplit` of feature data."""
+  train = FeatureSource.from_data(held_out.train)
+  return Sources(train=train, val_query=FeatureSource.from_data(held_out.validation),
+                 val_database=train, query=FeatureSource.from_data(held_out.query),
+                 database=FeatureSource.from_data(held_out.database),
+                 num_classes=held_out.train.num_classes)
 
-  dcfg = config.data
-  data = _load_image_text(dcfg)
-  n = data.num_items
-  num_query = int(dcfg.num_query)
-  vcfg = config.get("validation", None)
-  num_train = dcfg.get("num_train", None)
-  if num_train is None:   # every non-query item, less the validation items if held apart
-    num_train = n - num_query
-    if _cfg_get(vcfg, "source", "train") == "rest":
-      num_train -= int(_cfg_get(vcfg, "num_items", 0) or 0)
-  q_idx, t_idx, db_idx = splits.query_database_split(
-      n, num_query=num_query, num_train=int(num_train), seed=int(dcfg.get("seed", 1818)),
-      legacy_rng=bool(dcfg.get("legacy_rng", False)))
-  rest = db_idx[t_idx.size:]
-  tr_pos, val_sel = _validation_indices(t_idx.size, rest, vcfg)
-  if _cfg_get(vcfg, "source", "train") == "train":
-    val_idx, train_idx = t_idx[val_sel], t_idx[tr_pos]
-  else:
-    val_idx, train_idx = val_sel, t_idx
-  train_data = data.subset(train_idx)
-  tok = _make_tokenizer(config, [c for caps in train_data.captions for c in caps], workdir)
-  size = int(config.input.image_size)
-  seed = int(config.seed)
-  src = lambda d: ImageTextSource(d, tok, size, seed)  # noqa: E731
-  train = src(train_data)
-  return Sources(train=train, val_query=src(data.subset(val_idx)), val_database=train,
-                 query=src(data.subset(q_idx)), database=src(data.subset(db_idx)),
-                 num_classes=data.num_classes, tokenizer=tok)
+
+def image_text_sources(held_out: Any, *, tokenizer: Any, image_size: int,
+                       seed: int) -> Sources:
+  """:class:`Sources` of a :class:`hashjax.data.HeldOutSplit` of image-text data."""
+  src = lambda d: ImageTextSource(d, tokenizer, int(image_size), int(seed))  # noqa: E731
+  train = src(held_out.train)
+  return Sources(train=train, val_query=src(held_out.validation), val_database=train,
+                 query=src(held_out.query), database=src(held_out.database),
+                 num_classes=held_out.train.num_classes, tokenizer=tokenizer)
 
 
 def build_sources(config: Any, workdir: str | None = None) -> Sources:
-  """Loads the data of a DCGH config and deals train / validation / query / database.
+  """The config boundary of the input pipeline: a DCGH config -> :class:`Sources`.
+
+  The only function here that reads ``config``; it unpacks it and calls the data
+  registry (:mod:`hashjax.data`) and the functions above with plain values.
 
   ``config.model.kind == "features"``: ``config.data`` goes to
   :func:`hashjax.data.get_retrieval_split` (views 0 and 1 are the image and text
   inputs); ``config.validation.num_items`` training items (``seed``) are held out as
-  validation queries. ``"clip"``: ``config.data`` names an image-text data set
-  (``name`` "coco_json" with ``root`` and ``splits``, or "mirflickr" / "nuswide" /
-  "coco" in the ``index.mat`` layout with ``root``, ``image_root``, ``strip_prefix``)
-  split by :func:`hashjax.data.query_database_split` (``num_query``, ``num_train``,
-  ``seed``, ``legacy_rng``); validation queries come from the training items
-  (``validation.source = "train"``) or from the database items outside the training
-  set (``"rest"``, keeping the paper's training set intact). Validation queries
-  retrieve from the training items; test queries from the whole database.
+  validation queries (:func:`hashjax.data.deal_validation`). ``"clip"``:
+  ``config.data`` names an image-text data set
+  (:func:`hashjax.data.get_image_text_data`) dealt by
+  :func:`hashjax.data.deal_image_text` (``num_query``, ``num_train``, ``seed``,
+  ``legacy_rng``; validation from the training items, ``validation.source =
+  "train"``, or from the database items outside the training set, ``"rest"``).
+  Validation queries retrieve from the training items; test queries from the whole
+  database.
 
   Args:
     config: the run config.
@@ -464,9 +409,37 @@ def build_sources(config: Any, workdir: str | None = None) -> Sources:
   Returns:
     :class:`Sources`.
   """
+  from hashjax import data as hdata  # pylint: disable=g-import-not-at-top
+  from hashjax import fileio  # pylint: disable=g-import-not-at-top
+
   kind = config.model.get("kind", "clip")
+  v = config.get("validation", None)
+  v = v.to_dict() if hasattr(v, "to_dict") else dict(v or {})
+  num_val, v_source, v_seed = (v.get("num_items", 0), v.get("source", "train"),
+                               int(v.get("seed", 0)))
   if kind == "features":
-    return _feature_sources(config)
-  if kind == "clip":
-    return _image_text_sources(config, workdir)
-  raise ValueError(f"config.model.kind must be 'clip' or 'features', got {kind!r}.")
+    if v_source != "train":
+      raise ValueError("feature data sets support validation.source = 'train' only.")
+    split = hdata.get_retrieval_split(config.data)
+    return feature_sources(hdata.deal_validation(
+        split.train, split.query, split.database, num_validation=num_val, seed=v_seed))
+  if kind != "clip":
+    raise ValueError(f"config.model.kind must be 'clip' or 'features', got {kind!r}.")
+  d = config.data
+  data = hdata.get_image_text_data(
+      d.name, root=d.get("root", None),
+      coco_splits=tuple(d.get("splits", ("train2017", "val2017"))),
+      image_root=d.get("image_root", None), strip_prefix=d.get("strip_prefix", None))
+  held_out = hdata.deal_image_text(
+      data, num_query=d.num_query, num_train=d.get("num_train", None),
+      seed=int(d.get("seed", 1818)), legacy_rng=bool(d.get("legacy_rng", False)),
+      num_validation=num_val, validation_source=v_source, validation_seed=v_seed)
+  t = config.text
+  tok = make_tokenizer(
+      t.get("tokenizer", "clip"), context_length=int(t.get("context_length", 32)),
+      path=t.get("path", None) or config.model.get("clip_path", None),
+      vocab_size=t.get("vocab_size", None),
+      captions=[c for caps in held_out.train.captions for c in caps],
+      save_dir=fileio.join(workdir, "tokenizer") if workdir else None)
+  return image_text_sources(held_out, tokenizer=tok, image_size=config.input.image_size,
+                            seed=int(config.seed))

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from hashjax import checks
+from hashjax import checks, fileio
 
 __all__ = [
     "BPETokenizer",
@@ -100,12 +100,12 @@ class Tokenizer(abc.ABC):
     return out
 
   def save(self, directory: str | os.PathLike[str]) -> None:
-    """Writes the tokeniser into ``directory`` (created if needed)."""
+    """Writes the tokeniser into ``directory`` (created if needed; BPE: any epath path)."""
     directory = os.fspath(directory)
-    os.makedirs(directory, exist_ok=True)
+    fileio.makedirs(directory)
     self._save(directory)
-    with open(os.path.join(directory, _META), "w") as f:
-      json.dump({"kind": self._kind, "context_length": self.context_length}, f)
+    fileio.write_text(fileio.join(directory, _META), json.dumps(
+        {"kind": self._kind, "context_length": self.context_length}))
 
   @classmethod
   def load(cls, directory: str | os.PathLike[str], *,
@@ -205,7 +205,7 @@ class BPETokenizer(Tokenizer):
     return self._tok.decode([int(i) for i in ids], skip_special_tokens=True).strip()
 
   def _save(self, directory: str) -> None:
-    self._tok.save(os.path.join(directory, "tokenizer.json"))
+    fileio.write_text(fileio.join(directory, "tokenizer.json"), self._tok.to_str())
 
 
 def _bpe_pipeline():
@@ -270,20 +270,17 @@ def load_tokenizer(directory: str | os.PathLike[str], *,
     A ``CLIPBPETokenizer`` or ``BPETokenizer``.
   """
   directory = os.fspath(directory)
-  meta_path = os.path.join(directory, _META)
-  meta = {}
-  if os.path.isfile(meta_path):
-    with open(meta_path) as f:
-      meta = json.load(f)
+  meta_path = fileio.join(directory, _META)
+  meta = fileio.read_json(meta_path) if fileio.exists(meta_path) else {}
   length = context_length or meta.get("context_length", 32)
   kind = meta.get("kind")
   if kind is None:
-    kind = "clip" if os.path.isfile(os.path.join(directory, "vocab.json")) else None
+    kind = "clip" if fileio.exists(fileio.join(directory, "vocab.json")) else None
   if kind == "clip":
     return CLIPBPETokenizer.from_directory(directory, context_length=length)
   if kind == "bpe":
     from tokenizers import Tokenizer as HFTokenizer  # pylint: disable=g-import-not-at-top
-    tok = HFTokenizer.from_file(os.path.join(directory, "tokenizer.json"))
+    tok = HFTokenizer.from_str(fileio.read_text(fileio.join(directory, "tokenizer.json")))
     return BPETokenizer(tok, context_length=length)
   raise ValueError(f"{directory!r} holds no tokenizer ({_META} or vocab.json + "
                    "merges.txt expected).")

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import time
 from typing import Any, NamedTuple
 
@@ -43,6 +42,7 @@ from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
 from hashjax import checkpoint as ckpt_lib
+from hashjax import evaluation, fileio
 from hashjax.dcgh import input_pipeline as pp
 from hashjax.dcgh import losses, optim
 from hashjax.dcgh.export import load_encoder  # noqa: F401  (re-exported)
@@ -136,7 +136,7 @@ def _device_batch(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict
 
 
 def _encode(params: Any, source: pp.ItemSource, *, encode_fn: Any, batch_sh: Any,
-            cfg: Any) -> tuple[np.ndarray, np.ndarray]:
+            batch_size: int, num_threads: int) -> tuple[np.ndarray, np.ndarray]:
   """Codes ``([n, bits], [n, bits])`` of every item of ``source``, on every process.
 
   Each process feeds its share of every padded global batch; the codes are gathered
@@ -146,8 +146,7 @@ def _encode(params: Any, source: pp.ItemSource, *, encode_fn: Any, batch_sh: Any
   ``1 / process_count`` as long.)
   """
   outs_i, outs_t = [], []
-  for batch in pp.eval_batches(source, batch_size=cfg.input.eval_batch_size,
-                               num_threads=cfg.input.get("num_threads", 2),
+  for batch in pp.eval_batches(source, batch_size=batch_size, num_threads=num_threads,
                                process_index=jax.process_index(),
                                process_count=jax.process_count()):
     c_i, c_t = encode_fn(params, _device_batch(batch, batch_sh))
@@ -158,21 +157,39 @@ def _encode(params: Any, source: pp.ItemSource, *, encode_fn: Any, batch_sh: Any
           np.concatenate([_to_host(c) for c in outs_t])[:n])
 
 
-def evaluate(params: Any, query: pp.ItemSource, database: pp.ItemSource, *,
-             encode_fn: Any, batch_sh: Any, config: Any, top_r: int | None = None
-             ) -> dict[str, float]:
-  """mAP of image->text and text->image retrieval (codes from ``encode_fn``)."""
-  from hashjax import metrics  # pylint: disable=g-import-not-at-top
+VIEW_NAMES = ("image", "text")
 
-  q_i, q_t = _encode(params, query, encode_fn=encode_fn, batch_sh=batch_sh, cfg=config)
-  d_i, d_t = _encode(params, database, encode_fn=encode_fn, batch_sh=batch_sh, cfg=config)
-  out = {}
-  for name, q, d in (("i2t", q_i, d_t), ("t2i", q_t, d_i)):
-    out[f"{name}_map"] = float(metrics.mean_average_precision(
-        q, d, query.labels, database.labels))
-    if top_r:
-      out[f"{name}_map@{top_r}"] = float(metrics.mean_average_precision(
-          q, d, query.labels, database.labels, top_k=min(int(top_r), database.num_items)))
+
+def evaluate(params: Any, query: pp.ItemSource, database: pp.ItemSource, *,
+             encode_fn: Any, batch_sh: Any, batch_size: int, num_threads: int = 2,
+             **eval_kw: Any) -> dict[str, dict[str, Any]]:
+  """Encodes both sources and evaluates them with the shared evaluation path.
+
+  Args:
+    params: model parameters.
+    query: query items.
+    database: database items.
+    encode_fn: jitted ``encode_step(params, batch)``.
+    batch_sh: sharding of a global batch.
+    batch_size: global evaluation batch.
+    num_threads: reader threads.
+    **eval_kw: ``top_k``, ``ks``, ``pr_curve`` of
+      :func:`hashjax.evaluation.evaluate_codes`.
+
+  Returns:
+    ``{"image->text": {...}, "text->image": {...}}`` as for every method.
+  """
+  kw = dict(encode_fn=encode_fn, batch_sh=batch_sh, batch_size=batch_size,
+            num_threads=num_threads)
+  q = _encode(params, query, **kw)
+  d = _encode(params, database, **kw)
+  return evaluation.evaluate_codes(q, d, query.labels, database.labels, VIEW_NAMES,
+                                   **eval_kw)
+
+
+def _map_row(res: dict[str, dict[str, Any]]) -> dict[str, float]:
+  """``{"i2t_map", "t2i_map", "mean_map"}``: the logged (and selection) numbers."""
+  out = {"i2t_map": res["image->text"]["map"], "t2i_map": res["text->image"]["map"]}
   out["mean_map"] = 0.5 * (out["i2t_map"] + out["t2i_map"])
   return out
 
@@ -186,31 +203,33 @@ class _MetricWriter:
   """
 
   def __init__(self, workdir: str | None, *, resume_step: int, tensorboard: bool = False):
-    self.path = os.path.join(workdir, "metrics.jsonl") if workdir else None
+    self.path = fileio.join(workdir, "metrics.jsonl") if workdir else None
+    self.rows: list[dict[str, Any]] = []   # the whole file: object stores cannot append
     self.history: list[dict[str, Any]] = []
     self.tb = None
-    if self.path and os.path.exists(self.path):
-      with open(self.path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-      rows = [r for r in rows if r["step"] <= resume_step]
-      self.history = [r for r in rows if r.get("kind") == "eval"]
-      if jax.process_index() == 0:
-        with open(self.path, "w") as f:
-          f.writelines(json.dumps(r) + "\n" for r in rows)
+    if self.path and fileio.exists(self.path):
+      rows = [json.loads(line) for line in fileio.read_text(self.path).splitlines()
+              if line.strip()]
+      self.rows = [r for r in rows if r["step"] <= resume_step]
+      self.history = [r for r in self.rows if r.get("kind") == "eval"]
+      self._flush()
     if tensorboard and workdir and jax.process_index() == 0:
       try:
         from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
       except ImportError:
         SummaryWriter = None  # noqa: N806
       if SummaryWriter is not None:
-        self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        self.tb = SummaryWriter(fileio.join(workdir, "tensorboard"))
+
+  def _flush(self) -> None:
+    if self.path and jax.process_index() == 0:
+      fileio.write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))
 
   def write(self, row: dict[str, Any]) -> None:
     if row.get("kind") == "eval":
       self.history.append(row)
-    if self.path and jax.process_index() == 0:
-      with open(self.path, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    self.rows.append(row)
+    self._flush()
     if self.tb is not None:
       for k, v in row.items():
         if k not in ("kind", "step") and isinstance(v, (int, float)):
@@ -302,10 +321,13 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
       no resumption.
 
   Returns:
-    dict with ``selected`` (validation-selected evaluation: step, epoch, validation and
-    query mAPs), ``best_on_query`` (the best query mAP per direction over all
-    evaluations, as papers report), ``history`` and run sizes; ``stopped_at`` instead
-    when ``config.stop_after_steps`` ended the run early.
+    the results record of :func:`hashjax.evaluation.results_record` (the same
+    layout as every method's): ``results`` of the validation-selected parameters on
+    the query set; ``details`` with ``selected`` (step, epoch, validation mAPs),
+    ``best_on_query`` (the best query mAP per direction over all evaluations, as
+    papers report), ``history``, ``total_steps``; ``{"stopped_at", "total_steps"}``
+    instead when ``config.stop_after_steps`` ended the run early. Rerunning a
+    finished run re-evaluates and re-reports it, keeping its ``train_seconds``.
   """
   # ---------------------------------------------------------------- setup
   if config.get("method", "dcgh") != "dcgh":
@@ -319,9 +341,7 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
   if parallelism == "pmap" and jax.process_count() > 1:
     raise ValueError("parallelism 'pmap' is single-host here; use 'jit' on multi-host.")
   if workdir and jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+    fileio.write_config(config, workdir)
   mesh = jax.make_mesh((n_dev,), ("data",),
                        axis_types=(jax.sharding.AxisType.Auto,))
   repl = NamedSharding(mesh, P())
@@ -392,8 +412,12 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
   nan_at = config.get("debug", {}).get("nan_at_step", None)     # -1 / None: off
   log_every = int(config.get("log_every_steps", 50))
   eval_every = int(config.get("eval_every_epochs", 1))
-  top_r = config.eval.get("top_r", None)
+  top_k = config.eval.get("top_r", None)
+  ks = tuple(config.eval.get("ks", ()))
   query_every_eval = bool(config.eval.get("query_every_eval", True))
+  ev_kw = dict(encode_fn=encode_fn, batch_sh=batch_sh,
+               batch_size=int(config.input.eval_batch_size),
+               num_threads=int(config.input.get("num_threads", 2)))
   lr_fns = {f"lr_{k}": optim.warmup_cosine_schedule(float(o[f"{k}_lr"]), total_steps,
                                                     warmup=float(o.warmup))
             for k in ("tower", "head")}   # the lr the step used (its count from 0)
@@ -440,12 +464,12 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
       if is_eval:
         params = unrep(state)["params"]
         row = {"kind": "eval", "step": done, "epoch": done // spe}
-        val = evaluate(params, sources.val_query, sources.val_database,
-                       encode_fn=encode_fn, batch_sh=batch_sh, config=config)
+        val = _map_row(evaluate(params, sources.val_query, sources.val_database,
+                                pr_curve=False, **ev_kw))
         row.update({f"val/{k}": v for k, v in val.items()})
         if query_every_eval:
-          q = evaluate(params, sources.query, sources.database, encode_fn=encode_fn,
-                       batch_sh=batch_sh, config=config)
+          q = _map_row(evaluate(params, sources.query, sources.database, pr_curve=False,
+                                **ev_kw))
           row.update({f"query/{k}": v for k, v in q.items()})
         writer.write(row)
         if ck is not None:
@@ -478,27 +502,39 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
   else:   # no workdir: the final parameters
     sel_step, sel_tree = total_steps, best_params_tree(unrep(state))
   sel_row = next(r for r in history if r["step"] == sel_step)
-  final_query = evaluate(sel_tree["params"], sources.query, sources.database,
-                         encode_fn=encode_fn, batch_sh=batch_sh, config=config,
-                         top_r=top_r)
-  result = {
-      "method": "dcgh", "bits": int(config.bits), "num_train": sources.train.num_items,
-      "num_validation": sources.val_query.num_items, "num_query": sources.query.num_items,
-      "num_database": sources.database.num_items, "total_steps": total_steps,
-      "resumed_from_step": start_step, "train_seconds": train_seconds,   # this process
+  results = evaluate(sel_tree["params"], sources.query, sources.database, top_k=top_k,
+                     ks=ks, **ev_kw)
+  details = {
+      "num_validation": sources.val_query.num_items, "total_steps": total_steps,
+      "resumed_from_step": start_step,
       "selected": {"step": sel_step, "epoch": sel_row["epoch"],
-                   "validation": {k[4:]: v for k, v in sel_row.items() if k.startswith("val/")},
-                   "query": final_query},
+                   "validation": {k[4:]: v for k, v in sel_row.items()
+                                  if k.startswith("val/")}},
       "history": history,
   }
   if query_every_eval:
-    result["best_on_query"] = {
+    details["best_on_query"] = {
         d: {"map": max(r[f"query/{d}_map"] for r in history),
             "epoch": max(history, key=lambda r, d=d: r[f"query/{d}_map"])["epoch"]}
         for d in ("i2t", "t2i")}
+  results_path = fileio.join(workdir, "results.json") if workdir else None
+  if start_step == total_steps and results_path and fileio.exists(results_path):
+    # A finished run re-reported: keep the training time of the run that trained.
+    train_seconds = float(fileio.read_json(results_path).get("train_seconds",
+                                                              train_seconds))
+  result = evaluation.results_record(
+      method="dcgh", dataset=str(config.data.get("name", "")), bits=int(config.bits),
+      num_train=sources.train.num_items, num_query=sources.query.num_items,
+      num_database=sources.database.num_items, train_seconds=train_seconds,
+      results=results,
+      top_k=None if top_k is None else min(int(top_k), sources.database.num_items),
+      ks=ks, details=details)
   if ck is not None:
     ck.close()
-  if workdir and jax.process_index() == 0:
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(result, f, indent=2)
+  if jax.process_index() == 0:
+    print(evaluation.format_table(
+        results, title=f"### dcgh on {result['dataset']}, {config.bits} bits, "
+        f"selected step {sel_step}"))
+    if results_path:
+      evaluation.write_results(workdir, result)
   return result

@@ -65,23 +65,30 @@ def _restore(path):
   return out
 
 
-def test_resume_is_exact_and_smoke(tmp_path):
+def test_resume_is_exact_and_smoke(tmp_path, capsys):
   full, part = str(tmp_path / "full"), str(tmp_path / "part")
   res = train.train_and_evaluate(_tiny(), full)
   # Smoke: files, result structure, codes beat chance (10 balanced classes: ~0.1).
   for name in ("config.json", "metrics.jsonl", "results.json", "checkpoints", "best"):
     assert os.path.exists(os.path.join(full, name)), name
-  assert res["total_steps"] == 16 and res["num_train"] == 1956
-  assert res["selected"]["step"] in (8, 16)
-  assert set(res["best_on_query"]) == {"i2t", "t2i"}
-  assert res["selected"]["query"]["i2t_map"] > 0.12
+  det = res["details"]
+  assert det["total_steps"] == 16 and res["num_train"] == 1956
+  assert det["selected"]["step"] in (8, 16)
+  assert set(det["best_on_query"]) == {"i2t", "t2i"}
+  assert res["results"]["image->text"]["map"] > 0.12
+  # The shared results schema: both directions, the PR curve, provenance.
+  saved = json.loads(pathlib.Path(full, "results.json").read_text())
+  assert saved["schema"] == "hashjax.results/1" and saved["method"] == "dcgh"
+  assert saved["evaluation"]["directions"] == ["image->text", "text->image"]
+  assert len(saved["results"]["text->image"]["pr_curve"]["recall"]) == 17
+  assert saved["provenance"]["versions"]["flax"]
   losses = _losses(full)
   assert sorted(losses) == list(range(1, 17)) and all(np.isfinite(list(losses.values())))
   # Model selection: the best/ checkpoint is the evaluation with the best validation mAP.
   evals = [r for r in _rows(full) if r["kind"] == "eval"]
   assert [r["step"] for r in evals] == [8, 16]
   best_val = max(r["val/mean_map"] for r in evals)
-  assert res["selected"]["validation"]["mean_map"] == best_val
+  assert det["selected"]["validation"]["mean_map"] == best_val
   assert export.load_best_params(_tiny(), full)[1] is not None
   # Logged learning rates: BertAdam warmup_cosine on x = (step - 1) / 16, hand-written.
   x = np.arange(16) / 16
@@ -95,7 +102,7 @@ def test_resume_is_exact_and_smoke(tmp_path):
   assert set(np.unique(q["codes"])) <= {-1, 1} and str(d["modality"]) == "text"
   np.testing.assert_allclose(
       _numpy_map(q["codes"], d["codes"], q["labels"], d["labels"]),
-      res["selected"]["query"]["i2t_map"], rtol=1e-6)
+      res["results"]["image->text"]["map"], rtol=1e-6)
 
   stopped = train.train_and_evaluate(_tiny(stop_after_steps=6), part)
   assert stopped == {"stopped_at": 6, "total_steps": 16}
@@ -106,7 +113,16 @@ def test_resume_is_exact_and_smoke(tmp_path):
   assert s_full == s_part == 16
   jax.tree_util.tree_map(np.testing.assert_array_equal, st_full, st_part)
   assert _losses(part) == losses
-  assert res2["selected"] == res["selected"]
+  assert res2["details"]["selected"] == det["selected"]
+  assert res2["results"] == res["results"]
+  # Rerunning the finished run re-reports it (same numbers, printed table) and keeps
+  # the training time of the run that trained.
+  again = train.train_and_evaluate(_tiny(), full)
+  assert again["results"] == res["results"]
+  assert again["train_seconds"] == res["train_seconds"]
+  assert json.loads(pathlib.Path(full, "results.json").read_text())[
+      "train_seconds"] == res["train_seconds"]
+  assert "| image->text |" in capsys.readouterr().out
 
 
 def test_pmap_matches_jit(tmp_path):
@@ -232,9 +248,10 @@ def test_image_text_path_standard_layout(tmp_path):
   cfg.model.vision.layers = 1   # one block per tower: compile time
   cfg.model.text = dict(layers=1)
   res = train.train_and_evaluate(cfg, str(tmp_path / "wd"))
-  assert (res["num_train"], res["num_validation"], res["num_query"],
+  assert (res["num_train"], res["details"]["num_validation"], res["num_query"],
           res["num_database"]) == (12, 4, 6, 18)
-  assert res["total_steps"] == 2 and 0 < res["selected"]["query"]["i2t_map"] <= 1
+  assert res["details"]["total_steps"] == 2
+  assert 0 < res["results"]["image->text"]["map"] <= 1
   assert os.path.isdir(tmp_path / "wd" / "tokenizer")
   # encode_split (the encode CLI; load_encoder inside): JPEGs + first captions from
   # the saved tokenizer, reproducing the query mAP.
@@ -244,7 +261,7 @@ def test_image_text_path_standard_layout(tmp_path):
   assert set(np.unique(q["codes"])) <= {-1, 1}
   np.testing.assert_allclose(
       _numpy_map(q["codes"], d["codes"], q["labels"], d["labels"]),
-      res["selected"]["query"]["t2i_map"], rtol=1e-6)
+      res["results"]["text->image"]["map"], rtol=1e-6)
   with pytest.raises(ValueError, match="tokenizer"):
     export.encode_split(cfg, str(tmp_path), "query", "text")
 

@@ -10,9 +10,12 @@ CONFIG = "configs/dcgh_wikipedia_features.py:runlocal=True"
 
 
 def _metrics(results):
-  sel = results["selected"]
-  return {f"{part}/{k}": v for part in ("validation", "query")
-          for k, v in sel[part].items()}
+  """Validation mAPs of the selected step and every scalar query metric."""
+  out = {f"validation/{k}": v
+         for k, v in results["details"]["selected"]["validation"].items()}
+  out.update({f"query/{d}/{k}": v for d, r in results["results"].items()
+              for k, v in r.items() if isinstance(v, float)})
+  return out
 
 
 @pytest.mark.slow
