@@ -26,11 +26,14 @@ and ``radius`` are added. Without ``--out`` a summary is printed.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import time
 from collections.abc import Sequence
 
 import numpy as np
+
+from hashjax import fileio
 
 __all__ = ["build_main", "load_codes", "main", "query_main"]
 
@@ -42,7 +45,7 @@ def load_codes(path: str) -> tuple[np.ndarray, int, np.ndarray | None]:
     ValueError: neither ``codes`` nor ``packed``, ``packed`` without ``bits``, or a
       ``bits`` entry that disagrees with ``codes``.
   """
-  with np.load(path, allow_pickle=False) as f:
+  with np.load(io.BytesIO(fileio.read_bytes(path)), allow_pickle=False) as f:
     keys = set(f.files)
     bits = int(f["bits"]) if "bits" in keys else None
     ids = np.asarray(f["ids"]) if "ids" in keys else None
@@ -141,7 +144,10 @@ def query_main(argv: Sequence[str]) -> int:
     extra = {"k": np.int64(args.k)}
   secs = time.perf_counter() - t0
   if args.out:
-    np.savez(args.out, distances=dist, ids=ids, **extra)
+    buf = io.BytesIO()
+    np.savez(buf, distances=dist, ids=ids, **extra)
+    fileio.write_bytes(args.out if args.out.endswith(".npz") else args.out + ".npz",
+                       buf.getvalue())
   print(f"{nq} queries against {idx.count} items x {idx.bits} bits in {secs:.2f} s "
         f"({nq / max(secs, 1e-9):.0f} queries/s, compilation included)")
   if args.radius is not None:

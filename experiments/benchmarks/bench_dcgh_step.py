@@ -36,7 +36,7 @@ import ml_collections
 import numpy as np
 
 from hashjax.dcgh import train
-from hashjax.dcgh.model import build_model
+from hashjax.dcgh.factory import build_model
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

@@ -2,7 +2,8 @@
 
 from hashjax.dcgh.export import encode_split, load_encoder
 from hashjax.dcgh.losses import LOSS_TERMS, dcgh_loss, init_proxies
-from hashjax.dcgh.model import DCGH, FeatureDCGH, build_model
+from hashjax.dcgh.factory import build_model
+from hashjax.dcgh.model import DCGH, FeatureDCGH
 from hashjax.dcgh.optim import (
     bert_adam,
     dcgh_optimizer,

@@ -36,12 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from hashjax.dcgh.model import (
-    CLIPTextConfig,
-    CLIPVisionConfig,
-    TextTransformer,
-    VisionTransformer,
-)
+from hashjax.dcgh.model import TextTransformer, VisionTransformer
+from hashjax.dcgh.towers_config import CLIPTextConfig, CLIPVisionConfig
 
 __all__ = [
     "config_from_checkpoint",

@@ -19,7 +19,7 @@ import numpy as np
 
 from hashjax import fileio
 from hashjax.dcgh import input_pipeline as pp
-from hashjax.dcgh.model import build_model
+from hashjax.dcgh.factory import build_model
 
 __all__ = ["MODALITIES", "DCGHEncoder", "encode_split", "load_best_params", "load_encoder",
            "save_encoder"]

@@ -13,7 +13,7 @@ compute dtype (e.g. ``jnp.bfloat16``); the hash outputs are always float32.
 
 Usage::
 
-  model = build_model(config)          # config.model.kind in {"clip", "features"}
+  model = factory.build_model(config)  # config.model.kind in {"clip", "features"}
   variables = model.init({"params": k1, "dropout": k2}, images, tokens, train=False)
   h_img, h_txt = model.apply(variables, images, tokens, train=True,
                              rngs={"dropout": k3})
@@ -22,8 +22,7 @@ Usage::
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -31,6 +30,13 @@ import jax
 import jax.numpy as jnp
 
 from hashjax import checks
+from hashjax.dcgh.towers_config import (
+    CLIPTextConfig,
+    CLIPVisionConfig,
+    clip_preset,
+    quick_gelu,
+)
+from hashjax.dcgh.towers_config import activation as _activation
 
 __all__ = [
     "CLIPTextConfig",
@@ -41,117 +47,9 @@ __all__ = [
     "MLPTower",
     "TextTransformer",
     "VisionTransformer",
-    "build_model",
     "clip_preset",
     "quick_gelu",
 ]
-
-_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {}
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
-
-
-def quick_gelu(x: jax.Array) -> jax.Array:
-  """CLIP's activation ``x * sigmoid(1.702 x)``."""
-  return x * jax.nn.sigmoid(1.702 * x)
-
-
-_ACTIVATIONS.update({
-    "quick_gelu": quick_gelu,
-    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
-    "gelu_tanh": lambda x: jax.nn.gelu(x, approximate=True),
-    "relu": jax.nn.relu,
-})
-
-
-def _activation(name: str) -> Callable[[jax.Array], jax.Array]:
-  if name not in _ACTIVATIONS:
-    raise ValueError(
-        f"activation must be one of {sorted(_ACTIVATIONS)}, got {name!r}.")
-  return _ACTIVATIONS[name]
-
-
-def _check_tower(cfg: Any) -> None:
-  for field in ("width", "layers", "heads", "embed_dim"):
-    checks.check_positive_int(field, getattr(cfg, field))
-  if cfg.width % cfg.heads:
-    raise ValueError(
-        f"width ({cfg.width}) must be divisible by heads ({cfg.heads}).")
-  _activation(cfg.activation)
-
-
-@dataclasses.dataclass(frozen=True)
-class CLIPVisionConfig:
-  """Sizes of the CLIP ViT image tower (defaults: ViT-B/32)."""
-  image_size: int = 224
-  patch_size: int = 32
-  width: int = 768
-  layers: int = 12
-  heads: int = 12
-  embed_dim: int = 512
-  mlp_dim: int | None = None  # None: 4 * width.
-  activation: str = "quick_gelu"
-  layer_norm_eps: float = 1e-5
-
-  def __post_init__(self):
-    _check_tower(self)
-    checks.check_positive_int("patch_size", self.patch_size)
-    if self.image_size % self.patch_size:
-      raise ValueError(f"image_size ({self.image_size}) must be a multiple of "
-                       f"patch_size ({self.patch_size}).")
-
-  @property
-  def grid(self) -> int:
-    return self.image_size // self.patch_size
-
-
-@dataclasses.dataclass(frozen=True)
-class CLIPTextConfig:
-  """Sizes of the CLIP text tower (defaults: ViT-B/32's, context 32 as in DCGH).
-
-  ``pooling="argmax"`` takes the feature at the highest token id (CLIP, DCGH);
-  ``pooling="eos"`` at the first ``eos_token_id`` (HF CLIP when its config's
-  ``eos_token_id != 2``).
-  """
-  vocab_size: int = 49408
-  context_length: int = 32
-  width: int = 512
-  layers: int = 12
-  heads: int = 8
-  embed_dim: int = 512
-  mlp_dim: int | None = None  # None: 4 * width.
-  activation: str = "quick_gelu"
-  layer_norm_eps: float = 1e-5
-  pooling: str = "argmax"
-  eos_token_id: int = 49407
-
-  def __post_init__(self):
-    _check_tower(self)
-    checks.check_positive_int("vocab_size", self.vocab_size)
-    checks.check_positive_int("context_length", self.context_length)
-    if self.pooling not in ("argmax", "eos"):
-      raise ValueError(f"pooling must be 'argmax' or 'eos', got {self.pooling!r}.")
-
-
-_PRESETS = {
-    "vit_b32": (CLIPVisionConfig(), CLIPTextConfig()),
-    "tiny": (
-        CLIPVisionConfig(image_size=32, patch_size=8, width=32, layers=2, heads=4,
-                         embed_dim=16),
-        CLIPTextConfig(vocab_size=64, context_length=8, width=32, layers=2, heads=4,
-                       embed_dim=16, eos_token_id=63),
-    ),
-}
-
-
-def clip_preset(name: str, *, context_length: int | None = None
-                ) -> tuple[CLIPVisionConfig, CLIPTextConfig]:
-  """Returns ``(vision, text)`` configs of a preset: ``"vit_b32"`` or ``"tiny"``."""
-  if name not in _PRESETS:
-    raise ValueError(f"preset must be one of {sorted(_PRESETS)}, got {name!r}.")
-  vision, text = _PRESETS[name]
-  if context_length is not None:
-    text = dataclasses.replace(text, context_length=context_length)
-  return vision, text
 
 
 # ----------------------------------------------------------------------------- blocks
@@ -416,72 +314,3 @@ class FeatureDCGH(nn.Module):
 
   def encode_text(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     return self.text_head(self.text_tower(x, train=train), train=train)
-
-
-# ----------------------------------------------------------------------------- factory
-
-
-def _dtype(value: Any) -> Any:
-  if isinstance(value, str):
-    if value not in _DTYPES:
-      raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {value!r}.")
-    return _DTYPES[value]
-  return value
-
-
-def _overrides(cfg: Any, section: Mapping[str, Any] | None) -> Any:
-  if not section:
-    return cfg
-  section = dict(section.to_dict() if hasattr(section, "to_dict") else section)
-  names = {f.name for f in dataclasses.fields(cfg)}
-  unknown = sorted(set(section) - names)
-  if unknown:
-    raise ValueError(f"unknown {type(cfg).__name__} fields {unknown}; "
-                     f"expected some of {sorted(names)}.")
-  return dataclasses.replace(cfg, **section)
-
-
-def build_model(config: Any) -> nn.Module:
-  """Builds ``DCGH`` or ``FeatureDCGH`` from ``config.model`` (a ConfigDict/dict).
-
-  Fields read (defaults in brackets): ``kind`` ["clip"] in {"clip", "features"};
-  ``bits`` [``config.bits``]; ``dtype`` ["float32"]; ``dropout`` [0.2].
-  kind "clip": ``preset`` ["vit_b32"] in {"vit_b32", "tiny", "checkpoint"} (the
-  last reads sizes from ``clip_path``, an HF dir or an OpenAI ``.pt``);
-  ``context_length`` [32]; ``text_pooling`` ["argmax"]; ``remat`` [False];
-  ``vision`` / ``text`` [{}]: overrides of CLIPVisionConfig / CLIPTextConfig fields.
-  kind "features": ``hidden`` [(1024, 512)], ``activation`` ["relu"],
-  ``layer_norm`` [True], ``tower_dropout`` [0.0].
-  """
-  m = config["model"] if "model" in config else None
-  if m is None:
-    raise ValueError("config.model is missing.")
-  bits = m.get("bits", None)
-  if bits is None:
-    bits = config.get("bits", None)
-  checks.check_bits(bits)
-  kind = m.get("kind", "clip")
-  dtype = _dtype(m.get("dtype", "float32"))
-  dropout = float(m.get("dropout", 0.2))
-  if kind == "clip":
-    preset = m.get("preset", "vit_b32")
-    context = m.get("context_length", 32)
-    if preset == "checkpoint":
-      from hashjax.dcgh import clip_weights  # pylint: disable=g-import-not-at-top
-      vision, text = clip_weights.config_from_checkpoint(
-          m.get("clip_path", None), context_length=context)
-    else:
-      vision, text = clip_preset(preset, context_length=context)
-    vision = _overrides(vision, m.get("vision", None))
-    text = _overrides(text, m.get("text", None))
-    if m.get("text_pooling", None):
-      text = dataclasses.replace(text, pooling=m.get("text_pooling"))
-    return DCGH(vision=vision, text=text, bits=bits, dropout_rate=dropout,
-                dtype=dtype, remat=bool(m.get("remat", False)))
-  if kind == "features":
-    return FeatureDCGH(bits=bits, hidden=tuple(m.get("hidden", (1024, 512))),
-                       activation=m.get("activation", "relu"),
-                       layer_norm=bool(m.get("layer_norm", True)),
-                       tower_dropout=float(m.get("tower_dropout", 0.0)),
-                       dropout_rate=dropout, dtype=dtype)
-  raise ValueError(f"config.model.kind must be 'clip' or 'features', got {kind!r}.")

@@ -46,7 +46,7 @@ from hashjax import evaluation, fileio
 from hashjax.dcgh import input_pipeline as pp
 from hashjax.dcgh import losses, optim
 from hashjax.dcgh.export import load_encoder  # noqa: F401  (re-exported)
-from hashjax.dcgh.model import build_model
+from hashjax.dcgh.factory import build_model
 
 __all__ = ["create_state", "encode_step", "evaluate", "load_encoder", "train_and_evaluate",
            "train_step"]

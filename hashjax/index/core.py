@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -98,11 +97,6 @@ class HammingIndex:
 
   def shard(self, mesh: Mesh | None = None) -> HammingIndex:
     return shard(self, mesh)
-
-  def save(self, path: str | os.PathLike) -> None:
-    from hashjax.index.io import save  # pylint: disable=g-import-not-at-top
-
-    save(self, path)
 
 
 class RadiusResult(NamedTuple):

@@ -9,6 +9,7 @@ import zlib
 
 import numpy as np
 
+from hashjax import fileio
 from hashjax.index.core import HammingIndex, add, create
 from hashjax.metrics.packing import num_words
 
@@ -21,7 +22,11 @@ _HEADER_SIZE = _HEADER.size + 4
 
 
 def save(index: HammingIndex, path: str | os.PathLike) -> None:
-  """Writes ``index`` to one file (format in the :mod:`hashjax.index` docstring), atomically."""
+  """Writes ``index`` to one file (format in the :mod:`hashjax.index` docstring).
+
+  ``path`` is a local path or any ``etils.epath`` URI; the file is written to a
+  temporary name and moved over ``path`` (atomic on a local disk).
+  """
   packed = np.ascontiguousarray(np.asarray(index.packed)[:index.count], dtype="<u4")
   ids = np.ascontiguousarray(np.asarray(index.ids)[:index.count], dtype="<i8")
   digest = hashlib.sha256()
@@ -30,12 +35,7 @@ def save(index: HammingIndex, path: str | os.PathLike) -> None:
   header = _HEADER.pack(MAGIC, FORMAT_VERSION, index.bits, index.num_words, 0,
                         index.count, packed.nbytes + ids.nbytes, digest.digest())
   header += struct.pack("<I", zlib.crc32(header))
-  tmp = f"{os.fspath(path)}.tmp"
-  with open(tmp, "wb") as f:
-    f.write(header)
-    f.write(packed.tobytes())
-    f.write(ids.tobytes())
-  os.replace(tmp, path)
+  fileio.write_bytes(path, header + packed.tobytes() + ids.tobytes())
 
 
 def load(path: str | os.PathLike, *, bits: int | None = None) -> HammingIndex:
@@ -50,8 +50,7 @@ def load(path: str | os.PathLike, *, bits: int | None = None) -> HammingIndex:
       header or payload (checksums), truncated or over-long file, or ``bits``
       different from the file's.
   """
-  with open(path, "rb") as f:
-    data = f.read()
+  data = fileio.read_bytes(path)
   if len(data) < _HEADER_SIZE:
     raise ValueError(
         f"{path}: truncated file ({len(data)} bytes; the header alone is "

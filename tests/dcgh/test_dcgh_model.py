@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from hashjax.dcgh import model as dm
+from hashjax.dcgh.factory import build_model
 
 
 def _random_params(module, np_rng, *args, **kwargs):
@@ -31,7 +32,7 @@ def _config(**model):
 
 def test_param_tree_top_level_keys_and_dtypes():
   vision, text = dm.clip_preset("tiny")
-  model = dm.build_model(_config(kind="clip", preset="tiny", bits=12, context_length=8))
+  model = build_model(_config(kind="clip", preset="tiny", bits=12, context_length=8))
   assert isinstance(model, dm.DCGH) and model.bits == 12
   images = jnp.zeros((2, 32, 32, 3))
   tokens = jnp.zeros((2, 8), jnp.int32)
@@ -48,7 +49,7 @@ def test_param_tree_top_level_keys_and_dtypes():
   assert params["text_tower"]["token_embedding"]["embedding"].shape == (64, 32)
   assert len(params["image_tower"]["transformer"]) == vision.layers
   # bf16 compute keeps float32 parameters.
-  bf16 = dm.build_model(_config(preset="tiny", bits=12, context_length=8,
+  bf16 = build_model(_config(preset="tiny", bits=12, context_length=8,
                                 dtype="bfloat16"))
   shapes16 = jax.eval_shape(functools.partial(bf16.init, train=False),
                             jax.random.key(0), images, tokens)
@@ -164,7 +165,7 @@ def test_remat_gives_the_same_gradients(np_rng):
 
 
 def test_feature_dcgh_matches_numpy(np_rng):
-  model = dm.build_model(_config(kind="features", bits=4, hidden=[7, 5],
+  model = build_model(_config(kind="features", bits=4, hidden=[7, 5],
                                  activation="relu", layer_norm=True))
   assert isinstance(model, dm.FeatureDCGH)
   x_img = np_rng.standard_normal((6, 11)).astype(np.float32)
@@ -193,23 +194,23 @@ def test_feature_dcgh_matches_numpy(np_rng):
 
 def test_bad_inputs_raise(np_rng):
   with pytest.raises(ValueError, match="kind"):
-    dm.build_model(_config(kind="resnet", bits=8))
+    build_model(_config(kind="resnet", bits=8))
   with pytest.raises(ValueError, match="bits"):
-    dm.build_model(_config(kind="clip", preset="tiny"))
+    build_model(_config(kind="clip", preset="tiny"))
   with pytest.raises(ValueError, match="unknown CLIPTextConfig fields"):
-    dm.build_model(_config(preset="tiny", bits=8, text={"depth": 3}))
+    build_model(_config(preset="tiny", bits=8, text={"depth": 3}))
   with pytest.raises(ValueError, match="preset"):
-    dm.build_model(_config(preset="vit_h14", bits=8))
+    build_model(_config(preset="vit_h14", bits=8))
   with pytest.raises(ValueError, match="dtype"):
-    dm.build_model(_config(preset="tiny", bits=8, dtype="int8"))
+    build_model(_config(preset="tiny", bits=8, dtype="int8"))
   with pytest.raises(ValueError, match="multiple of"):
     dm.CLIPVisionConfig(image_size=30, patch_size=8)
   with pytest.raises(ValueError, match="divisible"):
     dm.CLIPTextConfig(width=30, heads=4)
   # The bits come from config.bits when config.model.bits is absent.
   cfg = ml_collections.ConfigDict({"bits": 16, "model": {"preset": "tiny"}})
-  assert dm.build_model(cfg).bits == 16
-  overridden = dm.build_model(_config(preset="tiny", bits=8, context_length=6,
+  assert build_model(cfg).bits == 16
+  overridden = build_model(_config(preset="tiny", bits=8, context_length=6,
                                       text={"layers": 1}, text_pooling="eos"))
   assert (overridden.text.context_length, overridden.text.layers,
           overridden.text.pooling) == (6, 1, "eos")

@@ -18,7 +18,8 @@ import pytest
 from safetensors.numpy import save_file
 
 from hashjax.dcgh import clip_weights
-from hashjax.dcgh.model import DCGH, TextTransformer, VisionTransformer, build_model
+from hashjax.dcgh.factory import build_model
+from hashjax.dcgh.model import DCGH, TextTransformer, VisionTransformer
 
 VOCAB, MAX_POS, PROJ = 50, 12, 16
 VISION = dict(image_size=32, patch_size=8, hidden_size=64, intermediate_size=96,
