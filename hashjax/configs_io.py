@@ -21,7 +21,7 @@ __all__ = ["load_config_file", "load_config_module"]
 
 
 def load_config_module(path: str | os.PathLike) -> types.ModuleType:
-  """Imports the config file at ``path`` as a fresh module (not put in ``sys.modules``)."""
+  """Imports the config file at ``path`` as a fresh module (not in ``sys.modules``)."""
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise ValueError(f"config file {path!r} does not exist.")
@@ -37,6 +37,6 @@ def load_config_module(path: str | os.PathLike) -> types.ModuleType:
 
 
 def load_config_file(path: str | os.PathLike, arg: str | None = None) -> Any:
-  """Returns ``get_config(arg)`` of the config file at ``path`` (``get_config()`` if None)."""
+  """``get_config(arg)`` of the config file at ``path`` (``get_config()`` if None)."""
   module = load_config_module(path)
   return module.get_config(arg) if arg is not None else module.get_config()

@@ -33,8 +33,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   if "checkpoint" in flag_values:
     return
   if "config" not in flag_values:   # hashjax.main's --config is the same flag
-    config_flags.DEFINE_config_file("config", None, "Config the model was trained with.",
-                                    flag_values=flag_values)
+    config_flags.DEFINE_config_file(
+        "config", None, "Config the model was trained with.", flag_values=flag_values)
   flags.DEFINE_string("checkpoint", None, "model.npz (shallow) or workdir (DCGH).",
                       flag_values=flag_values)
   flags.DEFINE_enum("split", "database", ["train", "query", "database"],
@@ -47,7 +47,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
 
 def load_encoder(config: Any, checkpoint: str):
-  """Returns ``encode_fn(x [n, d_m], m) -> {-1,+1} codes [n, bits]`` of a saved model."""
+  """``encode_fn(x [n, d_m], m) -> {-1,+1} codes [n, bits]`` of a saved model."""
   method = methods.get(config.method)
   model = method.load(config, checkpoint)
   return lambda x, m: method.encode(model, x, m)

@@ -126,9 +126,9 @@ def evaluate_codes(
     for b in range(m):
       if a == b:
         continue
-      ev = metrics.evaluate_retrieval(np.asarray(query_codes[a]), np.asarray(db_codes[b]),
-                                      query_labels, db_labels, top_r=k, ks=kk,
-                                      radius=radius)
+      ev = metrics.evaluate_retrieval(
+          np.asarray(query_codes[a]), np.asarray(db_codes[b]), query_labels, db_labels,
+          top_r=k, ks=kk, radius=radius)
       prec, rec = ev.pop("pr_precision"), ev.pop("pr_recall")
       if pr_curve:
         ev["pr_curve"] = {"precision": prec, "recall": rec}
@@ -189,7 +189,7 @@ def _git_commit() -> str | None:
 
 
 def provenance() -> dict[str, Any]:
-  """Versions (python, jax, jaxlib, flax, optax, numpy), git commit, UTC date, command."""
+  """Versions (python, jax, jaxlib, flax, optax, numpy), git commit, date, command."""
   versions = {"python": platform.python_version()}
   for name in _VERSIONED:
     try:
@@ -204,7 +204,8 @@ def provenance() -> dict[str, Any]:
 
 def results_record(*, method: str, dataset: str, bits: int, num_train: int,
                    num_query: int, num_database: int, train_seconds: float,
-                   results: Mapping[str, Any], top_k: int | None, ks: Sequence[int] = (),
+                   results: Mapping[str, Any], top_k: int | None,
+                   ks: Sequence[int] = (),
                    radius: int = 2, definition: str = MAP_AT_K_DEFINITIONS[0],
                    details: Mapping[str, Any] | None = None) -> dict[str, Any]:
   """The results.json record (layout in the module docstring)."""

@@ -34,7 +34,7 @@ SHALLOW_METHODS = methods.names("shallow")
 def fit_method(method: str, paired_views: Sequence[np.ndarray],
                unpaired_views: Sequence[np.ndarray], config: Any, rng: jax.Array
                ) -> tuple[Any, Any]:
-  """``(model, encode_fn)`` of a shallow method from the registry (see ``Method.fit``)."""
+  """``(model, encode_fn)`` of a shallow method of the registry (``Method.fit``)."""
   m = methods.get(method)
   if m.family != "shallow":
     raise ValueError(f"unknown method {method!r}; shallow methods: {SHALLOW_METHODS}.")

@@ -21,8 +21,8 @@ from ml_collections import config_flags
 from hashjax import methods
 from hashjax.configs_io import load_config_file
 
-__all__ = ["DEFAULT_CONFIG", "define_flags", "get_train_and_evaluate", "load_config_file",
-           "main", "run"]
+__all__ = ["DEFAULT_CONFIG", "define_flags", "get_train_and_evaluate",
+           "load_config_file", "main", "run"]
 
 # configs/ sits next to the hashjax/ package in a source checkout (the README's install).
 DEFAULT_CONFIG = os.path.join(

@@ -139,8 +139,8 @@ def _shallow_load(name: str) -> Callable[[Any, str], Any]:
 
     model, meta = serialization.load_pytree(checkpoint)
     if meta.get("method") != name:
-      raise ValueError(f"{checkpoint} holds a {meta.get('method')!r} model but the config "
-                       f"is for {name!r}.")
+      raise ValueError(f"{checkpoint} holds a {meta.get('method')!r} model but the "
+                       f"config is for {name!r}.")
     return model
   return load
 

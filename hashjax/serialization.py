@@ -70,7 +70,7 @@ def _decode(spec: Any, arrays: Any) -> Any:
 
 
 def save_pytree(path: str | os.PathLike, tree: Any, *, meta: dict | None = None) -> None:
-  """Writes ``tree`` (and a JSON-able ``meta`` dict) to ``path`` (.npz; any epath path)."""
+  """Writes ``tree`` and a JSON-able ``meta`` dict to ``path`` (.npz; epath path)."""
   arrays: dict[str, np.ndarray] = {}
   spec = _encode(tree, arrays, "")
   payload = {f"a{i}": a for i, a in enumerate(arrays.values())}

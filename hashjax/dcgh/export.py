@@ -21,8 +21,8 @@ from hashjax import fileio
 from hashjax.dcgh import input_pipeline as pp
 from hashjax.dcgh.factory import build_model
 
-__all__ = ["MODALITIES", "DCGHEncoder", "encode_split", "load_best_params", "load_encoder",
-           "save_encoder"]
+__all__ = ["MODALITIES", "DCGHEncoder", "encode_split", "load_best_params",
+           "load_encoder", "save_encoder"]
 
 MODALITIES = ("image", "text")
 

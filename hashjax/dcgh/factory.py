@@ -69,7 +69,7 @@ def build_model(config: Any) -> nn.Module:
     preset = m.get("preset", "vit_b32")
     context = m.get("context_length", 32)
     if preset == "checkpoint":
-      from hashjax.dcgh import clip_weights  # pylint: disable=g-import-not-at-top  (torch / HF)
+      from hashjax.dcgh import clip_weights  # pylint: disable=g-import-not-at-top
       vision, text = clip_weights.config_from_checkpoint(
           m.get("clip_path", None), context_length=context)
     else:

@@ -377,7 +377,8 @@ def feature_sources(held_out: Any) -> Sources:
 def image_text_sources(held_out: Any, *, tokenizer: Any, image_size: int,
                        seed: int) -> Sources:
   """:class:`Sources` of a :class:`hashjax.data.HeldOutSplit` of image-text data."""
-  src = lambda d: ImageTextSource(d, tokenizer, int(image_size), int(seed))  # noqa: E731
+  size, seed = int(image_size), int(seed)
+  src = lambda d: ImageTextSource(d, tokenizer, size, seed)  # noqa: E731
   train = src(held_out.train)
   return Sources(train=train, val_query=src(held_out.validation), val_database=train,
                  query=src(held_out.query), database=src(held_out.database),

@@ -100,7 +100,7 @@ class Tokenizer(abc.ABC):
     return out
 
   def save(self, directory: str | os.PathLike[str]) -> None:
-    """Writes the tokeniser into ``directory`` (created if needed; BPE: any epath path)."""
+    """Writes the tokeniser into ``directory`` (created; BPE: any epath path)."""
     directory = os.fspath(directory)
     fileio.makedirs(directory)
     self._save(directory)
@@ -280,7 +280,8 @@ def load_tokenizer(directory: str | os.PathLike[str], *,
     return CLIPBPETokenizer.from_directory(directory, context_length=length)
   if kind == "bpe":
     from tokenizers import Tokenizer as HFTokenizer  # pylint: disable=g-import-not-at-top
-    tok = HFTokenizer.from_str(fileio.read_text(fileio.join(directory, "tokenizer.json")))
+    text = fileio.read_text(fileio.join(directory, "tokenizer.json"))
+    tok = HFTokenizer.from_str(text)
     return BPETokenizer(tok, context_length=length)
   raise ValueError(f"{directory!r} holds no tokenizer ({_META} or vocab.json + "
                    "merges.txt expected).")

@@ -17,8 +17,8 @@ import jax
 
 from hashjax import checks
 
-__all__ = ["ACTIVATIONS", "CLIPTextConfig", "CLIPVisionConfig", "activation", "clip_preset",
-           "quick_gelu"]
+__all__ = ["ACTIVATIONS", "CLIPTextConfig", "CLIPVisionConfig", "activation",
+           "clip_preset", "quick_gelu"]
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {}
 

@@ -79,7 +79,8 @@ def test_registry_fit_save_load_encode_roundtrip(tmp_path):
                                        baseline={}))
   for name in methods.names("shallow"):
     m = methods.get(name)
-    model = m.fit(list(train.views), [v[:0] for v in train.views], cfg, jax.random.key(0))
+    empty = [v[:0] for v in train.views]
+    model = m.fit(list(train.views), empty, cfg, jax.random.key(0))
     path = str(tmp_path / f"{name}.npz")
     m.save(path, model, meta={"bits": 4})
     again = m.load(cfg, path)

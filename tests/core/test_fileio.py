@@ -35,14 +35,20 @@ class _MemoryGCS(MemoryFileSystem):
     super().__init__(*args, **kwargs)
 
 
+def _clear_epath_cache():
+  # pylint: disable-next=protected-access
+  epath_backend.fsspec_backend._get_filesystem.cache_clear()
+
+
 @pytest.fixture
 def bucket(tmp_path, monkeypatch):
   # fsspec.registry (the attribute) is a read-only view of the module's _registry.
-  registry = importlib.import_module("fsspec.registry")._registry  # pylint: disable=protected-access
+  # pylint: disable-next=protected-access
+  registry = importlib.import_module("fsspec.registry")._registry
   saved = {p: registry.get(p) for p in ("gs", "gcs")}
   for p in ("gs", "gcs"):
     fsspec.register_implementation(p, _MemoryGCS, clobber=True)
-  epath_backend.fsspec_backend._get_filesystem.cache_clear()  # pylint: disable=protected-access
+  _clear_epath_cache()
   monkeypatch.chdir(tmp_path)
   yield "gs://hashjax-test"
   if _MemoryGCS().exists("gs://hashjax-test"):
@@ -52,7 +58,7 @@ def bucket(tmp_path, monkeypatch):
       registry.pop(p, None)
     else:
       registry[p] = impl
-  epath_backend.fsspec_backend._get_filesystem.cache_clear()  # pylint: disable=protected-access
+  _clear_epath_cache()
   assert not os.path.exists(tmp_path / "gs:"), "a file bypassed epath"
 
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from hashjax.data import splits
 from hashjax.data import (
     MultiModalData,
     apply_semi_paired,
@@ -200,3 +201,37 @@ def test_train_validation_split():
     train_validation_split(12, num_validation=12, seed=0)
   with pytest.raises(ValueError, match="num_validation must be >= 1"):
     train_validation_split(12, num_validation=0, seed=0)
+
+
+class _Items:
+  """Minimal item container: ids 0..n-1, ``subset`` keeps the chosen ids."""
+
+  def __init__(self, ids):
+    self.ids = np.asarray(ids)
+    self.num_items = self.ids.size
+
+  def subset(self, idx):
+    return _Items(self.ids[np.asarray(idx)])
+
+
+def test_deal_image_text_rest_keeps_training_set():
+  # Hand-worked: seed 3 permutation of 20; query 4, train 8, validation 3 from "rest".
+  perm = np.random.default_rng(3).permutation(20)
+  held = splits.deal_image_text(_Items(np.arange(20)), num_query=4, num_train=8, seed=3,
+                                num_validation=3, validation_source="rest")
+  np.testing.assert_array_equal(held.query.ids, perm[:4])
+  np.testing.assert_array_equal(held.train.ids, perm[4:12])
+  np.testing.assert_array_equal(held.validation.ids, perm[12:15])
+  np.testing.assert_array_equal(held.database.ids, perm[4:])
+  # "train": validation drawn from (and removed from) the training items.
+  held = splits.deal_image_text(_Items(np.arange(20)), num_query=4, num_train=None,
+                                seed=3, num_validation=5, validation_seed=1)
+  assert held.train.num_items == 11 and held.validation.num_items == 5
+  assert set(held.train.ids) | set(held.validation.ids) == set(perm[4:])
+  assert not set(held.train.ids) & set(held.validation.ids)
+  with pytest.raises(ValueError, match="validation.num_items >= 1"):
+    splits.deal_image_text(_Items(np.arange(20)), num_query=4, num_train=8, seed=3,
+                           num_validation=0)
+  with pytest.raises(ValueError, match="only 8 database items"):
+    splits.deal_image_text(_Items(np.arange(20)), num_query=4, num_train=8, seed=3,
+                           num_validation=9, validation_source="rest")

@@ -10,6 +10,7 @@ import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
+from hashjax import methods
 from hashjax.configs_io import load_config_file
 from hashjax.dcgh import export
 from hashjax.dcgh import input_pipeline as pp
@@ -97,12 +98,19 @@ def test_resume_is_exact_and_smoke(tmp_path, capsys):
   np.testing.assert_allclose(lrs, 1e-3 * f, rtol=1e-5, atol=1e-12)
   # Codes written by encode_split reproduce the selected query mAP (NumPy mAP here).
   q = export.encode_split(_tiny(), full, "query", "image")
-  d = export.encode_split(_tiny(), full, "database", "text")
+  d = methods.get("dcgh").encode_split(_tiny(), full, "database", "text")   # registry
   assert q["codes"].shape == (693, 16) and d["codes"].shape == (2173, 16)
   assert set(np.unique(q["codes"])) <= {-1, 1} and str(d["modality"]) == "text"
   np.testing.assert_allclose(
       _numpy_map(q["codes"], d["codes"], q["labels"], d["labels"]),
       res["results"]["image->text"]["map"], rtol=1e-6)
+  # Registry save / load round trip of the best encoder.
+  dcgh = methods.get("dcgh")
+  enc = dcgh.load(_tiny(), full)
+  dcgh.save(str(tmp_path / "copy"), enc)
+  x = np.random.RandomState(0).randn(5, 10).astype(np.float32)   # LDA text features
+  np.testing.assert_array_equal(dcgh.encode(dcgh.load(_tiny(), str(tmp_path / "copy")),
+                                            x, 1), dcgh.encode(enc, x, 1))
 
   stopped = train.train_and_evaluate(_tiny(stop_after_steps=6), part)
   assert stopped == {"stopped_at": 6, "total_steps": 16}
