@@ -49,7 +49,7 @@ def _parse(argv):
 
 
 def _openai_names(hf, layers_v, layers_t):
-  """HF CLIPModel state dict -> OpenAI CLIP names (q/k/v fused, projections [in, out])."""
+  """HF CLIPModel state dict -> OpenAI names (q/k/v fused, projections [in, out])."""
   o = {}
 
   def blocks(src, dst, layers):

@@ -218,7 +218,7 @@ def test_dcgh_optimizer_clips_fused_qkv(np_rng):
 
 
 def test_torch_param_groups_of_the_clip_model():
-  """The tiny DCGH has exactly as many clip groups as torch CLIP + 2 heads has params."""
+  """The tiny DCGH has as many clip groups as torch CLIP + 2 heads has parameters."""
   from hashjax.dcgh import model as dm  # pylint: disable=g-import-not-at-top
   vision, text = dm.clip_preset("tiny")
   net = dm.DCGH(vision, text, bits=8)
@@ -234,4 +234,5 @@ def test_torch_param_groups_of_the_clip_model():
   # each LinearHash: fc.weight, fc.bias. (logit_scale gets no gradient.)
   want = (8 + 12 * vision.layers) + (5 + 12 * text.layers) + 2 * 2
   assert len(groups) == want
-  assert ("image_tower", "transformer", "resblocks_1", "attn", "in_proj", "bias") in groups
+  fused = ("image_tower", "transformer", "resblocks_1", "attn", "in_proj", "bias")
+  assert fused in groups
