@@ -83,7 +83,7 @@ def dcgh_paper_config(dataset: str, arg: str | None = None):
   c.model = ml_collections.ConfigDict(dict(
       kind="clip", preset="checkpoint" if a["clip"] else "vit_b32",
       clip_path=a["clip"] or None, context_length=32, dropout=0.2, dtype=a["dtype"],
-      remat=False))
+      remat=False, clip_round_fp16=True))   # fp16-rounded weights, as the reference
   c.loss = ml_collections.ConfigDict(dict(neg_weight=0.8, pos_weight=0.05))
   c.optim = ml_collections.ConfigDict(dict(
       tower_lr=1e-5, head_lr=1e-3, warmup=0.1, b1=0.9, b2=0.98, eps=1e-6,

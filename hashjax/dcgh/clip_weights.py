@@ -16,6 +16,14 @@ Every parameter's shape is checked; missing, unexpected and mis-shaped entries a
 listed in one ``ValueError``. Nothing is downloaded. ``.bin`` / ``.pt`` files need
 PyTorch; safetensors files do not.
 
+fp16 rounding (default, as the reference): DCGH's ``build_model`` (OpenAI CLIP's
+``model.py``) converts the Conv / Linear / attention weights and biases and the two
+projections to fp16 *before* ``load_state_dict``, and training later calls
+``model.float()``. So those tensors start training rounded to fp16 even when the
+checkpoint is fp32, while LayerNorms, the class / positional / token embeddings stay
+as read. ``round_fp16=True`` does the same (see docs/differences.md#weights);
+``round_fp16=False`` keeps every tensor as the checkpoint stores it.
+
 Usage::
 
   vision, text = config_from_checkpoint(path, context_length=32)
@@ -47,6 +55,7 @@ __all__ = [
     "params_from_state_dict",
     "read_state_dict",
     "replace_towers",
+    "rounds_to_fp16",
 ]
 
 _TOWERS = ("image_tower", "text_tower")
@@ -54,6 +63,10 @@ _TOWERS = ("image_tower", "text_tower")
 _IGNORED = re.compile(
     r"^(logit_scale|input_resolution|context_length|vocab_size|"
     r"(text|vision)_model\.embeddings\.position_ids)$")
+# Leaves that the reference's ``convert_weights`` stores in fp16: Conv2d / Linear
+# weights and biases (incl. attention in_proj and out_proj) and the two projections.
+_FP16_MODULES = frozenset({"conv1", "query", "key", "value", "out", "c_fc", "c_proj"})
+_FP16_LEAVES = frozenset({"proj", "text_projection"})
 _HF_ACT = {"quick_gelu": "quick_gelu", "gelu": "gelu", "gelu_new": "gelu_tanh",
            "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
 
@@ -375,14 +388,24 @@ class _Loader:
     self.out[tower][path] = np.ascontiguousarray(arr, dtype=np.float32)
 
 
+def rounds_to_fp16(path: tuple[str, ...]) -> bool:
+  """Whether the reference stores the tower leaf at ``path`` in fp16 (see top)."""
+  return (len(path) >= 2 and path[-2] in _FP16_MODULES) or path[-1] in _FP16_LEAVES
+
+
 def params_from_state_dict(state: Mapping[str, Any], *, vision: CLIPVisionConfig,
-                           text: CLIPTextConfig) -> dict[str, Any]:
+                           text: CLIPTextConfig, round_fp16: bool = True
+                           ) -> dict[str, Any]:
   """Maps an HF- or OpenAI-layout CLIP state dict onto the model's towers.
 
   Args:
     state: ``{name: array}`` in PyTorch layout (Linear ``[out, in]``, conv OIHW).
     vision: the image tower config the parameters are for.
     text: the text tower config the parameters are for.
+    round_fp16: round the leaves the reference keeps in fp16 (:func:`rounds_to_fp16`:
+      Conv / Linear / attention kernels and biases, ``proj``, ``text_projection``)
+      to the nearest fp16 value, as DCGH's ``build_model`` does; False keeps them as
+      read.
 
   Returns:
     ``{"image_tower": tree, "text_tower": tree}`` of float32 NumPy arrays, the
@@ -408,13 +431,23 @@ def params_from_state_dict(state: Mapping[str, Any], *, vision: CLIPVisionConfig
     raise ValueError("\n".join(lines))
   if unfilled:  # Every parameter has an entry above; guard against drift.
     raise ValueError(f"model parameters without a checkpoint entry: {unfilled}")
+  if round_fp16:
+    for t in _TOWERS:
+      for p, a in loader.out[t].items():
+        if rounds_to_fp16(p):
+          loader.out[t][p] = a.astype(np.float16).astype(np.float32)
   return {t: traverse_util.unflatten_dict(loader.out[t]) for t in _TOWERS}
 
 
 def load_clip_towers(path: str | os.PathLike[str], *, vision: CLIPVisionConfig,
-                     text: CLIPTextConfig) -> dict[str, Any]:
-  """``read_state_dict`` + ``params_from_state_dict``: towers from a local path."""
-  return params_from_state_dict(read_state_dict(path), vision=vision, text=text)
+                     text: CLIPTextConfig, round_fp16: bool = True) -> dict[str, Any]:
+  """``read_state_dict`` + ``params_from_state_dict``: towers from a local path.
+
+  ``round_fp16`` (default True, as the reference) is passed on to
+  :func:`params_from_state_dict`.
+  """
+  return params_from_state_dict(read_state_dict(path), vision=vision, text=text,
+                                round_fp16=round_fp16)
 
 
 def replace_towers(params: Mapping[str, Any], towers: Mapping[str, Any]

@@ -1,4 +1,4 @@
-"""DCGH loss (SPEC §2): class proxies, variance, positive and negative pair terms.
+"""DCGH loss (docs/dcgh.md#loss): class proxies, variance, positive and negative pairs.
 
 ``dcgh_loss`` follows the official code (``utils/utils.py``, class ``HyP``) term by
 term. Every cosine L2-normalises its rows with ``max(||x||, 1e-12)`` (torch's
@@ -87,7 +87,7 @@ def dcgh_loss(
     mask: jax.Array | None = None,
     axis_name: str | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """The DCGH training loss of one batch (SPEC §2).
+  """The DCGH training loss of one batch (docs/dcgh.md#loss).
 
   Args:
     h_image: float ``[n, bits]`` image hash outputs (tanh, before sign).

@@ -185,14 +185,22 @@ class TextTransformer(nn.Module):
 
 
 class HashHead(nn.Module):
-  """``tanh(Dropout(rate)(Dense(bits)(x)))``, float32 output in (-1, 1)."""
+  """``tanh(Dropout(rate)(Dense(bits)(x)))``, float32 output in (-1, 1).
+
+  Initialised as torch's ``nn.Linear`` (the reference's ``LinearHash``): kernel and
+  bias uniform in ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``, ``fan_in = x.shape[-1]``.
+  """
   bits: int
   dropout_rate: float = 0.2
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    x = nn.Dense(self.bits, dtype=self.dtype, name="dense")(x)
+    bound = x.shape[-1] ** -0.5
+    uniform = lambda key, shape, dtype=jnp.float32: jax.random.uniform(  # noqa: E731
+        key, shape, dtype, -bound, bound)
+    x = nn.Dense(self.bits, dtype=self.dtype, kernel_init=uniform, bias_init=uniform,
+                 name="dense")(x)
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     return jnp.tanh(x.astype(jnp.float32))
 

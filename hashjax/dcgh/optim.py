@@ -1,9 +1,9 @@
-"""DCGH optimisers (SPEC §2): the reference BertAdam and the proxies' SGD, in optax.
+"""DCGH optimisers (docs/dcgh.md#optim): the reference BertAdam and the proxies' SGD.
 
 BertAdam (pytorch-pretrained-bert / CLIP4Clip ``optimization.py``, as used by DCHMT,
-DSPH and DCGH), per parameter tensor ``p`` with gradient ``g``::
+DSPH and DCGH), per torch parameter ``p`` with gradient ``g``::
 
-  g <- g * min(1, max_norm / (||g|| + 1e-6))        # clip_grad_norm_(p, 1.0), per tensor
+  g <- g * min(1, max_norm / (||g|| + 1e-6))        # clip_grad_norm_(p, 1.0)
   m <- b1 m + (1 - b1) g
   v <- b2 v + (1 - b2) g^2
   u  = m / (sqrt(v) + eps) + weight_decay * p       # no bias correction
@@ -14,6 +14,14 @@ LayerNorm included) and the ``warmup_cosine`` schedule: ``x / w`` while ``x < w`
 else ``0.5 (1 + cos(pi x))`` (w = 0.1; not re-scaled after warm-up, so the first step has
 lr 0). The towers get lr 1e-5, the hash heads 1e-3: :func:`dcgh_optimizer` splits the
 parameters by their top-level key with ``optax.multi_transform``.
+
+Clipping groups. The reference clips each *torch parameter* on its own, and torch's
+``nn.MultiheadAttention`` (used by CLIP) holds q, k and v in one fused
+``in_proj_weight [3w, w]`` and one ``in_proj_bias [3w]``. Our attention keeps separate
+``query`` / ``key`` / ``value`` Dense layers, so :func:`clip_by_torch_param_norm` clips
+the three kernels of a block together (one norm over all three) and likewise the three
+biases; every other leaf is its own group, as in the torch parameter list. The moments
+and the weight decay are element-wise, so only the clip depends on the grouping.
 
 Proxies: torch SGD, ``d = g + wd p; buf = momentum buf + d; p <- p - lr buf`` with lr 0.02,
 momentum 0.9, wd 5e-4, constant.
@@ -31,11 +39,12 @@ import optax
 __all__ = [
     "ScaleByBertAdamState",
     "bert_adam",
-    "clip_by_tensor_norm",
+    "clip_by_torch_param_norm",
     "dcgh_optimizer",
     "param_labels",
     "proxy_optimizer",
     "scale_by_bert_adam",
+    "torch_param_group",
     "warmup_cosine_schedule",
 ]
 
@@ -65,22 +74,67 @@ def warmup_cosine_schedule(base_lr: float, total_steps: int, *,
   return schedule
 
 
-def clip_by_tensor_norm(max_norm: float, *, eps: float = 1e-6
-                        ) -> optax.GradientTransformation:
-  """torch ``clip_grad_norm_`` applied to each tensor on its own.
+_FUSED_QKV = ("query", "key", "value")
 
-  Each leaf ``g`` becomes ``g * min(1, max_norm / (||g||_2 + eps))``.
+
+def _key_name(entry: Any) -> Any:
+  for attr in ("key", "name", "idx"):
+    if hasattr(entry, attr):
+      return getattr(entry, attr)
+  return entry
+
+
+def torch_param_group(path: Sequence[Any]) -> tuple[Any, ...]:
+  """Clip group of a leaf path: the torch parameter of the reference that holds it.
+
+  ``(..., "attn", "query"|"key"|"value", "kernel"|"bias")`` -> the fused
+  ``(..., "attn", "in_proj", "kernel"|"bias")`` (torch ``in_proj_weight`` /
+  ``in_proj_bias``); any other path is its own group.
+
+  Args:
+    path: the leaf's key path (``jax.tree_util`` entries or plain names).
+
+  Returns:
+    a hashable group key.
+  """
+  names = tuple(_key_name(k) for k in path)
+  if len(names) >= 3 and names[-3] == "attn" and names[-2] in _FUSED_QKV:
+    return (*names[:-2], "in_proj", names[-1])
+  return names
+
+
+def clip_by_torch_param_norm(
+    max_norm: float, *, eps: float = 1e-6,
+    group_fn: Callable[[Sequence[Any]], Any] = torch_param_group,
+) -> optax.GradientTransformation:
+  """torch ``clip_grad_norm_(p, max_norm)`` per reference parameter ``p``.
+
+  The leaves are grouped by ``group_fn(path)`` (default :func:`torch_param_group`:
+  q/k/v of an attention block fused as in torch, everything else alone). Every leaf
+  ``g`` of a group ``G`` becomes ``g * min(1, max_norm / (||G||_2 + eps))`` with
+  ``||G||_2`` the norm of all the group's entries together. Works inside
+  ``optax.multi_transform`` (masked leaves are not part of the tree it sees).
+
+  Args:
+    max_norm: the clip norm (reference: 1.0).
+    eps: added to the norm, as torch does.
+    group_fn: maps a leaf's key path to a hashable group key.
+
+  Returns:
+    a stateless ``optax.GradientTransformation``.
   """
 
   def update_fn(updates, state, params=None):
     del params
-
-    def clip(g):
-      norm = jnp.sqrt(jnp.sum(jnp.square(g.astype(jnp.float32))))
-      coef = jnp.minimum(1.0, max_norm / (norm + eps))
-      return (g * coef).astype(g.dtype)
-
-    return jax.tree_util.tree_map(clip, updates), state
+    flat, treedef = jax.tree_util.tree_flatten_with_path(updates)
+    groups = [group_fn(path) for path, _ in flat]
+    sq: dict[Any, jax.Array] = {}
+    for key, (_, g) in zip(groups, flat):
+      s = jnp.sum(jnp.square(g.astype(jnp.float32)))
+      sq[key] = sq[key] + s if key in sq else s
+    coef = {k: jnp.minimum(1.0, max_norm / (jnp.sqrt(s) + eps)) for k, s in sq.items()}
+    out = [(g * coef[key]).astype(g.dtype) for key, (_, g) in zip(groups, flat)]
+    return jax.tree_util.tree_unflatten(treedef, out), state
 
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
 
@@ -123,14 +177,15 @@ def bert_adam(learning_rate: float | Callable[[jax.Array], jax.Array], *,
     b2: second-moment decay.
     eps: added to ``sqrt(v)``.
     weight_decay: decoupled decay added to the update before the learning rate.
-    max_grad_norm: per-tensor gradient-norm clip (<= 0 disables it).
+    max_grad_norm: gradient-norm clip per reference torch parameter (fused q/k/v,
+      see :func:`clip_by_torch_param_norm`; <= 0 disables it).
 
   Returns:
     an ``optax.GradientTransformation``.
   """
   parts = []
   if max_grad_norm > 0:
-    parts.append(clip_by_tensor_norm(max_grad_norm))
+    parts.append(clip_by_torch_param_norm(max_grad_norm))
   parts.append(scale_by_bert_adam(b1=b1, b2=b2, eps=eps))
   if weight_decay > 0:
     parts.append(optax.add_decayed_weights(weight_decay))
@@ -172,7 +227,7 @@ def dcgh_optimizer(*, total_steps: int,
     b2: BertAdam b2.
     eps: BertAdam eps.
     weight_decay: decoupled weight decay on every parameter.
-    max_grad_norm: per-tensor clip.
+    max_grad_norm: clip norm per reference torch parameter (fused q/k/v).
     head_keys: top-level parameter keys of the hash heads.
 
   Returns:

@@ -3,9 +3,10 @@
 Every tokeniser maps a list of captions to int32 ``[n, context_length]`` ids laid out
 as in DCGH's reference (``[SOT] + BPE tokens cut to context_length - 2 + [EOT]``,
 zero-padded; with context 32: SOT, at most 30 BPE tokens, EOT). Captions are cleaned
-first (HTML unescape, whitespace collapsed, lower case; the reference's ``ftfy`` is not
-applied). The EOT id is the highest id of the vocabulary, so the text tower's argmax
-pooling finds it (a CLIP property).
+first exactly as CLIP's ``simple_tokenizer`` does (``ftfy.fix_text``, HTML unescape
+twice, whitespace collapsed, lower case; see docs/dcgh.md#text), so that e.g. curly
+quotes become straight ones before BPE. The EOT id is the highest id of the
+vocabulary, so the text tower's argmax pooling finds it (a CLIP property).
 
 * ``CLIPBPETokenizer``: OpenAI CLIP's vocabulary (``vocab.json`` + ``merges.txt``, e.g.
   the ``openai/clip-vit-base-patch32`` directory) through transformers'
@@ -25,6 +26,7 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 
+import ftfy
 import numpy as np
 
 from hashjax import checks, fileio
@@ -48,10 +50,13 @@ _META = "hashjax_tokenizer.json"
 
 
 def clean_text(text: str) -> str:
-  """HTML-unescapes, collapses whitespace, strips and lower-cases a caption."""
+  """CLIP's caption cleaning (its ``basic_clean``, ``whitespace_clean``, ``lower``).
+
+  ``ftfy.fix_text``, HTML-unescape twice, collapse whitespace, strip, lower-case.
+  """
   if not isinstance(text, str):
     raise ValueError(f"captions must be str, got {type(text).__name__}.")
-  text = html.unescape(html.unescape(text))
+  text = html.unescape(html.unescape(ftfy.fix_text(text)))
   return " ".join(text.split()).lower()
 
 

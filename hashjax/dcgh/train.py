@@ -391,7 +391,9 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
     clip_path = config.model.get("clip_path", None)
     if config.model.get("kind") == "clip" and clip_path:
       from hashjax.dcgh import clip_weights  # pylint: disable=g-import-not-at-top
-      towers = clip_weights.load_clip_towers(clip_path, vision=model.vision, text=model.text)
+      towers = clip_weights.load_clip_towers(
+          clip_path, vision=model.vision, text=model.text,
+          round_fp16=bool(config.model.get("clip_round_fp16", True)))
       state["params"] = jax.device_put(
           clip_weights.replace_towers(jax.device_get(state["params"]), towers), repl)
   writer = _MetricWriter(workdir, resume_step=start_step,

@@ -7,6 +7,7 @@ remat/bf16 options, the feature variant and the factory.
 
 import dataclasses
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -85,6 +86,25 @@ def test_hash_head_matches_numpy_and_dropout(np_rng, rng):
   kept = train != 0
   np.testing.assert_allclose(train[kept], np.tanh(z[kept] / 0.5), atol=1e-6)
   assert 0.3 < kept.mean() < 0.7
+
+
+@pytest.mark.parametrize("fan_in", [512, 3])
+def test_hash_head_init_is_torch_linear_default(rng, fan_in):
+  """Kernel and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as torch nn.Linear."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  bits = 64
+  params = dm.HashHead(bits=bits).init(rng, jnp.zeros((1, fan_in)), train=False)
+  kernel = np.asarray(params["params"]["dense"]["kernel"], np.float64)
+  bias = np.asarray(params["params"]["dense"]["bias"], np.float64)
+  assert kernel.shape == (fan_in, bits) and bias.shape == (bits,)
+  bound = 1.0 / math.sqrt(fan_in)
+  for name, x in (("kernel", kernel), ("bias", bias)):
+    assert np.all(np.abs(x) <= bound), name
+    # Fills the interval (a narrower law, e.g. bound / 2, fails here and in the KS).
+    assert x.max() > 0.8 * bound and x.min() < -0.8 * bound, name
+    ks = stats.kstest(x.ravel(), stats.uniform(loc=-bound, scale=2 * bound).cdf)
+    assert ks.pvalue > 1e-3, (name, ks)
+  assert np.all(bias != 0)
 
 
 def test_text_pooling_and_causal_mask(np_rng):

@@ -5,6 +5,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from hashjax.dcgh import optim
@@ -135,3 +136,103 @@ def test_param_labels_and_errors():
     optim.param_labels({"image_tower": {"w": 1.0}})
   with pytest.raises(ValueError, match="total_steps"):
     optim.warmup_cosine_schedule(1.0, 0)
+
+
+def _np_clip(t, max_norm=1.0):
+  """torch ``clip_grad_norm_(p, max_norm)`` of one tensor, in float64."""
+  t = np.asarray(t, np.float64)
+  coef = max_norm / (math.sqrt(float((t * t).sum())) + 1e-6)
+  return t * coef if coef < 1 else t
+
+
+def _attn_block(np_rng, w=4, scales=(0.2, 0.7, 0.8, 3.0)):
+  """One attention block in our layout; q, k, v each < 1 but fused > 1."""
+  def t(*shape, s):
+    x = np_rng.normal(size=shape)
+    return (x / np.linalg.norm(x) * s).astype(np.float32)   # norm exactly s
+
+  sq, sk, sv, so = scales
+  return {"attn": {name: {"kernel": t(w, w, s=s), "bias": t(w, s=s)}
+                   for name, s in (("query", sq), ("key", sk), ("value", sv),
+                                   ("out", so))},
+          "ln_1": {"scale": t(w, s=2.0), "bias": t(w, s=0.1)}}
+
+
+def test_clip_groups_fuse_qkv_like_torch_in_proj(np_rng):
+  blk = _attn_block(np_rng)
+  grads = {"image_tower": {"transformer": {"resblocks_0": blk}},
+           "image_head": {"dense": {"kernel": np.full((4, 2), 0.1, np.float32)}}}
+  got, _ = optim.clip_by_torch_param_norm(1.0).update(grads, optax.EmptyState())
+  a = blk["attn"]
+  # Independent reference: torch's fused in_proj_weight [3w, w] (rows q, k, v of the
+  # [out, in] weights) and in_proj_bias [3w], each clipped as one tensor.
+  w_in = np.concatenate([a[n]["kernel"].T for n in ("query", "key", "value")], axis=0)
+  b_in = np.concatenate([a[n]["bias"] for n in ("query", "key", "value")])
+  for fused_t in (w_in, b_in):   # q, k, v norms 0.2, 0.7, 0.8; fused 1.08
+    assert np.linalg.norm(fused_t) > 1
+  w_want, b_want = np.split(_np_clip(w_in), 3, axis=0), np.split(_np_clip(b_in), 3)
+  g = got["image_tower"]["transformer"]["resblocks_0"]
+  for j, n in enumerate(("query", "key", "value")):
+    np.testing.assert_allclose(np.asarray(g["attn"][n]["kernel"]), w_want[j].T,
+                               rtol=1e-6, atol=1e-8, err_msg=n)
+    np.testing.assert_allclose(np.asarray(g["attn"][n]["bias"]), b_want[j],
+                               rtol=1e-6, atol=1e-8, err_msg=n)
+  # q alone has norm 0.2 < 1: clipping it on its own would leave it unchanged.
+  assert np.linalg.norm(np.asarray(g["attn"]["query"]["kernel"])) < 0.2 / 1.07
+  # Every other leaf is its own torch parameter.
+  for path in (("attn", "out", "kernel"), ("attn", "out", "bias"),
+               ("ln_1", "scale"), ("ln_1", "bias")):
+    x, y = blk, g
+    for k in path:
+      x, y = x[k], y[k]
+    np.testing.assert_allclose(np.asarray(y), _np_clip(x), rtol=1e-6, atol=1e-8)
+  np.testing.assert_array_equal(got["image_head"]["dense"]["kernel"],
+                                grads["image_head"]["dense"]["kernel"])
+
+
+def test_dcgh_optimizer_clips_fused_qkv(np_rng):
+  """Two steps of dcgh_optimizer (multi_transform) vs NumPy BertAdam on in_proj."""
+  blk = _attn_block(np_rng)
+  params = {"text_tower": {"transformer": {"resblocks_0": blk}},
+            "image_head": {"kernel": np.ones((2, 2), np.float32)},
+            "text_head": {"kernel": np.ones((2, 2), np.float32)}}
+  grads = [jax.tree.map(lambda x, s=s: (x * s).astype(np.float32), params)
+           for s in (1.5, -0.7)]
+  total = 4
+  tx = optim.dcgh_optimizer(total_steps=total, tower_lr=0.3, head_lr=0.7)
+  state, p = tx.init(params), params
+  for g in grads:
+    upd, state = tx.update(g, state, p)
+    p = optax.apply_updates(p, upd)
+
+  def fused(tree, leaf):
+    a = tree["text_tower"]["transformer"]["resblocks_0"]["attn"]
+    parts = [a[n][leaf] for n in ("query", "key", "value")]
+    return np.concatenate([x.T for x in parts] if leaf == "kernel" else parts)
+
+  lrs = [0.3 * _factor(i, total) for i in range(2)]
+  for leaf in ("kernel", "bias"):
+    want = _np_bert_adam(fused(params, leaf), [fused(g, leaf) for g in grads], lrs)
+    got = fused(jax.tree.map(np.asarray, p), leaf)
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=2e-7, err_msg=leaf)
+
+
+def test_torch_param_groups_of_the_clip_model():
+  """The tiny DCGH has as many clip groups as torch CLIP + 2 heads has parameters."""
+  from hashjax.dcgh import model as dm  # pylint: disable=g-import-not-at-top
+  vision, text = dm.clip_preset("tiny")
+  net = dm.DCGH(vision, text, bits=8)
+  shapes = jax.eval_shape(
+      lambda k: net.init(k, jnp.zeros((1, 32, 32, 3)), jnp.zeros((1, 8), jnp.int32),
+                         train=False), jax.random.key(0))["params"]
+  groups = {optim.torch_param_group(path)
+            for path, _ in jax.tree_util.tree_leaves_with_path(shapes)}
+  # torch CLIP (model.py of the reference): per block in_proj_weight, in_proj_bias,
+  # out_proj.{weight,bias}, ln_1/ln_2/c_fc/c_proj .{weight,bias} = 12 tensors;
+  # visual: conv1, class_embedding, positional_embedding, ln_pre x2, ln_post x2, proj;
+  # text: token_embedding, positional_embedding, ln_final x2, text_projection;
+  # each LinearHash: fc.weight, fc.bias. (logit_scale gets no gradient.)
+  want = (8 + 12 * vision.layers) + (5 + 12 * text.layers) + 2 * 2
+  assert len(groups) == want
+  fused = ("image_tower", "transformer", "resblocks_1", "attn", "in_proj", "bias")
+  assert fused in groups

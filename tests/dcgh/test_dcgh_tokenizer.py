@@ -117,6 +117,27 @@ def test_clip_format_vocabulary(clip_dir, tmp_path_factory):
                                 ids[:1])
 
 
+def test_clip_text_fixing_before_bpe(clip_dir):
+  """ftfy + double HTML unescape as CLIP's simple_tokenizer, then BPE."""
+  d, vocab = clip_dir
+  tok = tk.load_tokenizer(d, context_length=16)
+  caption = "\u201cThe  CAT\u2019s\u201d &amp;amp;amp; the\tcat"
+  # Hand-worked: ftfy straightens the quotes and unescapes one level of entities,
+  # html.unescape twice removes the other two: '"the cat's" & the cat'. CLIP's regex
+  # splits it into " the cat 's " & the cat; the tiny vocabulary merges only
+  # "the</w>" and "cat</w>", so 's is two tokens.
+  assert tk.clean_text(caption) == '"the cat\'s" & the cat'
+  want = ['"</w>', "the</w>", "cat</w>", "'", "s</w>", '"</w>', "&</w>", "the</w>",
+          "cat</w>"]
+  ids = tok.encode([caption])[0]
+  np.testing.assert_array_equal(
+      ids[:len(want) + 2],
+      [vocab["<|startoftext|>"], *[vocab[w] for w in want], vocab["<|endoftext|>"]])
+  assert np.all(ids[len(want) + 2:] == 0)
+  # Without ftfy the curly quotes would be byte tokens and "&amp;" would survive.
+  assert tk.clean_text("\u2018a\u2019 &amp;amp;lt;") == "'a' <"
+
+
 def test_clip_vocab_without_eot_last_is_rejected(clip_dir):
   d, vocab = clip_dir
   swapped = dict(vocab)

@@ -182,7 +182,7 @@ def test_config_from_hf(hf_dir):
 def test_loaded_values_are_transposed_tensors(hf_dir):
   d, s = hf_dir
   vision, text = clip_weights.config_from_hf(d, context_length=8)
-  towers = clip_weights.load_clip_towers(d, vision=vision, text=text)
+  towers = clip_weights.load_clip_towers(d, vision=vision, text=text, round_fp16=False)
   im, tx = towers["image_tower"], towers["text_tower"]
   blk = im["transformer"]["resblocks_1"]
   p = "vision_model.encoder.layers.1."
@@ -207,7 +207,7 @@ def test_loaded_values_are_transposed_tensors(hf_dir):
 def test_forward_matches_numpy_reference(hf_dir, np_rng):
   d, s = hf_dir
   vision, text = clip_weights.config_from_hf(d, context_length=8)
-  towers = clip_weights.load_clip_towers(d, vision=vision, text=text)
+  towers = clip_weights.load_clip_towers(d, vision=vision, text=text, round_fp16=False)
   images = np_rng.standard_normal((3, 32, 32, 3)).astype(np.float32)
   tokens = _tokens(np_rng, 3, 8)
   model = DCGH(vision, text, bits=8)
@@ -232,6 +232,45 @@ def test_forward_matches_numpy_reference(hf_dir, np_rng):
   head = params["text_head"]["dense"]
   np.testing.assert_allclose(
       h_txt, np.tanh(want_txt @ head["kernel"] + head["bias"]), atol=1e-4)
+
+
+def _reference_fp16(hf_key):
+  """Whether DCGH's build_model (convert_weights) holds this HF tensor in fp16.
+
+  Written on the HF names from the torch module types: Linear (q/k/v/out_proj,
+  fc1/fc2), Conv2d (patch_embedding) weights and biases and the two projections are
+  converted; LayerNorm, Embedding and the bare class/positional tensors are not.
+  """
+  if "layer_norm" in hf_key or "layrnorm" in hf_key or "layernorm" in hf_key:
+    return False
+  return any(m in hf_key for m in ("self_attn.", "mlp.fc", "patch_embedding",
+                                   "visual_projection", "text_projection"))
+
+
+def test_fp32_checkpoint_loads_rounded_to_fp16(hf_dir):
+  d, s = hf_dir
+  vision, text = clip_weights.config_from_hf(d, context_length=8)
+  rounded = {k: v.astype(np.float16).astype(np.float32) if _reference_fp16(k) else v
+             for k, v in s.items()}
+  # 12 per block (q, k, v, out, fc1, fc2 weight + bias) x 4 blocks + conv + 2 proj.
+  assert sum(map(_reference_fp16, s)) == 12 * 4 + 3
+  want = clip_weights.params_from_state_dict(rounded, vision=vision, text=text,
+                                             round_fp16=False)
+  got = clip_weights.load_clip_towers(d, vision=vision, text=text)   # the default
+  jax.tree.map(np.testing.assert_array_equal, got, want)
+  exact = clip_weights.load_clip_towers(d, vision=vision, text=text, round_fp16=False)
+  blk = "vision_model.encoder.layers.0."
+  np.testing.assert_array_equal(exact["image_tower"]["transformer"]["resblocks_0"][
+      "attn"]["query"]["kernel"], s[blk + "self_attn.q_proj.weight"].T)
+  # The rounding is real (fp32 draws are not fp16 values), and it is fp16's.
+  diff = jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - b))), got, exact)
+  assert diff["image_tower"]["transformer"]["resblocks_0"]["c_fc"]["bias"] > 0
+  assert diff["text_tower"]["text_projection"] > 0
+  assert diff["image_tower"]["conv1"]["kernel"] > 0
+  assert diff["image_tower"]["class_embedding"] == 0
+  assert diff["text_tower"]["token_embedding"]["embedding"] == 0
+  assert diff["text_tower"]["ln_final"]["scale"] == 0
+  assert max(jax.tree.leaves(diff)) <= 2.0 ** -11   # |w| < 2: half an fp16 ulp
 
 
 def _to_openai(s):
@@ -345,7 +384,8 @@ def test_parity_with_transformers_clip(tmp_path):
   with open(tmp_path / "config.json") as f:
     assert json.load(f)["projection_dim"] == PROJ
   vision, text = clip_weights.config_from_hf(tmp_path, pooling="hf")
-  towers = clip_weights.load_clip_towers(tmp_path, vision=vision, text=text)
+  towers = clip_weights.load_clip_towers(tmp_path, vision=vision, text=text,
+                                         round_fp16=False)
   rng = np.random.default_rng(1)
   images = rng.standard_normal((2, 32, 32, 3)).astype(np.float32)
   tokens = _tokens(rng, 2, MAX_POS)
