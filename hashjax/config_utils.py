@@ -40,10 +40,13 @@ def parse_arg(arg: str | None, **defaults: Any) -> dict[str, Any]:
       if raw.lower() not in ("true", "false", "1", "0"):
         raise ValueError(f"config argument {key}={raw!r} is not a bool.")
       out[key] = raw.lower() in ("true", "1")
-    elif isinstance(default, int):
-      out[key] = int(raw)
-    elif isinstance(default, float):
-      out[key] = float(raw)
+    elif isinstance(default, (int, float)):
+      kind = type(default)
+      try:
+        out[key] = kind(raw)
+      except ValueError:
+        what = "an int" if kind is int else "a number"
+        raise ValueError(f"config argument {key}={raw!r} is not {what}.") from None
     else:
       out[key] = raw
   return out

@@ -15,11 +15,14 @@ directory (``hashjax.dcgh.export.encode_split`` / ``load_encoder``).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
+
+from hashjax import cli, validate
 
 __all__ = ["encode_split", "load_encoder", "main"]
 
@@ -37,6 +40,7 @@ def load_encoder(config: Any, checkpoint: str):
   method = config.method
   if method in experiment.SHALLOW_METHODS:
     model, meta = serialization.load_pytree(checkpoint)
+    validate.check_model_bits(config, meta.get("bits"), checkpoint)
     if meta.get("method") != method:
       raise ValueError(
           f"{checkpoint} holds a {meta.get('method')!r} model but the config is for "
@@ -88,6 +92,10 @@ def encode_split(config: Any, checkpoint: str, split: str, modality: str | int |
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  validate.validate_config(_CONFIG.value)
+  out_dir = os.path.dirname(os.path.abspath(_OUT.value))
+  if not os.path.isdir(out_dir):
+    raise ValueError(f"--out={_OUT.value}: folder {out_dir} does not exist.")
   out = encode_split(_CONFIG.value, _CHECKPOINT.value, _SPLIT.value, _MODALITY.value)
   np.savez(_OUT.value, **out)
   print(f"wrote {out['codes'].shape[0]} codes of {int(out['bits'])} bits "
@@ -96,4 +104,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config", "checkpoint", "out"])
-  app.run(main)
+  cli.run_absl(main, key_flags=(_CONFIG, _CHECKPOINT, _SPLIT, _MODALITY, _OUT))

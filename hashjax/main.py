@@ -14,6 +14,8 @@ import os
 from absl import app, flags
 from ml_collections import config_flags
 
+from hashjax import cli, validate
+
 __all__ = ["DEFAULT_CONFIG", "get_train_and_evaluate", "load_config_file", "main", "run"]
 
 # configs/ sits next to the hashjax/ package in a source checkout (the README's install).
@@ -64,6 +66,11 @@ def main(argv):
           f"--config is required (the default {DEFAULT_CONFIG} exists only in a "
           "source checkout).")
     config = load_config_file(DEFAULT_CONFIG)
+  # Every setting and the workdir are checked before JAX is imported (issue 15).
+  validate.validate_config(config)
+  validate.check_workdir(_WORKDIR.value)
+  if not _WORKDIR.value:
+    cli.warn("no --workdir given: nothing (results, model, checkpoints) will be saved.")
   from hashjax import distributed  # pylint: disable=g-import-not-at-top
 
   distributed.initialize()
@@ -71,7 +78,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run_absl(main, key_flags=(_CONFIG, _WORKDIR))
 
 
 if __name__ == "__main__":
