@@ -159,9 +159,9 @@ def run_absl(main: Callable[[list[str]], Any], *, key_flags: Sequence[Any] = ()
     except Exception as e:  # pylint: disable=broad-except
       if want_traceback(args):
         raise
-      inner = _innermost(e)
-      msg = (f"unknown config field {inner.args[0]!r}"
-             if isinstance(inner, KeyError) and inner.args else describe(e))
+      inner, msg = _innermost(e), describe(e)
+      if msg.startswith("missing key") and isinstance(inner, KeyError):
+        msg = f"unknown config field {inner.args[0]!r}"
       fail(prog, f"{msg.rstrip('.')} (see --help)")
 
   def wrapped(args):

@@ -92,7 +92,9 @@ def dcgh_paper_config(dataset: str, arg: str | None = None):
       tower_lr=1e-5, head_lr=1e-3, warmup=0.1, b1=0.9, b2=0.98, eps=1e-6,
       weight_decay=0.2, max_grad_norm=1.0, proxy_lr=0.02, proxy_momentum=0.9,
       proxy_weight_decay=5e-4))
-  c.checkpoint = ml_collections.ConfigDict(dict(every_steps=1000, keep=2))
+  # on_damage: "fallback" resumes from the newest intact step, "refuse" stops.
+  c.checkpoint = ml_collections.ConfigDict(dict(every_steps=1000, keep=2,
+                                                on_damage="fallback"))
   c.eval = ml_collections.ConfigDict(dict(top_r=None, query_every_eval=True))
   c.eval_every_epochs = 1
   c.log_every_steps = 50
@@ -194,7 +196,8 @@ def dcgh_feature_config(a: dict, *, data: dict, num_validation: int):
       tower_lr=1e-3, head_lr=1e-3, warmup=0.1, b1=0.9, b2=0.98, eps=1e-6,
       weight_decay=0.2, max_grad_norm=1.0, proxy_lr=0.02, proxy_momentum=0.9,
       proxy_weight_decay=5e-4))
-  c.checkpoint = ml_collections.ConfigDict(dict(every_steps=400, keep=2))
+  c.checkpoint = ml_collections.ConfigDict(dict(every_steps=400, keep=2,
+                                                on_damage="fallback"))
   c.eval = ml_collections.ConfigDict(dict(top_r=100, query_every_eval=True))
   c.eval_every_epochs = 5
   c.log_every_steps = 100

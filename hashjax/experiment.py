@@ -155,10 +155,14 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
   """
   from hashjax import data as hdata  # pylint: disable=g-import-not-at-top
   from hashjax import serialization  # pylint: disable=g-import-not-at-top
+  from hashjax import validate  # pylint: disable=g-import-not-at-top
 
   method = config.method
   if method not in SHALLOW_METHODS:
     raise ValueError(f"unknown method {method!r}; shallow methods: {SHALLOW_METHODS}.")
+  validate.validate_shallow(config)   # every field, before any work (issue 15)
+  if jax.process_index() == 0:
+    validate.check_workdir(workdir)
   split = hdata.get_retrieval_split(config.data)
   train = split.train
   sp_cfg = config.semi_paired
@@ -189,6 +193,12 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
       "fit_seconds": fit_s,
       "results": results,
   }
+  # Code health (bit balance, distinct codes) of the database, warning on collapse.
+  from hashjax import diagnostics  # pylint: disable=g-import-not-at-top
+  summary["codes"] = diagnostics.codes_report(
+      {name: np.asarray(encode_fn(split.database.views[m], m))
+       for m, name in enumerate(split.database.view_names)},
+      warn=jax.process_index() == 0)
   title = (f"{method} on {config.data.name}, {config.bits} bits, "
            f"paired ratio {sp_cfg.paired_ratio}")
   print(format_table(results, title=f"### {title}"))

@@ -134,7 +134,9 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
   cfg = _tiny()
   cfg.model.dtype = "bfloat16"   # bf16 compute, float32 parameters and optimiser state
   cfg.debug.nan_at_step = 5   # the 6th batch (steps count from 0)
-  with pytest.raises(FloatingPointError, match="at step 5"):
+  # 1-based like metrics.jsonl: the 6th batch is "step 6"; the save after step 4 holds.
+  with pytest.raises(FloatingPointError,
+                     match="after step 6: .* the last good checkpoint is step 4"):
     train.train_and_evaluate(cfg, wd)
   step, state = _restore(os.path.join(wd, "checkpoints"))
   assert step == 4
