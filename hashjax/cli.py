@@ -160,6 +160,9 @@ def run_absl(main: Callable[[list[str]], Any], *, key_flags: Sequence[Any] = ()
       if want_traceback(args):
         raise
       inner, msg = _innermost(e), describe(e)
+      if str(e).startswith("flag --") and "parsing config file" not in str(e):
+        msg = _squash(str(e))   # names the flag: "flag --config.bits=abc: ..."
+
       if msg.startswith("missing key") and isinstance(inner, KeyError):
         msg = f"unknown config field {inner.args[0]!r}"
       fail(prog, f"{msg.rstrip('.')} (see --help)")

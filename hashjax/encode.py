@@ -96,6 +96,13 @@ def main(argv):
   out_dir = os.path.dirname(os.path.abspath(_OUT.value))
   if not os.path.isdir(out_dir):
     raise ValueError(f"--out={_OUT.value}: folder {out_dir} does not exist.")
+  if _CONFIG.value.method != "dcgh":   # model file vs config, before importing JAX
+    from hashjax import serialization  # pylint: disable=g-import-not-at-top
+    meta = serialization.load_meta(_CHECKPOINT.value)
+    if meta.get("method") != _CONFIG.value.method:
+      raise ValueError(f"{_CHECKPOINT.value} holds a {meta.get('method')!r} model but "
+                       f"the config is for {_CONFIG.value.method!r}.")
+    validate.check_model_bits(_CONFIG.value, meta.get("bits"), _CHECKPOINT.value)
   out = encode_split(_CONFIG.value, _CHECKPOINT.value, _SPLIT.value, _MODALITY.value)
   np.savez(_OUT.value, **out)
   print(f"wrote {out['codes'].shape[0]} codes of {int(out['bits'])} bits "

@@ -158,6 +158,8 @@ def query_main(argv: Sequence[str]) -> int:
   if qbits != idx.bits:
     raise ValueError(
         f"{args.queries} holds {qbits}-bit codes but the index has {idx.bits} bits.")
+  if args.radius is None and args.k > idx.count:   # before the progress bar starts
+    raise ValueError(f"k must be at most the index size {idx.count}, got k={args.k}.")
   if args.shard:
     idx = hindex.shard(idx)
   nq = queries.shape[0]

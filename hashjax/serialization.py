@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["load_pytree", "save_pytree"]
+__all__ = ["load_meta", "load_pytree", "save_pytree"]
 
 _FORMAT = "hashjax-pytree-v1"
 
@@ -101,7 +101,21 @@ def load_pytree(path: str | os.PathLike) -> tuple[Any, dict]:
     ValueError: not a hashjax model file, or a damaged one (a zip member whose
       CRC-32 fails, a truncated file, arrays that do not match the saved digest).
   """
-  path = os.fspath(path)
+  header, arrays = _read(os.fspath(path))
+  return _decode(header["tree"], arrays), header["meta"]
+
+
+def load_meta(path: str | os.PathLike) -> dict:
+  """The ``meta`` dict of a model file, after checking the whole file is intact.
+
+  Imports no model classes (so no JAX): the command line checks a model against its
+  config with it before any work. Raises as :func:`load_pytree`.
+  """
+  return _read(os.fspath(path))[0]["meta"]
+
+
+def _read(path: str) -> tuple[dict, dict[str, np.ndarray]]:
+  """``(header, arrays)`` of a model file, integrity checked."""
   if not os.path.exists(path):
     raise FileNotFoundError(2, "no saved model at", path)
   if os.path.isdir(path):
@@ -125,4 +139,4 @@ def load_pytree(path: str | os.PathLike) -> tuple[Any, dict]:
   digest = header.get("sha256")
   if digest is not None and digest != _sha256(arrays):
     raise ValueError(f"{path} is damaged: its arrays do not match the saved SHA-256.")
-  return _decode(header["tree"], arrays), header["meta"]
+  return header, arrays
