@@ -172,15 +172,24 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
   paired, unpaired = hdata.apply_semi_paired(train, sp)
 
   rng = jax.random.key(config.seed)
+  # Progress by stage (the fit itself is one compiled program, no inner steps).
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  bar = tqdm(total=2, unit="stage", desc=f"{method}: compiling and fitting "
+             f"{len(sp.paired)} paired + {sum(len(u) for u in sp.unpaired)} unpaired",
+             disable=jax.process_index() != 0 or not config.get("progress_bar", True))
   t0 = time.perf_counter()
   model, encode_fn = fit_method(method, paired, unpaired, config, rng)
   jax.block_until_ready(jax.tree_util.tree_leaves(model))
   fit_s = time.perf_counter() - t0
+  bar.update(1)
+  bar.set_description(f"{method}: fitted in {fit_s:.1f} s, evaluating")
   ev = config.get("eval", None)
   results = evaluate_cross_modal(
       split.query, split.database, encode_fn,
       top_r=ev.get("top_r", None) if ev is not None else None,
       ks=tuple(ev.get("ks", ())) if ev is not None else ())
+  bar.update(1)
+  bar.close()
   summary = {
       "method": method,
       "dataset": config.data.name,
