@@ -257,3 +257,14 @@ def test_help_lists_flags_and_build(tmp_path):
       assert flag in proc.stdout, (cmd, proc.stdout)
   proc = _run(SEARCH, ["--help"], str(tmp_path))
   assert proc.returncode == 0 and "build" in proc.stdout and "--index" in proc.stdout
+
+
+def test_no_workdir_says_nothing_is_saved(tmp_path):
+  # The warning comes first (before any work); the missing data file then ends the run.
+  mirflickr = os.path.join(ROOT, "configs", "rreh_mirflickr.py")
+  proc = _run(MAIN, [f"--config={mirflickr}:path={tmp_path}/nope.mat"], str(tmp_path))
+  lines = proc.stderr.strip().splitlines()
+  assert proc.returncode == 2 and len(lines) == 2, proc.stderr
+  assert lines[0] == ("hashjax: warning: no --workdir given: nothing (results, model, "
+                      "checkpoints) will be saved.")
+  assert lines[1].startswith("hashjax: error: data file not found") and "nope.mat" in lines[1]

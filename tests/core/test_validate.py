@@ -89,3 +89,38 @@ def test_collapsed_codes_warn_once(capsys):
   mostly = np.ones((1000, 8), np.int8)
   mostly[:10] = -1
   assert diagnostics.code_stats(mostly)["collapsed"]
+
+
+def test_rreh_on_a_degenerate_view_reports_collapse(tmp_path, capfd):
+  """A constant text view gives one text code for every item: results.json says so
+  (codes.text) and a warning line names it."""
+  import json  # pylint: disable=g-import-not-at-top
+
+  from hashjax import experiment  # pylint: disable=g-import-not-at-top
+
+  rs = np.random.RandomState(0)
+  n, c = 300, 24
+  labels = np.zeros((n, c), np.uint8)
+  labels[np.arange(n), rs.randint(0, c, n)] = 1
+  image = labels @ rs.randn(c, 20) + 0.3 * rs.randn(n, 20)
+  text = np.ones((n, 12))                      # degenerate: the same for every item
+  path = tmp_path / "features.npz"
+  np.savez(path, FAll=image.astype(np.float32), YAll=text.astype(np.float32),
+           LAll=labels)
+  config = _config("rreh_mirflickr",
+                   f"path={path},num_query=50,num_train=200,bits=16,num_anchors=40,"
+                   "iterations=2")
+  config.semi_paired.paired_ratio = 1.0
+  capfd.readouterr()
+  summary = experiment.train_and_evaluate(config, str(tmp_path / "run"))
+  err = [ln for ln in capfd.readouterr().err.splitlines() if "warning" in ln]
+  saved = json.loads((tmp_path / "run" / "results.json").read_text())
+  assert saved["codes"] == summary["codes"]
+  text_codes, image_codes = saved["codes"]["text"], saved["codes"]["image"]
+  assert text_codes["distinct_codes"] == 1 and text_codes["collapsed"]
+  assert text_codes["num_items"] == 250 and len(text_codes["bit_balance"]) == 16
+  collapsed = [m for m in ("image", "text") if saved["codes"][m]["collapsed"]]
+  assert len(err) == len(collapsed), err       # one line per collapsed modality
+  assert any("text codes collapsed: 1 distinct code(s) over 250 items" in ln
+             for ln in err)
+  assert image_codes["num_items"] == 250
