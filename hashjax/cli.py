@@ -33,7 +33,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError)
 
 
 def want_traceback(argv: Sequence[str] | None = None) -> bool:
-  """True when ``--traceback`` is in ``argv`` or ``HASHJAX_TRACEBACK`` is set (not 0)."""
+  """True with ``--traceback`` in ``argv`` or ``HASHJAX_TRACEBACK`` set (not 0)."""
   argv = sys.argv if argv is None else argv
   env = os.environ.get(TRACEBACK_ENV, "").strip().lower()
   return "--traceback" in argv or env not in ("", "0", "false", "no")
@@ -56,13 +56,19 @@ def _squash(text: str) -> str:
   return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
-def describe(exc: BaseException) -> str:
-  """One line saying what went wrong (the innermost cause, without a traceback)."""
+def describe(exc: BaseException, *, innermost: bool = False) -> str:
+  """One line saying what went wrong, without a traceback.
+
+  Args:
+    exc: the exception.
+    innermost: describe the innermost cause of the chain (flag parsing, where
+      ml_collections and absl wrap the real error) instead of ``exc`` itself.
+  """
   for e in _chain(exc):   # ml_collections: KeyError("'bitz'\nDid you mean ...")
     m = re.search(r'Did you mean "([^"]+)" instead of "([^"]+)"', str(e))
     if isinstance(e, (KeyError, AttributeError)) and m:
       return f"unknown config field {m.group(2)!r} (did you mean {m.group(1)!r}?)"
-  inner = _innermost(exc)
+  inner = _innermost(exc) if innermost else exc
   if isinstance(inner, SyntaxError):
     return (f"syntax error in {inner.filename}, line {inner.lineno}: {inner.msg}"
             .replace("\n", " "))
@@ -159,7 +165,7 @@ def run_absl(main: Callable[[list[str]], Any], *, key_flags: Sequence[Any] = ()
     except Exception as e:  # pylint: disable=broad-except
       if want_traceback(args):
         raise
-      inner, msg = _innermost(e), describe(e)
+      inner, msg = _innermost(e), describe(e, innermost=True)
       if str(e).startswith("flag --") and "parsing config file" not in str(e):
         msg = _squash(str(e))   # names the flag: "flag --config.bits=abc: ..."
 
@@ -201,7 +207,8 @@ def _define_flags() -> None:
 
   if "traceback" not in flags.FLAGS:
     flags.DEFINE_bool("traceback", False,
-                      f"Show the full traceback of an error (or set {TRACEBACK_ENV}=1).")
+                      "Show the full traceback of an error (or set "
+                      f"{TRACEBACK_ENV}=1).")
 
 
 _define_flags()

@@ -1,4 +1,4 @@
-"""Health of learned hash codes: bit balance and distinct codes, with a collapse warning.
+"""Health of learned hash codes: bit balance, distinct codes, a collapse warning.
 
 ``codes_report({"image": codes_i, "text": codes_t})`` returns the ``"codes"`` entry
 of a ``results.json`` (one dict per modality, see :func:`code_stats`) and prints one

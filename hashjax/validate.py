@@ -63,8 +63,9 @@ def _int(config: Any, field: str, *, low: int | None = None, none_ok: bool = Fal
     raise ValueError(f"config.{field} must be >= {low}, got {v}.")
 
 
-def _num(config: Any, field: str, *, low: float | None = None, high: float | None = None,
-         low_open: bool = False, high_open: bool = False, none_ok: bool = False) -> None:
+def _num(config: Any, field: str, *, low: float | None = None,
+         high: float | None = None, low_open: bool = False, high_open: bool = False,
+         none_ok: bool = False) -> None:
   v = _get(config, field)
   if v is _MISSING or (v is None and none_ok):
     return

@@ -127,7 +127,8 @@ def test_every_step_damaged_is_an_error(base, tmp_path):
 @pytest.mark.parametrize("over, match", [
     (dict(bits=32), r"config.bits is 32 but the checkpoint was trained with bits=16"),
     (dict(model=dict(hidden=(48,))),
-     r"config.model.hidden=\(48,\).*params/\S+: checkpoint \(32, 16\), config \(48, 16\)"),
+     r"config.model.hidden=\(48,\).*params/\S+: checkpoint \(32, 16\), "
+     r"config \(48, 16\)"),
 ])
 def test_config_and_checkpoint_disagree(base, tmp_path, over, match):
   wd = _copy(base, tmp_path)
