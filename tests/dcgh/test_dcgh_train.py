@@ -99,6 +99,11 @@ def test_resume_is_exact_and_smoke(tmp_path):
   np.testing.assert_allclose(
       _numpy_map(q["codes"], d["codes"], q["labels"], d["labels"]),
       res["selected"]["query"]["i2t_map"], rtol=1e-6)
+  # results.json "codes": the database text codes' balance and distinct rows (NumPy).
+  text = res["codes"]["text"]
+  assert text["distinct_codes"] == len({tuple(r) for r in d["codes"].tolist()})
+  np.testing.assert_allclose(text["bit_balance"], d["codes"].mean(0), atol=1e-4)
+  assert not text["collapsed"] and res["codes"]["image"]["num_items"] == 2173
 
   stopped = train.train_and_evaluate(_tiny(stop_after_steps=6), part)
   assert stopped == {"stopped_at": 6, "total_steps": 16}
