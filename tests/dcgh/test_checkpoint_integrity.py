@@ -151,3 +151,17 @@ def test_nan_before_any_checkpoint_says_so(tmp_path):
   with pytest.raises(FloatingPointError,
                      match=r"after step 1: .* no checkpoint was saved yet\.$"):
     train.train_and_evaluate(_config(debug=dict(nan_at_step=0)), str(tmp_path / "n"))
+
+
+def test_step_without_manifest_restores_with_a_warning(base, tmp_path, capfd):
+  # As after a kill between finalising and sealing, or a checkpoint of older hashjax.
+  wd = _copy(base, tmp_path)
+  os.remove(os.path.join(wd, "checkpoints", "8", ckpt_lib.MANIFEST))
+  capfd.readouterr()
+  assert train.train_and_evaluate(_config(stop_after_steps=10), wd)["stopped_at"] == 10
+  err = capfd.readouterr().err
+  assert "checkpoint step 8 has no checksum manifest" in err and "damaged" not in err
+  losses = _losses(wd)
+  assert sorted(losses) == list(range(1, 11))
+  assert losses[8] == _losses(base)[8]          # steps 1..8 kept, not retrained
+  assert ckpt_lib.verify_step(os.path.join(wd, "checkpoints", "10")) is None
