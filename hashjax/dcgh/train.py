@@ -418,6 +418,10 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
 
   # ---------------------------------------------------------------- train loop
   stop_after = config.get("stop_after_steps", None) or None   # 0 / None: no early stop
+  if stop_after is not None and start_step >= int(stop_after):   # resumed past it
+    writer.close()
+    ck.close()
+    return {"stopped_at": start_step, "total_steps": total_steps}
   nan_at = config.get("debug", {}).get("nan_at_step", None)     # -1 / None: off
   log_every = int(config.get("log_every_steps", 50))
   eval_every = int(config.get("eval_every_epochs", 1))

@@ -165,3 +165,10 @@ def test_step_without_manifest_restores_with_a_warning(base, tmp_path, capfd):
   assert sorted(losses) == list(range(1, 11))
   assert losses[8] == _losses(base)[8]          # steps 1..8 kept, not retrained
   assert ckpt_lib.verify_step(os.path.join(wd, "checkpoints", "10")) is None
+
+
+def test_resume_at_the_stop_step_trains_nothing(base, tmp_path):
+  wd = _copy(base, tmp_path)
+  assert train.train_and_evaluate(_config(stop_after_steps=8), wd)["stopped_at"] == 8
+  assert sorted(_losses(wd)) == list(range(1, 9))   # no step 9 (it used to run one)
+  assert sorted(os.listdir(os.path.join(wd, "checkpoints"))) == ["4", "8"]
