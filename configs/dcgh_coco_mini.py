@@ -55,7 +55,8 @@ def get_config(arg=None):
       tower_lr=1e-3, head_lr=1e-3, warmup=0.1, b1=0.9, b2=0.98, eps=1e-6,
       weight_decay=0.2, max_grad_norm=1.0, proxy_lr=0.02, proxy_momentum=0.9,
       proxy_weight_decay=5e-4))
-  c.checkpoint = ml_collections.ConfigDict(dict(every_steps=4, keep=2))
+  c.checkpoint = ml_collections.ConfigDict(dict(every_steps=4, keep=2,
+                                                on_damage="fallback"))
   c.eval = ml_collections.ConfigDict(dict(top_r=None, query_every_eval=True))
   c.eval_every_epochs = 2
   c.log_every_steps = 2

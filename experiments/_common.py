@@ -17,10 +17,17 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["RESULTS", "ROOT", "command", "environment", "mean_std", "summary",
-           "write_results"]
+           "sweep_bar", "write_results"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "experiments", "results")
+
+
+def sweep_bar(total: int, desc: str):
+  """A tqdm bar (stderr) over the runs of a sweep; ``update(1)`` after each run."""
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+
+  return tqdm(total=total, desc=desc, unit="run", file=sys.stderr, position=0)
 
 
 def command() -> str:

@@ -172,16 +172,19 @@ def main():
   meta["planned_runs"] = len(meta["datasets"]) * len(meta["bits"]) * args.seeds
   runs = []
   t0 = time.perf_counter()
+  bar = _common.sweep_bar(meta["planned_runs"], "dcgh_frozen")
   for s in meta["seeds"]:   # seeds outermost: a cut-short study still covers every cell
     for ds in meta["datasets"]:
       for b in meta["bits"]:
         r = run_one(ds, b, s, args.epochs)
         runs.append(r)
+        bar.update(1)
         print(json.dumps(r), flush=True)
         meta["total_seconds"] = time.perf_counter() - t0
         meta["finished_runs"] = len(runs)
         md = render(meta, runs, args.out)
         _common.write_results("dcgh_frozen", {"meta": meta, "runs": runs}, md, args.out)
+  bar.close()
   print(md)
 
 

@@ -26,6 +26,7 @@ RUNS = [("rreh", "rreh_{d}", ""), ("cmfh", "baseline_{d}", "method=cmfh,paired_r
 
 def main() -> None:
   rows = []
+  bar = _common.sweep_bar(2 * len(RUNS) * len(SEEDS), "rreh_headline")
   for dataset in ("wikipedia", "uci"):
     for method, cfg_name, arg in RUNS:
       bits = 10 if (method == "cca_itq" and dataset == "wikipedia") else 64
@@ -34,10 +35,12 @@ def main() -> None:
         path = os.path.join(_common.ROOT, "configs", cfg_name.format(d=dataset) + ".py")
         cfg = load_config_file(path, f"{arg}bits={bits},seed={seed}")
         res.append(experiment.train_and_evaluate(cfg, None)["results"])
+        bar.update(1)
       row = dict(dataset=dataset, method=method, bits=bits)
       for d in res[0]:
         row[d] = _common.summary([r[d]["map"] for r in res])
       rows.append(row)
+  bar.close()
   meta = _common.environment(seeds=list(SEEDS), paired_ratio=0.1, metric="mAP@all")
   command = meta["command"]
   lines = ["### RREH (10% paired + unpaired) vs baselines trained on the paired 10%",

@@ -290,6 +290,7 @@ def study_main(args, seeds, out) -> None:
   for ds in datasets:
     cfg, src = load_rreh_config(ds)
     cfgs[ds] = dict(source=src, values=cfg)
+  bar = _common.sweep_bar(len(units) * len(datasets) * len(seeds), "rreh_study units")
   for bits, ratio in units:
     for ds in datasets:
       for seed in seeds:
@@ -307,6 +308,7 @@ def study_main(args, seeds, out) -> None:
           if ratio == 0.1:  # baselines on all training pairs, once per bits
             all_records.append(run_one(b, ds, bits=bb, ratio=1.0, seed=seed,
                                        train_on="all"))
+        bar.update(1)
         print(f"[main] {ds} bits {bits} ratio {ratio} seed {seed} done", flush=True)
         try:  # partial results after every unit
           report(seeds)

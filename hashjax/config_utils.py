@@ -40,10 +40,13 @@ def parse_arg(arg: str | None, **defaults: Any) -> dict[str, Any]:
       if raw.lower() not in ("true", "false", "1", "0"):
         raise ValueError(f"config argument {key}={raw!r} is not a bool.")
       out[key] = raw.lower() in ("true", "1")
-    elif isinstance(default, int):
-      out[key] = int(raw)
-    elif isinstance(default, float):
-      out[key] = float(raw)
+    elif isinstance(default, (int, float)):
+      kind = type(default)
+      try:
+        out[key] = kind(raw)
+      except ValueError:
+        what = "an int" if kind is int else "a number"
+        raise ValueError(f"config argument {key}={raw!r} is not {what}.") from None
     else:
       out[key] = raw
   return out
@@ -89,7 +92,9 @@ def dcgh_paper_config(dataset: str, arg: str | None = None):
       tower_lr=1e-5, head_lr=1e-3, warmup=0.1, b1=0.9, b2=0.98, eps=1e-6,
       weight_decay=0.2, max_grad_norm=1.0, proxy_lr=0.02, proxy_momentum=0.9,
       proxy_weight_decay=5e-4))
-  c.checkpoint = ml_collections.ConfigDict(dict(every_steps=1000, keep=2))
+  # on_damage: "fallback" resumes from the newest intact step, "refuse" stops.
+  c.checkpoint = ml_collections.ConfigDict(dict(every_steps=1000, keep=2,
+                                                on_damage="fallback"))
   c.eval = ml_collections.ConfigDict(dict(top_r=None, query_every_eval=True))
   c.eval_every_epochs = 1
   c.log_every_steps = 50
@@ -191,7 +196,8 @@ def dcgh_feature_config(a: dict, *, data: dict, num_validation: int):
       tower_lr=1e-3, head_lr=1e-3, warmup=0.1, b1=0.9, b2=0.98, eps=1e-6,
       weight_decay=0.2, max_grad_norm=1.0, proxy_lr=0.02, proxy_momentum=0.9,
       proxy_weight_decay=5e-4))
-  c.checkpoint = ml_collections.ConfigDict(dict(every_steps=400, keep=2))
+  c.checkpoint = ml_collections.ConfigDict(dict(every_steps=400, keep=2,
+                                                on_damage="fallback"))
   c.eval = ml_collections.ConfigDict(dict(top_r=100, query_every_eval=True))
   c.eval_every_epochs = 5
   c.log_every_steps = 100

@@ -17,13 +17,14 @@ import.
 from __future__ import annotations
 
 import io
+import os
 from typing import Any
 
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from hashjax import fileio, methods
+from hashjax import cli, fileio, methods, validate
 
 __all__ = ["define_flags", "encode_split", "load_encoder", "main"]
 
@@ -63,6 +64,18 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
+  validate.validate_config(f.config)
+  if "://" not in f.out:
+    out_dir = os.path.dirname(os.path.abspath(f.out))
+    if not os.path.isdir(out_dir):
+      raise ValueError(f"--out={f.out}: folder {out_dir} does not exist.")
+  if f.config.method != "dcgh":   # model file vs config, before importing JAX
+    from hashjax import serialization  # pylint: disable=g-import-not-at-top
+    meta = serialization.load_meta(f.checkpoint)
+    if meta.get("method") != f.config.method:
+      raise ValueError(f"{f.checkpoint} holds a {meta.get('method')!r} model but "
+                       f"the config is for {f.config.method!r}.")
+    validate.check_model_bits(f.config, meta.get("bits"), f.checkpoint)
   out = encode_split(f.config, f.checkpoint, f.split, f.modality)
   path = f.out if f.out.endswith(".npz") else f.out + ".npz"   # as np.savez names it
   buf = io.BytesIO()
@@ -74,4 +87,6 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  f = flags.FLAGS
+  cli.run_absl(main, key_flags=tuple(
+      f[n] for n in ("config", "checkpoint", "split", "modality", "out")))

@@ -207,8 +207,13 @@ def results_record(*, method: str, dataset: str, bits: int, num_train: int,
                    results: Mapping[str, Any], top_k: int | None,
                    ks: Sequence[int] = (),
                    radius: int = 2, definition: str = MAP_AT_K_DEFINITIONS[0],
-                   details: Mapping[str, Any] | None = None) -> dict[str, Any]:
-  """The results.json record (layout in the module docstring)."""
+                   details: Mapping[str, Any] | None = None,
+                   codes: Mapping[str, Any] | None = None) -> dict[str, Any]:
+  """The results.json record (layout in the module docstring).
+
+  ``codes`` is :func:`hashjax.diagnostics.codes_report` of the database codes (bit
+  balance and distinct codes per modality).
+  """
   return {
       "schema": SCHEMA, "method": method, "dataset": dataset, "bits": int(bits),
       "num_train": int(num_train), "num_query": int(num_query),
@@ -216,7 +221,8 @@ def results_record(*, method: str, dataset: str, bits: int, num_train: int,
       "evaluation": {"top_k": None if top_k is None else int(top_k),
                      "ks": [int(k) for k in ks], "radius": int(radius),
                      "map_at_k_definition": definition, "directions": list(results)},
-      "results": dict(results), "details": dict(details or {}),
+      "results": dict(results), "codes": dict(codes or {}),
+      "details": dict(details or {}),
       "provenance": provenance(),
   }
 

@@ -57,10 +57,14 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
     the results record (:func:`hashjax.evaluation.results_record`).
   """
   from hashjax import data as hdata  # pylint: disable=g-import-not-at-top
+  from hashjax import validate  # pylint: disable=g-import-not-at-top
 
   name = config.method
   if name not in SHALLOW_METHODS:
     raise ValueError(f"unknown method {name!r}; shallow methods: {SHALLOW_METHODS}.")
+  validate.validate_shallow(config)   # every field, before any work
+  if jax.process_index() == 0:
+    validate.check_workdir(workdir)
   method = methods.get(name)
   split = hdata.get_retrieval_split(config.data)
   train = split.train
@@ -71,24 +75,40 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
   paired, unpaired = hdata.apply_semi_paired(train, sp)
 
   rng = jax.random.key(config.seed)
+  # Progress by stage (the fit itself is one compiled program, no inner steps).
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  bar = tqdm(total=2, unit="stage", desc=f"{name}: compiling and fitting "
+             f"{len(sp.paired)} paired + {sum(len(u) for u in sp.unpaired)} unpaired",
+             disable=jax.process_index() != 0 or not config.get("progress_bar", True))
   t0 = time.perf_counter()
   model = method.fit(paired, unpaired, config, rng)
   jax.block_until_ready(jax.tree_util.tree_leaves(model))
   fit_s = time.perf_counter() - t0
+  bar.update(1)
+  bar.set_description(f"{name}: fitted in {fit_s:.1f} s, evaluating")
   ev = config.get("eval", None)
   top_k = ev.get("top_r", None) if ev is not None else None
   ks = tuple(ev.get("ks", ())) if ev is not None else ()
-  results = evaluate_cross_modal(split.query, split.database,
-                                 lambda x, m: method.encode(model, x, m),
+  encode_fn = lambda x, m: method.encode(model, x, m)  # noqa: E731
+  results = evaluate_cross_modal(split.query, split.database, encode_fn,
                                  top_k=top_k, ks=ks)
+  bar.update(1)
+  bar.close()
+  # Code health (bit balance, distinct codes) of the database, warning on collapse.
+  from hashjax import diagnostics  # pylint: disable=g-import-not-at-top
+  codes = diagnostics.codes_report(
+      {v: np.asarray(encode_fn(split.database.views[m], m))
+       for m, v in enumerate(split.database.view_names)},
+      warn=jax.process_index() == 0)
   record = evaluation.results_record(
       method=name, dataset=config.data.name, bits=int(config.bits),
       num_train=train.num_items, num_query=split.query.num_items,
       num_database=split.database.num_items, train_seconds=fit_s, results=results,
       top_k=None if top_k is None else min(int(top_k), split.database.num_items),
-      ks=ks, details={"paired_ratio": float(sp_cfg.paired_ratio),
-                      "num_paired": int(len(sp.paired)),
-                      "num_unpaired": [int(len(u)) for u in sp.unpaired]})
+      ks=ks, codes=codes,
+      details={"paired_ratio": float(sp_cfg.paired_ratio),
+               "num_paired": int(len(sp.paired)),
+               "num_unpaired": [int(len(u)) for u in sp.unpaired]})
   title = (f"{name} on {config.data.name}, {config.bits} bits, "
            f"paired ratio {sp_cfg.paired_ratio}")
   print(format_table(results, title=f"### {title}"))

@@ -18,7 +18,7 @@ import os
 from absl import app, flags
 from ml_collections import config_flags
 
-from hashjax import methods
+from hashjax import cli, methods, validate
 from hashjax.configs_io import load_config_file
 
 __all__ = ["DEFAULT_CONFIG", "define_flags", "get_train_and_evaluate",
@@ -58,15 +58,21 @@ def main(argv):
           f"--config is required (the default {DEFAULT_CONFIG} exists only in a "
           "source checkout).")
     config = load_config_file(DEFAULT_CONFIG)
+  # Every setting and the workdir are checked before JAX is imported (issue 15).
+  validate.validate_config(config)
+  workdir = flags.FLAGS.workdir
+  validate.check_workdir(workdir)
+  if not workdir:
+    cli.warn("no --workdir given: nothing (results, model, checkpoints) will be saved.")
   from hashjax import distributed  # pylint: disable=g-import-not-at-top
 
   distributed.initialize()
-  get_train_and_evaluate(config.method)(config, flags.FLAGS.workdir)
+  get_train_and_evaluate(config.method)(config, workdir)
 
 
 def run():
   define_flags()
-  app.run(main)
+  cli.run_absl(main, key_flags=(flags.FLAGS["config"], flags.FLAGS["workdir"]))
 
 
 if __name__ == "__main__":

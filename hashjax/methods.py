@@ -134,13 +134,14 @@ def _shallow_save(name: str) -> Callable[..., None]:
 
 def _shallow_load(name: str) -> Callable[[Any, str], Any]:
   def load(config: Any, checkpoint: str) -> Any:
-    del config
-    from hashjax import serialization  # pylint: disable=g-import-not-at-top
+    from hashjax import serialization, validate  # pylint: disable=g-import-not-at-top
 
     model, meta = serialization.load_pytree(checkpoint)
     if meta.get("method") != name:
       raise ValueError(f"{checkpoint} holds a {meta.get('method')!r} model but the "
                        f"config is for {name!r}.")
+    if config is not None:
+      validate.check_model_bits(config, meta.get("bits"), checkpoint)
     return model
   return load
 

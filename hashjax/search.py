@@ -27,8 +27,11 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import sys
 import time
+import zipfile
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -45,7 +48,21 @@ def load_codes(path: str) -> tuple[np.ndarray, int, np.ndarray | None]:
     ValueError: neither ``codes`` nor ``packed``, ``packed`` without ``bits``, or a
       ``bits`` entry that disagrees with ``codes``.
   """
-  with np.load(io.BytesIO(fileio.read_bytes(path)), allow_pickle=False) as f:
+  if not fileio.exists(path):
+    raise FileNotFoundError(2, "no codes file at", path)
+  if fileio.isdir(path):
+    raise IsADirectoryError(21, "a codes .npz file is expected, got a directory", path)
+  data = fileio.read_bytes(path)
+  if not data.startswith((b"PK", b"\x93NUMPY")):
+    raise ValueError(f"{path} is not a codes .npz file (see --help).")
+  try:
+    return _load_codes(data)
+  except (zipfile.BadZipFile, EOFError, zlib.error) as e:
+    raise ValueError(f"{path} is damaged or not a codes .npz file ({e}).") from None
+
+
+def _load_codes(data: bytes) -> tuple[np.ndarray, int, np.ndarray | None]:
+  with np.load(io.BytesIO(data), allow_pickle=False) as f:
     keys = set(f.files)
     bits = int(f["bits"]) if "bits" in keys else None
     ids = np.asarray(f["ids"]) if "ids" in keys else None
@@ -66,9 +83,16 @@ def load_codes(path: str) -> tuple[np.ndarray, int, np.ndarray | None]:
   raise ValueError(f"{path}: expected a 'codes' or 'packed' array, found {sorted(keys)}.")
 
 
+class _Parser(argparse.ArgumentParser):
+  """argparse with a one-line error (exit 2) instead of usage + error."""
+
+  def error(self, message):
+    self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m hashjax.search build",
-                              description="Build a Hamming index file from codes.")
+  p = _Parser(prog="python -m hashjax.search build",
+              description="Build a Hamming index file from codes.")
   p.add_argument("--codes", required=True, help="codes.npz (see module docstring).")
   p.add_argument("--out", required=True, help="index file to write (.hjx).")
   p.add_argument("--bits", type=int, default=None, help="expected bit width.")
@@ -76,8 +100,13 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _query_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m hashjax.search",
-                              description="Answer queries against a Hamming index.")
+  p = _Parser(
+      prog="python -m hashjax.search",
+      description="Answer queries against a Hamming index (the default command, "
+      "also `query`). Build the index first: `python -m hashjax.search build "
+      "--codes=db_codes.npz --out=db.hjx` (see `build --help`).",
+      epilog="Add --traceback (or set HASHJAX_TRACEBACK=1) to see the full traceback "
+      "of an error.")
   p.add_argument("--index", required=True, help="index file from `build`.")
   p.add_argument("--queries", required=True, help="queries codes.npz.")
   p.add_argument("--k", type=int, default=100, help="neighbours per query.")
@@ -98,8 +127,12 @@ def _query_parser() -> argparse.ArgumentParser:
 def build_main(argv: Sequence[str]) -> int:
   """``build`` subcommand: codes.npz -> index file."""
   args = _build_parser().parse_args(argv)
+  if args.bits is not None and args.bits < 1:
+    raise ValueError(f"--bits must be >= 1, got {args.bits}.")
+  _check_out(args.out)
   from hashjax import index as hindex  # pylint: disable=g-import-not-at-top
 
+  _check_in(args.codes)
   codes, bits, ids = load_codes(args.codes)
   if args.bits is not None and args.bits != bits:
     raise ValueError(f"{args.codes} holds {bits}-bit codes, expected {args.bits}.")
@@ -112,6 +145,16 @@ def build_main(argv: Sequence[str]) -> int:
 def query_main(argv: Sequence[str]) -> int:
   """Query mode: index file + queries.npz -> top-k or radius results."""
   args = _query_parser().parse_args(argv)
+  for name in ("k", "bits", "chunk_size", "query_chunk_size"):
+    v = getattr(args, name)
+    if v is not None and v < 1:
+      raise ValueError(f"--{name} must be >= 1, got {v}.")
+  if args.radius is not None and args.radius < 0:
+    raise ValueError(f"--radius must be >= 0, got {args.radius}.")
+  for path in (args.index, args.queries):
+    _check_in(path)
+  if args.out:
+    _check_out(args.out)
   import tqdm  # pylint: disable=g-import-not-at-top
 
   from hashjax import index as hindex  # pylint: disable=g-import-not-at-top
@@ -121,6 +164,8 @@ def query_main(argv: Sequence[str]) -> int:
   if qbits != idx.bits:
     raise ValueError(
         f"{args.queries} holds {qbits}-bit codes but the index has {idx.bits} bits.")
+  if args.radius is None and args.k > idx.count:   # before the progress bar starts
+    raise ValueError(f"k must be at most the index size {idx.count}, got k={args.k}.")
   if args.shard:
     idx = hindex.shard(idx)
   nq = queries.shape[0]
@@ -167,6 +212,21 @@ def query_main(argv: Sequence[str]) -> int:
   return 0
 
 
+def _check_in(path: str) -> None:
+  if not fileio.exists(path):
+    raise FileNotFoundError(2, "No such file", path)
+  if fileio.isdir(path):
+    raise IsADirectoryError(21, "Is a directory, not a file", path)
+
+
+def _check_out(path: str) -> None:
+  if "://" in path:   # object storage: no folders to check
+    return
+  folder = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(folder):
+    raise ValueError(f"cannot write {path}: folder {folder} does not exist.")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   """Entry point; ``argv`` excludes the program name (default ``sys.argv[1:]``)."""
   argv = list(sys.argv[1:] if argv is None else argv)
@@ -178,8 +238,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  try:
-    sys.exit(main())
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  from hashjax import cli  # pylint: disable=g-import-not-at-top
+
+  cli.run_argparse(main, "hashjax.search")

@@ -4,10 +4,14 @@ A model is a pytree made of NamedTuples (importable classes), dicts, lists, tupl
 arrays, Python scalars and None. ``save_pytree`` writes every array under a key path
 and the structure as JSON; ``load_pytree`` rebuilds the same tree, importing the
 NamedTuple classes by name (only classes under ``hashjax.`` are accepted).
+
+Integrity: every zip member carries a CRC-32 and the header a SHA-256 of all arrays;
+``load_pytree`` raises ``ValueError("<path> is damaged: ...")`` when either fails.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import io
 import json
@@ -18,7 +22,7 @@ import numpy as np
 
 from hashjax import fileio
 
-__all__ = ["load_pytree", "save_pytree"]
+__all__ = ["load_meta", "load_pytree", "save_pytree"]
 
 _FORMAT = "hashjax-pytree-v1"
 
@@ -76,21 +80,66 @@ def save_pytree(path: str | os.PathLike, tree: Any, *, meta: dict | None = None)
   payload = {f"a{i}": a for i, a in enumerate(arrays.values())}
   names = {k: f"a{i}" for i, k in enumerate(arrays)}
   header = json.dumps({"format": _FORMAT, "tree": spec, "meta": meta or {},
-                       "names": names})
+                       "names": names, "sha256": _sha256(arrays)})
   buf = io.BytesIO()
   np.savez(buf, __header__=np.frombuffer(header.encode(), np.uint8), **payload)
   fileio.write_bytes(path, buf.getvalue())   # a temporary file moved over the target
 
 
+def _sha256(arrays: dict[str, np.ndarray]) -> str:
+  """Digest of every array's key, dtype, shape and bytes (in key order)."""
+  h = hashlib.sha256()
+  for k in sorted(arrays):
+    a = np.ascontiguousarray(arrays[k])
+    h.update(f"{k}|{a.dtype.str}|{a.shape}|".encode())
+    h.update(a.tobytes())
+  return h.hexdigest()
+
+
 def load_pytree(path: str | os.PathLike) -> tuple[Any, dict]:
-  """Reads a tree written by :func:`save_pytree`; returns ``(tree, meta)``."""
-  if not fileio.exists(path):
-    raise FileNotFoundError(f"no saved model at {path}.")
-  with np.load(io.BytesIO(fileio.read_bytes(path)), allow_pickle=False) as z:
-    if "__header__" not in z:
-      raise ValueError(f"{path} is not a hashjax model file (no header).")
-    header = json.loads(z["__header__"].tobytes().decode())
-    if header.get("format") != _FORMAT:
-      raise ValueError(f"{path}: unsupported format {header.get('format')!r}.")
-    arrays = {k: z[v] for k, v in header["names"].items()}
+  """Reads a tree written by :func:`save_pytree`; returns ``(tree, meta)``.
+
+  Raises:
+    FileNotFoundError: no file at ``path``.
+    ValueError: not a hashjax model file, or a damaged one (a zip member whose
+      CRC-32 fails, a truncated file, arrays that do not match the saved digest).
+  """
+  header, arrays = _read(os.fspath(path))
   return _decode(header["tree"], arrays), header["meta"]
+
+
+def load_meta(path: str | os.PathLike) -> dict:
+  """The ``meta`` dict of a model file, after checking the whole file is intact.
+
+  Imports no model classes (so no JAX): the command line checks a model against its
+  config with it before any work. Raises as :func:`load_pytree`.
+  """
+  return _read(os.fspath(path))[0]["meta"]
+
+
+def _read(path: str) -> tuple[dict, dict[str, np.ndarray]]:
+  """``(header, arrays)`` of a model file, integrity checked."""
+  if not fileio.exists(path):
+    raise FileNotFoundError(2, "no saved model at", path)
+  if fileio.isdir(path):
+    raise IsADirectoryError(21, "a model file is expected, got a directory", path)
+  data = fileio.read_bytes(path)
+  if data[:2] != b"PK":
+    raise ValueError(f"{path} is not a hashjax model file (not an .npz archive).")
+  try:
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+      if "__header__" not in z:
+        raise ValueError(f"{path} is not a hashjax model file (no header).")
+      header = json.loads(z["__header__"].tobytes().decode())
+      if header.get("format") != _FORMAT:
+        raise ValueError(f"{path}: unsupported format {header.get('format')!r}.")
+      arrays = {k: z[v] for k, v in header["names"].items()}
+  except Exception as e:  # pylint: disable=broad-except  (zipfile, zlib, json, npy)
+    if isinstance(e, ValueError) and str(e).startswith(path):
+      raise
+    raise ValueError(f"{path} is damaged: {type(e).__name__}: {e}".rstrip(".") + ".") \
+        from None
+  digest = header.get("sha256")
+  if digest is not None and digest != _sha256(arrays):
+    raise ValueError(f"{path} is damaged: its arrays do not match the saved SHA-256.")
+  return header, arrays

@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hashjax import fileio
+from hashjax import checkpoint as ckpt_lib
+from hashjax import fileio, validate
 from hashjax.dcgh import input_pipeline as pp
 from hashjax.dcgh.factory import build_model
 
@@ -56,7 +57,13 @@ def load_best_params(config: Any, checkpoint: str) -> tuple[Any, Any]:
     step = mgr.best_step() if mgr.best_step() is not None else mgr.latest_step()
     if step is None:
       raise ValueError(f"no checkpoint under {best_dir}.")
-    params = mgr.restore(step, args=ocp.args.StandardRestore())["params"]
+    problem = ckpt_lib.verify_step(os.path.join(best_dir, str(step)))
+    if problem not in (None, "unsealed"):
+      raise ckpt_lib.CheckpointDamagedError(
+          f"best checkpoint step {step} ({best_dir}/{step}) is damaged: {problem}.")
+    tree = mgr.restore(step, args=ocp.args.StandardRestore())
+    params = tree["params"]
+  validate.check_model_bits(config, np.shape(tree["proxies"])[-1], best_dir)
   model_cfg = {"model": config.model.to_dict(), "bits": int(config.bits)}
   if config.model.get("kind") == "clip" and config.text.get("tokenizer") == "bpe":
     vocab = int(np.asarray(params["text_tower"]["token_embedding"]["embedding"]).shape[0])

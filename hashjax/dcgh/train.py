@@ -42,7 +42,7 @@ from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
 from hashjax import checkpoint as ckpt_lib
-from hashjax import evaluation, fileio
+from hashjax import evaluation, fileio, validate
 from hashjax.dcgh import input_pipeline as pp
 from hashjax.dcgh import losses, optim
 from hashjax.dcgh.export import load_encoder  # noqa: F401  (re-exported)
@@ -242,16 +242,37 @@ class _MetricWriter:
 
 
 def _check_finite(pending: list[tuple[int, jax.Array]], latest_saved: int | None) -> float:
-  """Fetches the pending losses; raises at the first non-finite one."""
+  """Fetches the pending losses; raises at the first non-finite one.
+
+  Steps are counted as in ``metrics.jsonl``: 1-based, "after step N" (the batch
+  index ``step`` of ``pending`` is 0-based).
+  """
   values = jax.device_get([v for _, v in pending])
   for (step, _), v in zip(pending, values):
     if not np.isfinite(v):
+      last = (f"the last good checkpoint is step {latest_saved}" if latest_saved
+              else "no checkpoint was saved yet")
       raise FloatingPointError(
-          f"non-finite loss ({float(v)}) at step {step}: training stopped without "
-          f"saving; the last good checkpoint is step {latest_saved}.")
+          f"non-finite loss ({float(v)}) after step {step + 1}: training stopped "
+          f"without saving; {last}.")
   last = float(values[-1]) if values else float("nan")
   pending.clear()
   return last
+
+
+def _mismatch_hint(err: Any, config: Any) -> str:
+  """The config field behind a checkpoint shape mismatch, with the saved value."""
+  saved, wanted = getattr(err, "saved", {}), getattr(err, "wanted", {})
+  hints = []
+  proxies = [k for k in saved if k.startswith("proxies") and k in wanted]
+  if proxies and saved[proxies[0]][-1:] != wanted[proxies[0]][-1:]:
+    hints.append(f"config.bits is {config.bits} but the checkpoint was trained with "
+                 f"bits={saved[proxies[0]][-1]}")
+  elif any(k.startswith("params") and saved.get(k) != wanted.get(k)
+           for k in set(saved) | set(wanted)) and "hidden" in config.model:
+    hints.append(f"model size (config.model.hidden={tuple(config.model.hidden)}) "
+                 "differs from the checkpoint's layers")
+  return (f"{'; '.join(hints)}: " if hints else "") + str(err)
 
 
 class _Programs(NamedTuple):
@@ -332,6 +353,9 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
   # ---------------------------------------------------------------- setup
   if config.get("method", "dcgh") != "dcgh":
     raise ValueError(f"config.method must be 'dcgh', got {config.method!r}.")
+  validate.validate_dcgh(config)     # every field, before any work (issue 15)
+  if jax.process_index() == 0:
+    validate.check_workdir(workdir)
   parallelism = config.get("parallelism", "jit")
   if parallelism not in ("jit", "pmap"):
     raise ValueError(f"config.parallelism must be 'jit' or 'pmap', got {parallelism!r}.")
@@ -380,8 +404,12 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
   if workdir:
     c = config.checkpoint
     ck = ckpt_lib.Checkpoints(workdir, every_steps=c.every_steps, keep=c.keep,
-                              best_metric="val_map")
-    restored = ck.restore_latest(abstract)
+                              best_metric="val_map",
+                              on_damage=c.get("on_damage", "fallback"))
+    try:
+      restored = ck.restore_latest(abstract)
+    except ckpt_lib.CheckpointMismatchError as e:
+      raise ckpt_lib.CheckpointMismatchError(_mismatch_hint(e, config)) from None
   if restored is not None:
     start_step, state = restored
     ck.drop_best_after(start_step)
@@ -411,6 +439,10 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
 
   # ---------------------------------------------------------------- train loop
   stop_after = config.get("stop_after_steps", None) or None   # 0 / None: no early stop
+  if stop_after is not None and start_step >= int(stop_after):   # resumed past it
+    writer.close()
+    ck.close()
+    return {"stopped_at": start_step, "total_steps": total_steps}
   nan_at = config.get("debug", {}).get("nan_at_step", None)     # -1 / None: off
   log_every = int(config.get("log_every_steps", 50))
   eval_every = int(config.get("eval_every_epochs", 1))
@@ -428,6 +460,8 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
   t0 = time.perf_counter()
   bar = tqdm(total=total_steps, initial=start_step, desc="dcgh", unit="step",
              disable=not config.get("progress_bar", True) or jax.process_index() != 0)
+  postfix: dict[str, str] = {}
+  bar.set_description("dcgh (compiling the first step)")
   batches = pp.train_batches(
       sources.train, batch_size=batch_size, num_epochs=int(config.num_epochs),
       seed=int(config.seed), start_step=start_step,
@@ -448,7 +482,14 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
         state, metrics = update_fn(state, shard, dropout_rng)
         pending.append((step, metrics["loss"][0]))
       done = step + 1
-      bar.update(1)
+      if done == start_step + 1:   # compiled: restart the bar's clock (a sane ETA)
+        bar.set_description("dcgh")
+        if not bar.disable:
+          bar.n = bar.last_print_n = bar.initial = done
+          bar.start_t = bar.last_print_t = time.time()   # tqdm's clock
+          bar.refresh()
+      else:
+        bar.update(1)
       epoch_end = done % spe == 0
       is_eval = epoch_end and ((done // spe) % eval_every == 0 or done == total_steps)
       is_save = ck is not None and (ck.should_save(done) or done == total_steps
@@ -462,7 +503,8 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
           writer.write({"kind": "train", "step": done, "epoch": done / spe,
                         "seconds": time.perf_counter() - t0, **m,
                         **{k: float(f(step)) for k, f in lr_fns.items()}})
-          bar.set_postfix(loss=f"{loss:.4f}")
+          postfix["loss"] = f"{loss:.4f}"
+          bar.set_postfix(postfix)
       if is_eval:
         params = unrep(state)["params"]
         row = {"kind": "eval", "step": done, "epoch": done // spe}
@@ -474,6 +516,8 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
                                 **ev_kw))
           row.update({f"query/{k}": v for k, v in q.items()})
         writer.write(row)
+        postfix["val_mAP"] = f"{val['mean_map']:.4f}"
+        bar.set_postfix(postfix)
         if ck is not None:
           ck.save_best(done, jax.device_get(best_params_tree(unrep(state))),
                        val["mean_map"])
@@ -504,8 +548,11 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
   else:   # no workdir: the final parameters
     sel_step, sel_tree = total_steps, best_params_tree(unrep(state))
   sel_row = next(r for r in history if r["step"] == sel_step)
-  results = evaluate(sel_tree["params"], sources.query, sources.database, top_k=top_k,
-                     ks=ks, **ev_kw)
+  q_codes = _encode(sel_tree["params"], sources.query, **ev_kw)
+  d_codes = _encode(sel_tree["params"], sources.database, **ev_kw)
+  results = evaluation.evaluate_codes(q_codes, d_codes, sources.query.labels,
+                                      sources.database.labels, VIEW_NAMES,
+                                      top_k=top_k, ks=ks)
   details = {
       "num_validation": sources.val_query.num_items, "total_steps": total_steps,
       "resumed_from_step": start_step,
@@ -514,6 +561,10 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
                                   if k.startswith("val/")}},
       "history": history,
   }
+  # Code health (bit balance, distinct codes) of the database, warning on collapse.
+  from hashjax import diagnostics  # pylint: disable=g-import-not-at-top
+  codes = diagnostics.codes_report(dict(zip(VIEW_NAMES, d_codes)),
+                                   warn=jax.process_index() == 0)
   if query_every_eval:
     details["best_on_query"] = {
         d: {"map": max(r[f"query/{d}_map"] for r in history),
@@ -530,7 +581,7 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
       num_database=sources.database.num_items, train_seconds=train_seconds,
       results=results,
       top_k=None if top_k is None else min(int(top_k), sources.database.num_items),
-      ks=ks, details=details)
+      ks=ks, codes=codes, details=details)
   if ck is not None:
     ck.close()
   if jax.process_index() == 0:

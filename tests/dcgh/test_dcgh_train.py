@@ -111,6 +111,11 @@ def test_resume_is_exact_and_smoke(tmp_path, capsys):
   x = np.random.RandomState(0).randn(5, 10).astype(np.float32)   # LDA text features
   np.testing.assert_array_equal(dcgh.encode(dcgh.load(_tiny(), str(tmp_path / "copy")),
                                             x, 1), dcgh.encode(enc, x, 1))
+  # results.json "codes": the database text codes' balance and distinct rows (NumPy).
+  text = res["codes"]["text"]
+  assert text["distinct_codes"] == len({tuple(r) for r in d["codes"].tolist()})
+  np.testing.assert_allclose(text["bit_balance"], d["codes"].mean(0), atol=1e-4)
+  assert not text["collapsed"] and res["codes"]["image"]["num_items"] == 2173
 
   stopped = train.train_and_evaluate(_tiny(stop_after_steps=6), part)
   assert stopped == {"stopped_at": 6, "total_steps": 16}
@@ -155,7 +160,9 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
   cfg = _tiny()
   cfg.model.dtype = "bfloat16"   # bf16 compute, float32 parameters and optimiser state
   cfg.debug.nan_at_step = 5   # the 6th batch (steps count from 0)
-  with pytest.raises(FloatingPointError, match="at step 5"):
+  # 1-based like metrics.jsonl: the 6th batch is "step 6"; the save after step 4 holds.
+  with pytest.raises(FloatingPointError,
+                     match="after step 6: .* the last good checkpoint is step 4"):
     train.train_and_evaluate(cfg, wd)
   step, state = _restore(os.path.join(wd, "checkpoints"))
   assert step == 4

@@ -1,0 +1,126 @@
+"""validate.py (every config field, before work) and diagnostics.py (code health)."""
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+from hashjax import diagnostics, validate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _config(name, arg=None):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs",
+                                                                   f"{name}.py"))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod.get_config(arg)
+
+
+@pytest.mark.parametrize("name, arg", [
+    ("rreh_wikipedia", None), ("rreh_uci", None), ("baseline_wikipedia", None),
+    ("dcgh_wikipedia_features", "runlocal"), ("dcgh_coco", None),
+    ("dcgh_coco_mini", None), ("dcgh_mirflickr", "runlocal")])
+def test_shipped_configs_are_valid(name, arg):
+  validate.validate_config(_config(name, arg))
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("stop_after_steps", -3, "stop_after_steps must be >= 0, got -3"),
+    ("optim.tower_lr", -1e-3, "optim.tower_lr must be >= 0"),
+    ("optim.head_lr", float("nan"), "optim.head_lr must be a finite number"),
+    ("eval_every_epochs", 0, "eval_every_epochs must be >= 1"),
+    ("input.batch_size", 0, "input.batch_size must be >= 1"),
+    ("input.eval_batch_size", 2.5, "input.eval_batch_size must be an integer"),
+    ("bits", True, "bits must be an integer"),
+    ("optim.warmup", 1.5, r"optim.warmup must be in \[0, 1\]"),
+    ("model.hidden", (64, 0), "model.hidden must hold integers >= 1"),
+    ("checkpoint.keep", 0, "checkpoint.keep must be >= 1"),
+    ("progress_bar", "yes", "progress_bar must be True or False"),
+])
+def test_dcgh_bad_fields(field, value, match):
+  # A plain dict: ConfigDict's own type checks would refuse some of these values,
+  # but configs also come as dicts through the Python API.
+  c = _config("dcgh_wikipedia_features", "runlocal").to_dict()
+  validate.validate_config(c)
+  node, _, leaf = field.rpartition(".")
+  target = c
+  for part in filter(None, node.split(".")):
+    target = target[part]
+  target[leaf] = value
+  with pytest.raises(ValueError, match=match):
+    validate.validate_config(c)
+
+
+def test_check_workdir(tmp_path):
+  validate.check_workdir(None)
+  validate.check_workdir(str(tmp_path / "new" / "dir"))
+  assert os.path.isdir(tmp_path / "new" / "dir")
+  assert os.listdir(tmp_path / "new" / "dir") == []   # the probe file is gone
+  (tmp_path / "f").write_text("x")
+  with pytest.raises(ValueError, match="not a directory"):
+    validate.check_workdir(str(tmp_path / "f"))
+  with pytest.raises(ValueError, match="not writable"):
+    validate.check_workdir("/proc/hashjax_no_such_dir")
+
+
+def test_code_stats_hand_worked():
+  codes = np.array([[1, 1, -1], [1, -1, -1], [1, 1, -1], [1, -1, 1]], np.int8)
+  s = diagnostics.code_stats(codes)
+  # bit 0: all +1 -> 1; bit 1: two +1 two -1 -> 0; bit 2: one +1 three -1 -> -0.5
+  assert s["bit_balance"] == [1.0, 0.0, -0.5]
+  assert s["mean_abs_bit_balance"] == 0.5
+  assert s["distinct_codes"] == 3 and s["num_items"] == 4 and s["bits"] == 3
+  assert s["collapsed"] is False
+
+
+def test_collapsed_codes_warn_once(capsys):
+  same = np.ones((50, 16), np.int8)
+  rs = np.random.RandomState(0)
+  fine = np.where(rs.rand(50, 16) < 0.5, 1, -1).astype(np.int8)
+  out = diagnostics.codes_report({"image": same, "text": fine})
+  assert out["image"]["collapsed"] and out["image"]["distinct_codes"] == 1
+  assert not out["text"]["collapsed"]
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "image codes collapsed: 1 distinct code(s) over 50" in err[0]
+  # Nearly constant bits (>97.5% +1 on average) also count as collapsed.
+  mostly = np.ones((1000, 8), np.int8)
+  mostly[:10] = -1
+  assert diagnostics.code_stats(mostly)["collapsed"]
+
+
+def test_rreh_on_a_degenerate_view_reports_collapse(tmp_path, capfd):
+  """A constant text view gives one text code for every item: results.json says so
+  (codes.text) and a warning line names it."""
+  import json  # pylint: disable=g-import-not-at-top
+
+  from hashjax import experiment  # pylint: disable=g-import-not-at-top
+
+  rs = np.random.RandomState(0)
+  n, c = 300, 24
+  labels = np.zeros((n, c), np.uint8)
+  labels[np.arange(n), rs.randint(0, c, n)] = 1
+  image = labels @ rs.randn(c, 20) + 0.3 * rs.randn(n, 20)
+  text = np.ones((n, 12))                      # degenerate: the same for every item
+  path = tmp_path / "features.npz"
+  np.savez(path, FAll=image.astype(np.float32), YAll=text.astype(np.float32),
+           LAll=labels)
+  config = _config("rreh_mirflickr",
+                   f"path={path},num_query=50,num_train=200,bits=16,num_anchors=40,"
+                   "iterations=2")
+  config.semi_paired.paired_ratio = 1.0
+  capfd.readouterr()
+  summary = experiment.train_and_evaluate(config, str(tmp_path / "run"))
+  err = [ln for ln in capfd.readouterr().err.splitlines() if "warning" in ln]
+  saved = json.loads((tmp_path / "run" / "results.json").read_text())
+  assert saved["codes"] == summary["codes"]
+  text_codes, image_codes = saved["codes"]["text"], saved["codes"]["image"]
+  assert text_codes["distinct_codes"] == 1 and text_codes["collapsed"]
+  assert text_codes["num_items"] == 250 and len(text_codes["bit_balance"]) == 16
+  collapsed = [m for m in ("image", "text") if saved["codes"][m]["collapsed"]]
+  assert len(err) == len(collapsed), err       # one line per collapsed modality
+  assert any("text codes collapsed: 1 distinct code(s) over 250 items" in ln
+             for ln in err)
+  assert image_codes["num_items"] == 250
