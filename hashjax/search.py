@@ -56,12 +56,13 @@ def load_codes(path: str) -> tuple[np.ndarray, int, np.ndarray | None]:
   if not data.startswith((b"PK", b"\x93NUMPY")):
     raise ValueError(f"{path} is not a codes .npz file (see --help).")
   try:
-    return _load_codes(data)
+    return _load_codes(data, path)
   except (zipfile.BadZipFile, EOFError, zlib.error) as e:
     raise ValueError(f"{path} is damaged or not a codes .npz file ({e}).") from None
 
 
-def _load_codes(data: bytes) -> tuple[np.ndarray, int, np.ndarray | None]:
+def _load_codes(data: bytes, path: str
+                ) -> tuple[np.ndarray, int, np.ndarray | None]:
   with np.load(io.BytesIO(data), allow_pickle=False) as f:
     keys = set(f.files)
     bits = int(f["bits"]) if "bits" in keys else None
