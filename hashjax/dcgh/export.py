@@ -63,7 +63,8 @@ def load_best_params(config: Any, checkpoint: str) -> tuple[Any, Any]:
           f"best checkpoint step {step} ({best_dir}/{step}) is damaged: {problem}.")
     tree = mgr.restore(step, args=ocp.args.StandardRestore())
     params = tree["params"]
-  validate.check_model_bits(config, np.shape(tree["proxies"])[-1], best_dir)
+  if "proxies" in tree:   # a saved encoder copy holds the parameters only
+    validate.check_model_bits(config, np.shape(tree["proxies"])[-1], best_dir)
   model_cfg = {"model": config.model.to_dict(), "bits": int(config.bits)}
   if config.model.get("kind") == "clip" and config.text.get("tokenizer") == "bpe":
     vocab = int(np.asarray(params["text_tower"]["token_embedding"]["embedding"]).shape[0])
