@@ -1,7 +1,7 @@
 """COCO-MINI end to end, exactly as the README runs it: train, rerun (resume), encode.
 
 Runs ``python -m hashjax.main --config=configs/dcgh_coco_mini.py --workdir=WORKDIR`` in
-a fresh workdir (real JPEGs + captions of the shipped fixture ``tests/fixtures/coco_mini``,
+a fresh workdir (real JPEGs + captions of the packaged fixture ``hashjax/data/files/coco_mini``,
 a byte-level BPE tokenizer trained on the training captions, tiny CLIP-shaped towers
 from random init, CPU), then the same command again (it must find the finished
 checkpoint and only re-report), then a run stopped after 8 steps and restarted (it
