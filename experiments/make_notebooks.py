@@ -9,10 +9,13 @@ nothing), so that it opens in Colab with something to look at.
   python experiments/make_notebooks.py --check        # exit 1 if an .ipynb is stale
   python experiments/make_notebooks.py                # .ipynb without outputs -> --out
   python experiments/make_notebooks.py --execute --out experiments/notebooks
+  python experiments/make_notebooks.py --execute --full --only dcgh_frozen_and_coco_mini
 
 ``--out`` defaults to /tmp/hashjax-experiments/make_notebooks, outside the
-repository; ``--execute`` also writes ``make_notebooks.{json,md}`` (run metadata,
-seconds per notebook) to ``--results`` (the same default folder).
+repository; ``--execute`` also writes ``make_notebooks_<tiny|full>.{json,md}``
+(metadata, seconds per notebook) to ``--results`` (the same default folder).
+``--full`` executes the full settings instead of TINY (to measure them; not what is
+committed).
 """
 
 from __future__ import annotations
@@ -28,10 +31,13 @@ import time
 from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT / "experiments") not in sys.path:   # also when imported by the tests
+  sys.path.insert(0, str(ROOT / "experiments"))
+import _common  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
+
 NB_DIR = ROOT / "experiments" / "notebooks"
 NOTEBOOKS = ("rreh_semi_paired", "dcgh_frozen_and_coco_mini", "bring_your_own_data")
-DEFAULT_OUT = (pathlib.Path(tempfile.gettempdir()) / "hashjax-experiments" /
-               "make_notebooks")
+DEFAULT_OUT = pathlib.Path(_common.default_out("make_notebooks"))
 KERNEL = "hashjax-notebook"
 METADATA = {
     "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
@@ -83,13 +89,13 @@ def _kernelspec(root: pathlib.Path) -> pathlib.Path:
   return root / "jupyter"
 
 
-def _kernel_env(out_dir: pathlib.Path) -> dict[str, str]:
+def _kernel_env(out_dir: pathlib.Path, tiny: bool = True) -> dict[str, str]:
   """The kernel's environment: one CPU device, TINY, no install, output to out_dir."""
   env = dict(os.environ)
   flags = [f for f in env.get("XLA_FLAGS", "").split()
            if not f.startswith("--xla_force_host_platform_device_count")]
   env["XLA_FLAGS"] = " ".join(flags)
-  env.update(JAX_PLATFORMS="cpu", HASHJAX_NOTEBOOK_TINY="1",
+  env.update(JAX_PLATFORMS="cpu", HASHJAX_NOTEBOOK_TINY="1" if tiny else "0",
              HASHJAX_NOTEBOOK_NO_INSTALL="1", HASHJAX_NOTEBOOK_OUT=str(out_dir),
              MPLBACKEND="agg", PYDEVD_DISABLE_FILE_VALIDATION="1")
   env["PYTHONPATH"] = os.pathsep.join(
@@ -97,12 +103,12 @@ def _kernel_env(out_dir: pathlib.Path) -> dict[str, str]:
   return env
 
 
-def execute_all(names: list[str], work: pathlib.Path, *, timeout: int = 900
-                ) -> dict[str, tuple[Any, Any, float]]:
+def execute_all(names: list[str], work: pathlib.Path, *, timeout: int = 900,
+                tiny: bool = True) -> dict[str, tuple[Any, Any, float]]:
   """Executes notebooks concurrently, TINY, each in a fresh kernel of this interpreter.
 
   Each runs in ``NB_DIR`` and writes its figures and ``summary.json`` to
-  ``work/<name>``.
+  ``work/<name>``; ``tiny=False`` runs the full settings; ``timeout`` is per cell.
 
   Returns:
     ``{name: (executed notebook, summary dict or the exception raised, seconds)}``.
@@ -118,7 +124,7 @@ def execute_all(names: list[str], work: pathlib.Path, *, timeout: int = 900
         record_timing=False, resources={"metadata": {"path": str(NB_DIR)}})
     start = time.perf_counter()
     try:   # raises CellExecutionError on a failing cell
-      await client.async_execute(env=_kernel_env(work / name))
+      await client.async_execute(env=_kernel_env(work / name, tiny))
       with open(work / name / "summary.json") as f:
         result = json.load(f)
     except Exception as e:  # noqa: BLE001  (the caller reports it)
@@ -141,19 +147,18 @@ def execute_all(names: list[str], work: pathlib.Path, *, timeout: int = 900
 
 
 def _parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
-      description="Builds experiments/notebooks/*.ipynb from their jupytext sources.",
-      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-  p.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT,
-                 help=f"folder for the .ipynb files (default {DEFAULT_OUT})")
+  p = _common.parser("make_notebooks", __doc__)
+  p.set_defaults(out=str(DEFAULT_OUT))
   p.add_argument("--results", type=pathlib.Path, default=DEFAULT_OUT,
-                 help="with --execute: folder for make_notebooks.{json,md} (run "
+                 help="with --execute: folder for make_notebooks_<mode>.{json,md} ("
                       f"metadata, seconds per notebook; default {DEFAULT_OUT})")
   p.add_argument("--check", action="store_true",
                  help="only check that the committed .ipynb match their .py sources "
                       "(exit 1 if not); writes nothing")
   p.add_argument("--execute", action="store_true",
                  help="execute each notebook in TINY mode and save it with its outputs")
+  p.add_argument("--full", action="store_true",
+                 help="with --execute: the full settings instead of TINY")
   p.add_argument("--only", choices=NOTEBOOKS, action="append",
                  help="build only this notebook (repeatable)")
   return p
@@ -170,9 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 
   import nbformat  # pylint: disable=g-import-not-at-top
 
-  sys.path.insert(0, str(ROOT / "experiments"))
-  import _common  # pylint: disable=g-import-not-at-top
-
+  args.out = pathlib.Path(args.out)
   names = list(args.only or NOTEBOOKS)
   args.out.mkdir(parents=True, exist_ok=True)
   if not args.execute:
@@ -180,8 +183,11 @@ def main(argv: list[str] | None = None) -> int:
       nbformat.write(build(name), args.out / f"{name}.ipynb")
       print("wrote", args.out / f"{name}.ipynb")
     return 0
+  mode = "full" if args.full else "tiny"
+  load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
   with tempfile.TemporaryDirectory(prefix="hashjax_notebooks_") as work:
-    done = execute_all(names, pathlib.Path(work))
+    done = execute_all(names, pathlib.Path(work), tiny=not args.full,
+                       timeout=4 * 3600 if args.full else 900)
   failed = [n for n, (_, r, _) in done.items() if isinstance(r, Exception)]
   for name, (nb, result, seconds) in done.items():
     if isinstance(result, Exception):
@@ -192,12 +198,12 @@ def main(argv: list[str] | None = None) -> int:
   seconds = {n: round(s, 1) for n, (_, _, s) in done.items()}
   load = " ".join(f"{x:.2f}" for x in os.getloadavg())
   _common.write_results(
-      "make_notebooks",
-      _common.environment(mode="tiny", seconds=seconds, failed=failed,
-                          load_average_after=load),
-      "\n".join(["| notebook | TINY seconds (run concurrently) |", "|---|---|"]
+      f"make_notebooks_{mode}",
+      _common.environment(mode=mode, seconds=seconds, failed=failed,
+                          load_average_before=load_before, load_average_after=load),
+      "\n".join([f"| notebook | {mode} seconds (run concurrently) |", "|---|---|"]
                 + [f"| {n} | {s:.0f} |" for n, s in seconds.items()]
-                + ["", f"load average after: {load}"]),
+                + ["", f"load average before: {load_before}; after: {load}"]),
       str(args.results))
   return 1 if failed else 0
 

@@ -25,10 +25,10 @@
 #   the labels, read by `hashjax.data.load_feature_file`, hashed with RREH on a
 #   semi-paired split and compared with CMFH.
 #
-# Edit the **YOUR DATA** cell below. With `HASHJAX_NOTEBOOK_TINY=1` the notebook
-# writes a small fixture in the same formats (from real data shipped with hashjax)
-# and runs on that instead, which is how the tests execute it and how the saved
-# outputs were made.
+# Edit the **YOUR DATA** cell below. Where its files do not exist (as before you edit
+# it), and always with `HASHJAX_NOTEBOOK_TINY=1` (the tests, the saved outputs), the
+# notebook writes a small fixture in the same formats from real data shipped with
+# hashjax and runs on that instead.
 
 # %% [markdown]
 # **Set-up.** In a clone with hashjax installed there is nothing to do. In Colab
@@ -194,7 +194,7 @@ print(f"TINY={TINY}; figures and summary.json go to {OUT_DIR}")
 #     label.mat  key "category" N x C multi-hot labels
 DATASET = "mirflickr"              # "mirflickr" | "nuswide" | "coco"
 DATA_ROOT = "/path/to/mirflickr"   # the folder holding the files above
-IMAGE_ROOT = None                  # the index paths are relative to it (None: DATA_ROOT)
+IMAGE_ROOT = None                  # index paths are relative to it (None: DATA_ROOT)
 STRIP_PREFIX = None                # cut from stored absolute paths, e.g. "/home/x/data"
 CLIP_PATH = None   # local CLIP ViT-B/32: an HF folder, or an OpenAI ViT-B-32.pt ...
 CLIP_VOCAB = None  # ... with a folder holding vocab.json + merges.txt
@@ -211,11 +211,12 @@ PAIRED_RATIO = 0.1                       # semi-paired protocol for RREH
 # ====================================================================================
 
 # %%
-# TINY: replace the paths above by a small fixture written in exactly these formats
-# from real data shipped with hashjax: the 24 COCO-MINI images with their captions and
-# labels (standard layout, "coco" flavour, with absolute paths of another machine
-# to exercise STRIP_PREFIX), and 400 Wikipedia training items as a wikiData.mat-style
-# feature file (I_tr / T_tr / L_tr, classes 1..10).
+# Where the files above do not exist (the placeholders, or in TINY mode), a small
+# fixture written in exactly these formats from real data shipped with hashjax takes
+# their place: the 24 COCO-MINI images with their captions and labels (standard
+# layout, "coco" flavour, with absolute paths of another machine to exercise
+# STRIP_PREFIX; tiny towers), and 400 Wikipedia training items as a wikiData.mat-style
+# feature file (I_tr / T_tr / L_tr, classes 1..10). So "Run all" works unedited.
 import scipy.io
 
 
@@ -248,15 +249,24 @@ def write_fixture(root):
   return layout, root / "images", old, root / "features.mat"
 
 
-if TINY:
+DEMO_IMAGES = TINY or not pathlib.Path(DATA_ROOT).is_dir()
+DEMO_FEATURES = TINY or not pathlib.Path(FEATURE_FILE).is_file()
+if DEMO_IMAGES or DEMO_FEATURES:
   fixture_root = OUT_DIR / "fixture"
   if fixture_root.exists():
     shutil.rmtree(fixture_root)
-  DATA_ROOT, IMAGE_ROOT, STRIP_PREFIX, FEATURE_FILE = write_fixture(fixture_root)
-  DATASET = "coco"
-  NUM_QUERY, NUM_TRAIN, NUM_VAL = 4, 14, 4
-  FEATURE_NUM_QUERY, PAIRED_RATIO = 80, 0.3
+  fixture = write_fixture(fixture_root)
   print("fixture written to", fixture_root)
+if DEMO_IMAGES:
+  print(f"(a) runs on the fixture (DATA_ROOT {DATA_ROOT} not found or TINY).")
+  (DATA_ROOT, IMAGE_ROOT, STRIP_PREFIX), DATASET = fixture[:3], "coco"
+  CLIP_PATH = CLIP_VOCAB = None
+  NUM_QUERY, NUM_TRAIN, NUM_VAL = 4, 14, 4
+if DEMO_FEATURES:
+  print(f"(b) runs on the fixture (FEATURE_FILE {FEATURE_FILE} not found or TINY).")
+  FEATURE_FILE, FEATURE_LABEL_KEY, FEATURE_LABEL_OFFSET = fixture[3], "L_tr", 1
+  FEATURE_VIEW_KEYS, FEATURE_VIEW_NAMES = ("I_tr", "T_tr"), ("image", "text")
+  FEATURE_NUM_QUERY, PAIRED_RATIO = 80, 0.3
 
 
 # %% [markdown]
@@ -366,8 +376,8 @@ SUMMARY["standard_layout"] = {"num_items": items.num_items,
 
 # %%
 # DCGH on the image + caption items with configs/dcgh_<DATASET>.py, the paper's
-# setting (ViT-B/32, split seed 1818); TINY adds "runlocal" (tiny towers from scratch,
-# a BPE tokenizer trained on the captions) and the fixture's split sizes.
+# setting (ViT-B/32, split seed 1818); on the fixture "runlocal" (tiny towers from
+# scratch, a BPE tokenizer trained on the captions, 2 epochs) and its split sizes.
 settings = dict(root=DATA_ROOT, image_root=IMAGE_ROOT, strip_prefix=STRIP_PREFIX,
                 clip=CLIP_PATH, vocab=CLIP_VOCAB, bits=BITS)
 bad = {k: v for k, v in settings.items()
@@ -375,7 +385,7 @@ bad = {k: v for k, v in settings.items()
 if bad:
   raise ValueError(f"config arguments cannot hold ',' or '=': {bad}; rename them.")
 arg = ",".join(f"{k}={v}" for k, v in settings.items() if v not in (None, ""))
-byod_config = load_config(f"dcgh_{DATASET}", arg + (",runlocal" if TINY else ""))
+byod_config = load_config(f"dcgh_{DATASET}", arg + (",runlocal" if DEMO_IMAGES else ""))
 if NUM_QUERY is not None:
   byod_config.data.num_query, byod_config.data.num_train = NUM_QUERY, NUM_TRAIN
   byod_config.validation.num_items = NUM_VAL
