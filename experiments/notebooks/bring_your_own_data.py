@@ -128,10 +128,19 @@ else:
     if NO_INSTALL:
       raise SetupNeeded("HASHJAX_NOTEBOOK_NO_INSTALL=1 but hashjax is not importable.")
     print(f"installing hashjax from {REPO_ROOT} (a few minutes in a fresh runtime)")
+    loaded = {m: getattr(sys.modules[m], "__version__", None)
+              for m in ("numpy", "jax", "jaxlib") if m in sys.modules}
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e",
                           str(REPO_ROOT)], capture_output=True, text=True)
     if pip.returncode != 0:
       raise SetupNeeded(f"pip install -e {REPO_ROOT} failed:\n{pip.stderr[-2000:]}")
+    import importlib.metadata
+    changed = {m: (v, importlib.metadata.version(m)) for m, v in loaded.items()
+               if importlib.metadata.version(m) != v}
+    if changed:   # this session still holds the old modules
+      raise SetupNeeded(f"pip replaced {changed} (old, new), which this session had "
+                        "already imported: Runtime -> Restart session, then Run all "
+                        "again (the installation is kept).")
     sys.path.insert(0, str(REPO_ROOT))   # an editable install is seen after a restart
   import hashjax
 print("repository:", REPO_ROOT)
