@@ -6,7 +6,8 @@ ViT / causal-text towers (tiny, random init), DCGH loss and optimiser, Orbax
 checkpoints, resumption and evaluation. Far too small for meaningful mAP.
 
 Data: the official COCO json layout; by default the committed fixture
-``tests/fixtures/coco_mini`` (16 train2017 + 8 val2017 images); pass
+``hashjax/data/files/coco_mini`` (16 train2017 + 8 val2017 images, shipped with the
+package: ``hashjax.data.coco_mini_root()``); pass
 ``root=/path/to/coco_mini`` for the full COCO-MINI (159 images) with e.g.
 ``num_query=30,num_val=20``. train2017 and val2017 are pooled and split as DCGH does:
 a seeded permutation, query = first ``num_query``, validation = the last ``num_val``
@@ -22,14 +23,12 @@ import os
 import ml_collections
 
 from hashjax.config_utils import parse_arg
-
-_FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests",
-                        "fixtures", "coco_mini")
+from hashjax.data import coco_mini_root
 
 
 def get_config(arg=None):
-  a = parse_arg(arg, root=_FIXTURE, bits=16, seed=0, epochs=10, batch=8, num_query=6,
-                num_val=4, image_size=32, parallelism="jit", runlocal=False)
+  a = parse_arg(arg, root=str(coco_mini_root()), bits=16, seed=0, epochs=10, batch=8,
+                num_query=6, num_val=4, image_size=32, parallelism="jit", runlocal=False)
   c = ml_collections.ConfigDict()
   c.method = "dcgh"
   c.seed = a["seed"]

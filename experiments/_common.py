@@ -1,26 +1,56 @@
-"""What the experiment scripts share: run metadata, mean ± std cells, result files.
+"""What the experiment scripts share: arguments, metadata, mean ± std, result files.
 
-Every results JSON written by a script in experiments/ carries :func:`environment`
-(the command, versions, platform, CPU count, devices and date), and every "mean ±
-std over seeds" cell is :func:`mean_std` (sample standard deviation, ddof 1).
+Every script in experiments/ builds its command line with :func:`parser` (``--help``
+starts nothing; ``--out`` defaults to ``/tmp/hashjax-experiments/<name>``, outside the
+repository, so that the committed ``experiments/results`` are only rewritten when
+asked for with ``--out experiments/results``). Every results JSON carries
+:func:`environment` (the command, versions, platform, CPU count, devices and date),
+and every "mean ± std over seeds" cell is :func:`mean_std` (sample standard
+deviation, ddof 1).
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
 import platform
 import statistics
 import sys
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["RESULTS", "ROOT", "command", "environment", "mean_std", "summary",
-           "sweep_bar", "write_results"]
+__all__ = ["OUT_ROOT", "RESULTS", "ROOT", "command", "default_out", "environment",
+           "mean_std", "parser", "summary", "sweep_bar", "write_results"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RESULTS = os.path.join(ROOT, "experiments", "results")
+RESULTS = os.path.join(ROOT, "experiments", "results")   # the committed results
+OUT_ROOT = os.path.join(tempfile.gettempdir(), "hashjax-experiments")
+
+
+def default_out(name: str) -> str:
+  """``/tmp/hashjax-experiments/<name>``: where a script writes unless told."""
+  return os.path.join(OUT_ROOT, name)
+
+
+def parser(name: str, doc: str) -> argparse.ArgumentParser:
+  """A script's parser: its docstring as help, ``--out`` (default outside the repo).
+
+  Args:
+    name: the script's name (``rreh_headline``): the default ``--out`` folder.
+    doc: the script's module docstring; its first line is the description, the rest
+      the epilog of ``--help``.
+  """
+  first, _, rest = doc.strip().partition("\n")
+  p = argparse.ArgumentParser(
+      description=first, epilog=rest.strip() or None,
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--out", default=default_out(name),
+                 help=f"output folder (default {default_out(name)}, outside the "
+                      "repository)")
+  return p
 
 
 def sweep_bar(total: int, desc: str):
@@ -68,8 +98,9 @@ def mean_std(values: Sequence[float]) -> str:
 
 
 def write_results(name: str, payload: dict[str, Any], md: str,
-                  out: str = RESULTS) -> None:
-  """Writes ``<out>/<name>.json`` and ``<out>/<name>.md``."""
+                  out: str | None = None) -> None:
+  """Writes ``<out>/<name>.json`` and ``<out>/<name>.md`` (None: default_out(name))."""
+  out = default_out(name) if out is None else out
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, f"{name}.json"), "w") as f:
     json.dump(payload, f, indent=2, default=float)

@@ -5,7 +5,8 @@ Runs ``hashjax.experiment.train_and_evaluate`` (``hashjax.main``'s path) for RRE
 unpaired; ``rreh`` with the config's initial V, 'pca', which was validated at 10%
 paired, and ``rreh_gaussian`` with the SPEC's Gaussian start) and CCA-ITQ, CVH, CMFH
 (``configs/baseline_<dataset>.py``, all training pairs) over seeds 0..n-1, and writes
-``experiments/results/baselines_<dataset>.{json,md}``.
+``<out>/baselines_<dataset>.{json,md}`` (``--out experiments/results`` for the
+committed tables; default /tmp/hashjax-experiments/baseline_table).
 These are the unsupervised rows next to supervised DCGH in
 ``experiments/results/dcgh_frozen.md`` (same queries and database).
 
@@ -16,7 +17,6 @@ These are the unsupervised rows next to supervised DCGH in
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import _common
@@ -24,14 +24,13 @@ import _common
 METHODS = ("rreh", "rreh_gaussian", "cca_itq", "cvh", "cmfh")
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+  parser = _common.parser("baseline_table", __doc__)
   parser.add_argument("--dataset", default="wikipedia", choices=["wikipedia", "uci"])
   parser.add_argument("--methods", default=",".join(METHODS))
   parser.add_argument("--seeds", type=int, default=5)
   parser.add_argument("--bits", default="16,32,64,128")
-  parser.add_argument("--out", default=_common.RESULTS)
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
   methods = args.methods.split(",")
   if set(methods) - set(METHODS):
     parser.error(f"--methods must be drawn from {METHODS}, got {methods}")

@@ -1,25 +1,25 @@
 """COCO-MINI end to end, exactly as the README runs it: train, rerun (resume), encode.
 
 Runs ``python -m hashjax.main --config=configs/dcgh_coco_mini.py --workdir=WORKDIR`` in
-a fresh workdir (real JPEGs + captions of the shipped fixture ``tests/fixtures/coco_mini``,
-a byte-level BPE tokenizer trained on the training captions, tiny CLIP-shaped towers
-from random init, CPU), then the same command again (it must find the finished
-checkpoint and only re-report), then a run stopped after 8 steps and restarted (it
-must resume and reach the same final state as the uninterrupted run), then encodes
-the database images with :func:`hashjax.dcgh.export.encode_split` (what
-``python -m hashjax.encode`` calls for DCGH) and plots the logged curves.
+a fresh workdir (real JPEGs + captions of the packaged fixture
+``hashjax/data/files/coco_mini``, a byte-level BPE tokenizer trained on the training
+captions, tiny CLIP-shaped towers from random init, CPU), then the same command again
+(it must find the finished checkpoint and only re-report), then a run stopped after 8
+steps and restarted (it must resume and reach the same final state as the
+uninterrupted run), then encodes the database images with
+:func:`hashjax.dcgh.export.encode_split` (what ``python -m hashjax.encode`` calls for
+DCGH) and plots the logged curves.
 
   nice -n 10 python experiments/dcgh_coco_mini.py
   python experiments/dcgh_coco_mini.py --config_arg=root=/data/coco_mini,num_query=30,num_val=20
 
-Writes experiments/results/dcgh_coco_mini.{json,md} and
-experiments/results/plots/dcgh_coco_mini_curves.png.
+Writes <out>/dcgh_coco_mini.{json,md} and <out>/plots/dcgh_coco_mini_curves.png
+(default /tmp/hashjax-experiments/dcgh_coco_mini; ``--out experiments/results`` for
+the committed ones).
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import json
 import os
 import pathlib
@@ -47,13 +47,6 @@ def _run(cmd: list[str]) -> float:
   return time.perf_counter() - t0
 
 
-def _get_config(arg: str | None):
-  spec = importlib.util.spec_from_file_location("c", ROOT / "configs" / "dcgh_coco_mini.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
-
-
 def _same_checkpoint(a: str, b: str) -> bool:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -67,14 +60,14 @@ def _same_checkpoint(a: str, b: str) -> bool:
       lambda x, y: bool(np.array_equal(np.asarray(x), np.asarray(y))), *trees)))
 
 
-def main():
-  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None):
+  ap = _common.parser("dcgh_coco_mini", __doc__)
   ap.add_argument("--config_arg", default=None, help="arguments after the config's colon")
-  ap.add_argument("--out", default=str(ROOT / "experiments" / "results"))
-  args = ap.parse_args()
+  args = ap.parse_args(argv)
 
   from hashjax import plotting  # pylint: disable=g-import-not-at-top
   from hashjax.dcgh import export  # pylint: disable=g-import-not-at-top
+  from hashjax.main import load_config_file  # pylint: disable=g-import-not-at-top
 
   config = "configs/dcgh_coco_mini.py" + (f":{args.config_arg}" if args.config_arg else "")
   tmp = tempfile.mkdtemp(prefix="dcgh_coco_mini_")
@@ -91,7 +84,7 @@ def main():
     with open(os.path.join(part, "results.json")) as f:
       res_part = json.load(f)
     resumed_equal = _same_checkpoint(full, part)
-    cfg = _get_config(args.config_arg)
+    cfg = load_config_file(str(ROOT / "configs" / "dcgh_coco_mini.py"), args.config_arg)
     t0 = time.perf_counter()
     codes = export.encode_split(cfg, full, "database", "image")
     t_encode = time.perf_counter() - t0
@@ -134,7 +127,7 @@ def main():
       "encoded": {"split": "database", "modality": "image",
                   "shape": list(codes["codes"].shape)},
       "selected": sel, "best_on_query": res.get("best_on_query"),
-      "history": eval_rows, "plot": os.path.relpath(plot, ROOT),
+      "history": eval_rows, "plot": os.path.relpath(plot, args.out),
   }
   boq = res.get("best_on_query") or {}
   md = "\n".join([

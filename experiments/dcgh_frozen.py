@@ -12,13 +12,14 @@ written by experiments/baseline_table.py; same queries and database).
   python experiments/dcgh_frozen.py --seeds=2 --epochs=20  # quicker
   python experiments/dcgh_frozen.py --render               # markdown from the JSON
 
-Writes experiments/results/dcgh_frozen.{json,md} (rewritten after every run, so an
-interrupted study leaves its finished runs on disk).
+Writes <out>/dcgh_frozen.{json,md} (default /tmp/hashjax-experiments/dcgh_frozen;
+``--out experiments/results`` for the committed ones), rewritten after every run, so
+an interrupted study leaves its finished runs on disk. The baseline rows are read from
+``--baselines`` (default experiments/results).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -149,20 +150,21 @@ def render(meta: dict, runs: list[dict], results: str) -> str:
   ])
 
 
-def main():
-  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None):
+  ap = _common.parser("dcgh_frozen", __doc__)
   ap.add_argument("--datasets", default="wikipedia,uci_mfeat")
   ap.add_argument("--bits", default="16,32,64,128")
   ap.add_argument("--seeds", type=int, default=5)
   ap.add_argument("--epochs", type=int, default=None, help="default: the config's (100)")
-  ap.add_argument("--out", default=_common.RESULTS)
+  ap.add_argument("--baselines", default=_common.RESULTS,
+                  help="folder holding baselines_<data>.json (default: the committed)")
   ap.add_argument("--render", action="store_true",
                   help="only rewrite the markdown from <out>/dcgh_frozen.json")
-  args = ap.parse_args()
+  args = ap.parse_args(argv)
   if args.render:
     with open(os.path.join(args.out, "dcgh_frozen.json")) as f:
       saved = json.load(f)
-    md = render(saved["meta"], saved["runs"], args.out)
+    md = render(saved["meta"], saved["runs"], args.baselines)
     _common.write_results("dcgh_frozen", saved, md, args.out)
     print(md)
     return
@@ -182,7 +184,7 @@ def main():
         print(json.dumps(r), flush=True)
         meta["total_seconds"] = time.perf_counter() - t0
         meta["finished_runs"] = len(runs)
-        md = render(meta, runs, args.out)
+        md = render(meta, runs, args.baselines)
         _common.write_results("dcgh_frozen", {"meta": meta, "runs": runs}, md, args.out)
   bar.close()
   print(md)

@@ -4,9 +4,10 @@ Everything through ``hashjax.experiment.train_and_evaluate`` with the shipped co
 (``configs/rreh_<data>.py``, ``configs/baseline_<data>.py:paired_ratio=0.1``); mAP@all
 on the test queries, mean ± std over seeds 0-4 (seed = split + anchors + init).
 
-  python experiments/rreh_headline.py
+  python experiments/rreh_headline.py                           # -> /tmp/...
+  python experiments/rreh_headline.py --out experiments/results  # committed table
 
-Writes experiments/results/rreh_headline.{json,md}.
+Writes <out>/rreh_headline.{json,md}.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ RUNS = [("rreh", "rreh_{d}", ""), ("cmfh", "baseline_{d}", "method=cmfh,paired_r
         ("cca_itq", "baseline_{d}", "method=cca_itq,paired_ratio=0.1,")]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+  args = _common.parser("rreh_headline", __doc__).parse_args(argv)
   rows = []
   bar = _common.sweep_bar(2 * len(RUNS) * len(SEEDS), "rreh_headline")
   for dataset in ("wikipedia", "uci"):
@@ -54,7 +56,8 @@ def main() -> None:
     lines += [f"| {r['method']} | {r['bits']} | " + " | ".join(
         _common.mean_std(r[d]["values"]) for d in dirs) + " |" for r in sub]
     lines.append("")
-  _common.write_results("rreh_headline", dict(meta=meta, rows=rows), "\n".join(lines))
+  _common.write_results("rreh_headline", dict(meta=meta, rows=rows), "\n".join(lines),
+                        args.out)
   print("\n".join(lines))
 
 if __name__ == "__main__":

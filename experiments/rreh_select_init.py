@@ -5,9 +5,10 @@ training items become validation queries (seed 123), RREH is fitted on the rest
 (10% paired, 64 bits, seeds 0-2) and validation queries retrieve the remaining
 training items of the other modality. The test queries are never used.
 
-  python experiments/rreh_select_init.py
+  python experiments/rreh_select_init.py                           # -> /tmp/...
+  python experiments/rreh_select_init.py --out experiments/results  # committed table
 
-Writes experiments/results/rreh_select_init.{json,md}.
+Writes <out>/rreh_select_init.{json,md}.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def _subset(d: hd.MultiModalData, idx: np.ndarray) -> hd.MultiModalData:
                            labels=np.asarray(d.labels)[idx], view_names=d.view_names)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+  args = _common.parser("rreh_select_init", __doc__).parse_args(argv)
   rows = []
   for name in ("wikipedia", "uci"):
     cfg = load_config_file(os.path.join(_common.ROOT, "configs", f"rreh_{name}.py"))
@@ -65,7 +67,8 @@ def main() -> None:
            "|---|---|---|---|---|"]
   lines += [f"| {r['dataset']} | {r['init_v']} | {r['a2b']:.4f} | {r['b2a']:.4f} | "
             f"{r['mean']:.4f} |" for r in rows]
-  _common.write_results("rreh_select_init", dict(meta=meta, rows=rows), "\n".join(lines))
+  _common.write_results("rreh_select_init", dict(meta=meta, rows=rows),
+                        "\n".join(lines), args.out)
   print("\n".join(lines))
 
 if __name__ == "__main__":

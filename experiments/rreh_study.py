@@ -1,7 +1,8 @@
 """RREH experiment study (SPEC §1): semi-paired retrieval against CCA-ITQ, CVH, CMFH.
 
-Studies (each writes ``experiments/results/rreh_<study>.{json,md}`` and plots under
-``experiments/results/plots/rreh_<study>_*.png``; mAP@all, mean +- sample std over seeds):
+Studies (each writes ``<out>/rreh_<study>.{json,md}`` and plots under
+``<out>/plots/rreh_<study>_*.png``, ``--out experiments/results`` for the committed
+ones; mAP@all, mean +- sample std over seeds):
 
 * ``main``: Wikipedia and UCI (fac+pix) x bits x paired ratio x seeds, RREH and the
   baselines trained on the paired part only and on all training pairs.
@@ -22,7 +23,6 @@ the values used are recorded in every JSON.
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 import traceback
@@ -512,12 +512,11 @@ STUDIES = dict(main=study_main, anchors=study_anchors, views=study_views,
 
 
 def main(argv=None) -> None:
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p = _common.parser("rreh_study", __doc__)
   p.add_argument("study", choices=tuple(STUDIES) + ("all",))
   p.add_argument("--seeds", type=int, default=None,
                  help="number of seeds (default: 5 for main, 3 otherwise; 1 quick)")
   p.add_argument("--quick", action="store_true", help="tiny smoke run")
-  p.add_argument("--out", default=RESULTS, help="results folder")
   p.add_argument("--datasets", default=None,
                  help="main / anchors only: comma-separated subset of wikipedia,uci")
   p.add_argument("--tag", default="", help="suffix of the output file names")

@@ -18,21 +18,19 @@ The grid is small because the study ran on a shared, overloaded 2-core box: a
 first pass (num_anchors 100, orthogonal_v True; partial, not saved) was below the
 kept points, so they were dropped.
 
-  nice -n 10 python experiments/rreh_tune.py   # -> experiments/results/rreh_tune.{json,md}
+  nice -n 10 python experiments/rreh_tune.py --out experiments/results  # committed
   nice -n 10 python experiments/rreh_tune.py --quick    # 2-point grid smoke run
+
+Writes <out>/rreh_tune.{json,md} (default /tmp/hashjax-experiments/rreh_tune).
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import itertools
-import json
 import os
-import platform
-import sys
 import time
 
+import _common
 import jax
 import numpy as np
 
@@ -123,8 +121,8 @@ def _final(name, chosen, seeds, bits=64):
 def _md(report):
   lines = ["# RREH hyper-parameter selection (validation split of the training data)", "",
            f"Command: `{report['command']}`  ", f"Date: {report['date']}; "
-           f"jax {report['versions']['jax']}, numpy {report['versions']['numpy']}, "
-           f"{report['platform']}", ""]
+           f"jax {report['jax']}, numpy {report['numpy']}, {report['platform']}, "
+           f"{report['cpu_count']} CPUs, {report['devices']}", ""]
   for name, d in report["datasets"].items():
     info = d["info"]
     lines += [f"## {name}", "",
@@ -172,24 +170,19 @@ def _assemble(log, name):
   return rows, info
 
 
-def main():
-  ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None):
+  ap = _common.parser("rreh_tune", __doc__)
   ap.add_argument("--quick", action="store_true")
   ap.add_argument("--no-final", action="store_true")
   ap.add_argument("--datasets", default="wikipedia,uci_fac+pix")
   ap.add_argument("--assemble", default=None,
                   help="log of an interrupted run: write the report from its "
                        "'<dataset> {hp} val mAP x' lines (per-seed values not kept)")
-  ap.add_argument("--out", default=os.path.join(ROOT, "experiments", "results", "rreh_tune"))
-  args = ap.parse_args()
+  args = ap.parse_args(argv)
   grid = QUICK_GRID if args.quick else GRID
   seeds = (0, 1)
-  report = dict(command="python " + " ".join(sys.argv), seeds=list(seeds), grid=grid,
-                date=datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                versions=dict(jax=jax.__version__, numpy=np.__version__,
-                              python=platform.python_version()),
-                platform=f"{platform.platform()}, {os.cpu_count()} CPUs, "
-                         f"{jax.default_backend()} x{jax.device_count()}",
+  report = _common.environment(
+                seeds=list(seeds), grid=grid,
                 protocol="validation = 10% of the training items "
                          "(train_validation_split seed 0) as queries, the remaining "
                          "training items as database and (semi-paired) training set",
@@ -212,11 +205,7 @@ def main():
     if not args.no_final and not args.assemble:
       d["final"] = _final(name, chosen, FINAL_SEEDS)
     report["datasets"][name] = d
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-      json.dump(report, f, indent=1)
-    with open(args.out + ".md", "w") as f:
-      f.write(_md(report))
+    _common.write_results("rreh_tune", report, _md(report), args.out)
   print(_md(report))
 
 

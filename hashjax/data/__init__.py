@@ -8,6 +8,7 @@ from hashjax.data.core import MultiModalData, RetrievalSplit, to_multihot
 from hashjax.data.image_text import (
     STANDARD_LAYOUT_DATASETS,
     ImageTextData,
+    coco_mini_root,
     load_coco,
     load_standard_layout,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "SemiPairedSplit",
     "UCI_MFEAT_VIEWS",
     "apply_semi_paired",
+    "coco_mini_root",
     "dataset_names",
     "deal_image_text",
     "deal_validation",

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import scipy.io
 
-__all__ = ["list_keys", "read_arrays", "resolve_path"]
+__all__ = ["list_keys", "packaged_folder", "read_arrays", "resolve_path"]
 
 _PACKAGE = "hashjax.data"
 
@@ -39,6 +39,20 @@ def resolve_path(path: str | os.PathLike | None,
         "(was the package installed without its data files?).")
   with importlib.resources.as_file(ref) as p:
     yield pathlib.Path(p)
+
+
+def packaged_folder(name: str) -> pathlib.Path:
+  """The packaged folder ``files/<name>`` as a real path (an installed package's files).
+
+  Raises:
+    FileNotFoundError: the package was installed without that folder.
+  """
+  ref = importlib.resources.files(_PACKAGE).joinpath("files", name)
+  if not ref.is_dir():
+    raise FileNotFoundError(
+        f"packaged data folder {name!r} not found in {_PACKAGE}/files "
+        "(was the package installed without its data files?).")
+  return pathlib.Path(str(ref))
 
 
 def _kind(path: pathlib.Path) -> str:

@@ -32,6 +32,7 @@ from hashjax.data.loaders import _labels_to_multihot
 __all__ = [
     "STANDARD_LAYOUT_DATASETS",
     "ImageTextData",
+    "coco_mini_root",
     "load_coco",
     "load_standard_layout",
 ]
@@ -226,6 +227,15 @@ def load_coco(root: str | os.PathLike, split: str | Sequence[str] = "train2017",
   if any(p.class_names != parts[0].class_names for p in parts):
     raise ValueError(f"splits {splits} have different category lists.")
   return parts[0] if len(parts) == 1 else _concat(parts, "coco_" + "+".join(splits))
+
+
+def coco_mini_root() -> pathlib.Path:
+  """The packaged COCO-MINI fixture: 16 train2017 + 8 val2017 images, official layout.
+
+  A real subset of MS-COCO 2017 (see ``hashjax/data/files/coco_mini/README.md``) for
+  tests, the notebooks and ``configs/dcgh_coco_mini.py``: pass it to :func:`load_coco`.
+  """
+  return _io.packaged_folder("coco_mini")
 
 
 def _flatten_strings(x: Any) -> list[str]:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import scipy.io
 
-from hashjax.data import ImageTextData, load_coco, load_standard_layout
+from hashjax.data import ImageTextData, coco_mini_root, load_coco, load_standard_layout
 
-COCO_MINI = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "coco_mini"
+COCO_MINI = coco_mini_root()
 
 
 def _hand_count(split):

@@ -245,9 +245,9 @@ def test_image_text_path_standard_layout(tmp_path):
   """configs/dcgh_mirflickr.py:runlocal on index/caption/label.mat made from real JPEGs."""
   import scipy.io
 
-  from hashjax.data import load_coco
+  from hashjax.data import coco_mini_root, load_coco
 
-  coco = load_coco(ROOT / "tests" / "fixtures" / "coco_mini", ["train2017", "val2017"])
+  coco = load_coco(coco_mini_root(), ["train2017", "val2017"])
   root = tmp_path / "mirflickr"
   root.mkdir()
   names = np.array([os.path.relpath(p, ROOT) for p in coco.image_paths])

@@ -1,13 +1,17 @@
-"""Executes every notebook of experiments/notebooks headless, with TINY settings.
+"""The notebooks of experiments/notebooks: sources, committed .ipynb, set-up, execution.
 
-The three notebooks run concurrently (a module-scoped fixture), each top to
-bottom in a fresh ipykernel of *this* interpreter
-(``sys.executable``; checked through the ``sys.prefix`` the notebook records) on
-CPU with one device, with ``HASHJAX_NOTEBOOK_TINY=1``. A cell error fails the test;
-then the notebook's ``summary.json`` must hold finite metrics in [0, 1] and the
-PNG figures it lists, and the cells must have displayed those figures.
+* The committed .ipynb match their jupytext sources (``<name>.py``) cell for cell,
+  carry the outputs of a TINY run, and need nothing under tests/.
+* The set-up cell (the same in every notebook) finds a checkout, unpacks an uploaded
+  repository archive, or stops with one clear message when no source is given; run
+  in a real IPython shell in a fresh process where hashjax cannot be imported.
+* Every notebook runs top to bottom headless (``make_notebooks.execute_all``: a fresh
+  ipykernel of this interpreter each, one CPU device, ``HASHJAX_NOTEBOOK_TINY=1``);
+  then its ``summary.json`` must hold finite metrics in [0, 1] and the PNG figures
+  it lists, and the cells must have displayed those figures.
 
-Skip with ``HASHJAX_SKIP_NOTEBOOK_TESTS=1`` (they run by default, in CI too).
+Skip the execution with ``HASHJAX_SKIP_NOTEBOOK_TESTS=1`` (it runs by default, in CI
+too).
 """
 
 import importlib.util
@@ -15,23 +19,24 @@ import json
 import math
 import os
 import pathlib
+import re
+import shutil
+import subprocess
 import sys
 
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
+pytest.importorskip("jupytext")
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NB_DIR = ROOT / "experiments" / "notebooks"
-KERNEL = "hashjax-notebook-test"
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(os.environ.get("HASHJAX_SKIP_NOTEBOOK_TESTS") == "1",
-                       reason="HASHJAX_SKIP_NOTEBOOK_TESTS=1"),
-]
+skip_execution = pytest.mark.skipif(
+    os.environ.get("HASHJAX_SKIP_NOTEBOOK_TESTS") == "1",
+    reason="HASHJAX_SKIP_NOTEBOOK_TESTS=1")
 
 
 def _generator():
@@ -42,70 +47,127 @@ def _generator():
   return mod
 
 
-def _write_kernelspec(root):
-  """A kernelspec that starts this interpreter; returns the JUPYTER_PATH entry."""
-  spec_dir = root / "jupyter" / "kernels" / KERNEL
-  spec_dir.mkdir(parents=True)
-  (spec_dir / "kernel.json").write_text(json.dumps({
-      "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-      "display_name": "hashjax test", "language": "python"}))
-  return root / "jupyter"
+def _setup_source():
+  """The set-up cell's source (the first code cell of the first notebook)."""
+  gen = _generator()
+  return next(c.source for c in gen.build(gen.NOTEBOOKS[0]).cells
+              if c.cell_type == "code")
 
 
-def _kernel_env(out_dir):
-  """The kernel's environment: CPU, TINY, no installation, outputs to ``out_dir``."""
-  env = dict(os.environ)
-  # One CPU device, as a user's CPU runtime has (conftest forces 8 for this process).
-  flags = [f for f in env.get("XLA_FLAGS", "").split()
-           if not f.startswith("--xla_force_host_platform_device_count")]
-  env["XLA_FLAGS"] = " ".join(flags)
-  env.update(JAX_PLATFORMS="cpu", HASHJAX_NOTEBOOK_TINY="1",
-             HASHJAX_NOTEBOOK_NO_INSTALL="1",
-             HASHJAX_NOTEBOOK_OUT=str(out_dir), MPLBACKEND="agg",
-             PYDEVD_DISABLE_FILE_VALIDATION="1")
-  env.pop("HASHJAX_SKIP_NOTEBOOK_TESTS", None)
-  return env
+# ----------------------------------------------------------------------------- sources
+
+def test_committed_notebooks_match_sources_and_hold_tiny_outputs():
+  gen = _generator()
+  assert sorted(p.stem for p in NB_DIR.glob("*.py")) == sorted(gen.NOTEBOOKS)
+  assert gen.stale() == [], "run: python experiments/make_notebooks.py --execute " \
+                            "--out experiments/notebooks"
+  setups = set()
+  for name in gen.NOTEBOOKS:
+    path = NB_DIR / f"{name}.ipynb"
+    assert path.stat().st_size < 1_000_000, path   # small: no huge images
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert "accelerator" not in nb.metadata   # Colab opens a CPU runtime
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    # Executed top to bottom (TINY), without an error output.
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), name
+    assert not [o for c in code for o in c.outputs if o.output_type == "error"], name
+    assert any("image/png" in o.get("data", {}) for c in code for o in c.outputs)
+    assert "'tiny': True" in str(code[-1].outputs) or '"tiny": true' in str(
+        code[-1].outputs), name
+    setups.add(code[0].source)
+    source = (NB_DIR / f"{name}.py").read_text()
+    # Nothing a notebook needs lives under tests/, and it re-implements no metric.
+    assert "tests/" not in source and '"tests"' not in source, name
+    assert "np.argsort(dist" not in source and "def pr_curve" not in source, name
+    assert 'TINY = os.environ.get("HASHJAX_NOTEBOOK_TINY") == "1"' in source
+  assert len(setups) == 1, "the set-up cell differs between notebooks"
+  assert 'REPO_URL = ""' in setups.pop()
 
 
-async def _execute_all(names, root):
-  """Runs the notebooks concurrently (one kernel each; compiling is single-threaded,
-  so two cores finish them in about half the serial time).
+def test_notebook_check_fails_on_an_edited_source(tmp_path):
+  """--check's comparison sees a changed cell (on a copy of the notebooks folder)."""
+  gen = _generator()
+  copy = tmp_path / "notebooks"
+  shutil.copytree(NB_DIR, copy)
+  assert gen.stale(copy) == []
+  src = copy / f"{gen.NOTEBOOKS[0]}.py"
+  src.write_text(src.read_text().replace("BITS = 16", "BITS = 32", 1))
+  assert gen.stale(copy) == [str(copy / f"{gen.NOTEBOOKS[0]}.ipynb")]
+
+
+# ----------------------------------------------------------------------------- set-up
+
+def _run_setup(cwd, env_extra):
+  """Runs the set-up cell in an IPython shell in a fresh process without hashjax.
 
   Returns:
-    ``{name: (executed notebook, summary dict or the exception it raised)}``.
+    (stdout, name of the exception the cell raised or "").
   """
-  import asyncio
+  script = f"""
+import sys
+sys.modules["hashjax"] = None   # not installed: `import hashjax` raises ImportError
+from IPython.core.interactiveshell import InteractiveShell
+shell = InteractiveShell.instance()
+result = shell.run_cell({_setup_source()!r})
+err = result.error_in_exec
+print("RAISED:" + (type(err).__name__ if err is not None else ""))
+"""
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("PYTHONPATH", "HASHJAX_NOTEBOOK_NO_INSTALL")}
+  env.update(env_extra)
+  run = subprocess.run([sys.executable, "-c", script], cwd=cwd, env=env,
+                       capture_output=True, text=True, timeout=120)
+  assert run.returncode == 0, run.stderr
+  raised = re.search(r"RAISED:(\w*)", run.stdout).group(1)
+  return run.stdout, raised
 
-  async def one(name):
-    out_dir = root / name
-    env = _kernel_env(out_dir)
-    nb = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4)
-    client = nbclient.NotebookClient(
-        nb, kernel_name=KERNEL, timeout=600, startup_timeout=120,
-        resources={"metadata": {"path": str(NB_DIR)}})
-    try:
-      await client.async_execute(env=env)  # raises CellExecutionError on a failing cell
-      with open(out_dir / "summary.json") as f:
-        return name, (nb, json.load(f))
-    except Exception as e:  # noqa: BLE001  (re-raised by the test of this notebook)
-      return name, (nb, e)
 
-  return dict(await asyncio.gather(*(one(n) for n in names)))
+def test_setup_without_source_stops_with_one_clear_message(tmp_path):
+  out, raised = _run_setup(tmp_path, {})
+  assert raised == "SetupNeeded"
+  assert "SET-UP NEEDED: no hashjax source. Set REPO_URL" in out
+  assert "Traceback" not in out and "---------" not in out   # no stack trace shown
+  assert list(tmp_path.iterdir()) == []   # nothing written
 
+
+@pytest.mark.parametrize("fmt", ["zip", "gztar"])
+def test_setup_unpacks_an_uploaded_repository_archive(tmp_path, fmt):
+  """A GitHub-style archive (one top folder) in the work dir becomes ./hashjax."""
+  repo = tmp_path / "src" / "hashjax-main"
+  for rel in ("configs/rreh_wikipedia.py", "hashjax/__init__.py", "pyproject.toml"):
+    (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+    (repo / rel).write_text(f"# {rel}\n")
+  work = tmp_path / "content"
+  work.mkdir()
+  shutil.make_archive(str(work / "hashjax-main"), fmt, tmp_path / "src", "hashjax-main")
+  # NO_INSTALL: the cell stops after unpacking instead of running pip.
+  out, raised = _run_setup(work, {"HASHJAX_NOTEBOOK_NO_INSTALL": "1"})
+  assert raised == "SetupNeeded"
+  assert "HASHJAX_NOTEBOOK_NO_INSTALL=1 but hashjax is not importable" in out
+  assert (work / "hashjax" / "configs" / "rreh_wikipedia.py").read_text() == \
+      "# configs/rreh_wikipedia.py\n"
+  assert (work / "hashjax" / "hashjax" / "__init__.py").is_file()
+
+
+def test_setup_with_a_bad_archive_says_so(tmp_path):
+  (tmp_path / "hashjax.zip").write_text("not a zip")
+  out, raised = _run_setup(tmp_path, {})
+  assert raised == "SetupNeeded" and "SET-UP NEEDED: cannot unpack" in out
+  assert "Traceback" not in out
+
+
+# ------------------------------------------------------------------------- execution
 
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
-  import asyncio
-
-  root = tmp_path_factory.mktemp("notebooks")
-  jupyter_path = _write_kernelspec(root)
-  with pytest.MonkeyPatch.context() as mp:
-    mp.setenv("JUPYTER_PATH", str(jupyter_path))
-    return asyncio.run(_execute_all(list(_generator().NOTEBOOKS), root))
+  gen = _generator()
+  return gen.execute_all(list(gen.NOTEBOOKS), tmp_path_factory.mktemp("notebooks"),
+                         timeout=600)
 
 
 def _run(executed, name):
-  nb, summary = executed[name]
+  nb, summary, _ = executed[name]
   if isinstance(summary, Exception):
     raise summary
   return nb, summary
@@ -145,24 +207,8 @@ def _assert_maps(*trees):
     assert math.isfinite(v) and 0.0 <= v <= 1.0, values
 
 
-def test_generated_notebooks_are_current_and_have_no_outputs():
-  gen = _generator()
-  assert gen.write_all(NB_DIR, check=True) == []
-  for name in gen.NOTEBOOKS:
-    nb = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4)
-    nbformat.validate(nb)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(not c.outputs and c.execution_count is None for c in code), name
-    assert "accelerator" not in nb.metadata   # Colab opens a CPU runtime
-    src = [c.source for c in code]
-    # Colab: clone + editable install; a clone: `%pip install -e` unless installed;
-    # the headless run installs nothing.
-    assert 'elif "google.colab" in sys.modules:' in src[0] and "REPO_URL" in src[0]
-    assert "%pip install -q -e {ROOT}" in src[0]
-    assert 'os.environ.get("HASHJAX_NOTEBOOK_NO_INSTALL") == "1"' in src[0]
-    assert 'TINY = os.environ.get("HASHJAX_NOTEBOOK_TINY") == "1"' in src[2]
-
-
+@pytest.mark.slow
+@skip_execution
 def test_rreh_semi_paired(executed):
   nb, s = _run(executed, "rreh_semi_paired")
   _check_common(nb, s, "rreh_semi_paired")
@@ -172,7 +218,8 @@ def test_rreh_semi_paired(executed):
   assert len(sweep) == 4 and all(len(c["mean"]) == len(c["x"]) == 2
                                  for c in sweep.values())
   assert all(len(c["mean"]) == 2 for c in s["anchor_sweep"].values())
-  assert len(s["bits_sweep"]) == 4 and all(c["x"] == [16] for c in s["bits_sweep"].values())
+  assert len(s["bits_sweep"]) == 4
+  assert all(c["x"] == [16] for c in s["bits_sweep"].values())
   assert s["uci"]["num_pairs"] == 30 and len(s["uci"]["map_matrix"]) == 30
   _assert_maps(s["detail"], s["uci"]["map_matrix"],
                *[c["mean"] for c in sweep.values()],
@@ -182,6 +229,8 @@ def test_rreh_semi_paired(executed):
   assert len(s["figures"]) == 10
 
 
+@pytest.mark.slow
+@skip_execution
 def test_dcgh_frozen_and_coco_mini(executed):
   nb, s = _run(executed, "dcgh_frozen_and_coco_mini")
   _check_common(nb, s, "dcgh_frozen_and_coco_mini")
@@ -196,6 +245,8 @@ def test_dcgh_frozen_and_coco_mini(executed):
   assert len(s["figures"]) == 4
 
 
+@pytest.mark.slow
+@skip_execution
 def test_bring_your_own_data(executed):
   nb, s = _run(executed, "bring_your_own_data")
   _check_common(nb, s, "bring_your_own_data")
@@ -204,66 +255,3 @@ def test_bring_your_own_data(executed):
   assert set(s["features"]["RREH"]) == {"image->text", "text->image"}
   _assert_maps(s["features"], s["dcgh"]["query"])
   assert len(s["figures"]) == 3
-
-
-def _notebook_functions(source, names, namespace):
-  """Defines the functions ``names`` of a notebook cell's source in ``namespace``."""
-  import ast
-  import textwrap
-  tree = ast.parse(textwrap.dedent(source).replace("%matplotlib inline", ""))
-  nodes = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in names]
-  assert sorted(n.name for n in nodes) == sorted(names)
-  exec(compile(ast.Module(nodes, []), "notebook", "exec"), namespace)  # noqa: S102
-  return [namespace[n] for n in names]
-
-
-def test_notebook_curve_helpers_match_loops():
-  """The notebooks' NumPy PR curve (used when hashjax.metrics has none) and
-  precision@R against plain loops."""
-  import types
-
-  import numpy as np
-  fallback, at_rs = _notebook_functions(
-      _generator()._ENV, ["pr_curve_data", "precision_at_rs", "_hamming_and_relevance"],
-      {"np": np, "metrics": types.SimpleNamespace()})[:2]   # no precision_recall_curve
-  rng = np.random.default_rng(3)
-  bits, nq, ndb = 6, 7, 15
-  q = np.where(rng.standard_normal((nq, bits)) >= 0, 1, -1).astype(np.int8)
-  db = np.where(rng.standard_normal((ndb, bits)) >= 0, 1, -1).astype(np.int8)
-  ql = (rng.random((nq, 4)) < 0.4).astype(np.float32)
-  ql[0] = 0                                         # a query with no relevant item
-  dl = (rng.random((ndb, 4)) < 0.4).astype(np.float32)
-  precision, recall = fallback(q, db, ql, dl)
-  for r in range(bits + 1):
-    ps, rs = [], []
-    for i in range(nq):
-      dist = [sum(q[i, t] != db[j, t] for t in range(bits)) for j in range(ndb)]
-      rel = [bool((ql[i] * dl[j]).sum() > 0) for j in range(ndb)]
-      got = [j for j in range(ndb) if dist[j] <= r]
-      ok = sum(rel[j] for j in got)
-      ps.append(ok / len(got) if got else 0.0)      # means over all queries
-      rs.append(ok / sum(rel) if any(rel) else 0.0)
-    assert precision[r] == pytest.approx(np.mean(ps))
-    assert recall[r] == pytest.approx(np.mean(rs))
-  # Radius b retrieves everything: full recall except the query without relevant items.
-  assert recall[bits] == pytest.approx((nq - 1) / nq)
-  from hashjax import metrics
-  if hasattr(metrics, "precision_recall_curve"):   # the library's own curve agrees
-    lib = metrics.precision_recall_curve(q, db, ql, dl)
-    np.testing.assert_allclose(np.asarray(lib[0]), precision, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(lib[1]), recall, atol=1e-6)
-  # Integer class ids give the same curve as their one-hot rows.
-  ids_q, ids_db = rng.integers(0, 3, nq), rng.integers(0, 3, ndb)
-  np.testing.assert_allclose(fallback(q, db, ids_q, ids_db),
-                             fallback(q, db, np.eye(3)[ids_q], np.eye(3)[ids_db]))
-  # precision@R: stable ranking (ties by database index), then hits in the top R.
-  rs = [1, 4, ndb]
-  want = []
-  for r in rs:
-    per_query = []
-    for i in range(nq):
-      dist = [int((q[i] != db[j]).sum()) for j in range(ndb)]
-      top = sorted(range(ndb), key=lambda j: (dist[j], j))[:r]
-      per_query.append(sum((ql[i] * dl[j]).sum() > 0 for j in top) / r)
-    want.append(np.mean(per_query))
-  np.testing.assert_allclose(at_rs(q, db, ql, dl, rs), want)
