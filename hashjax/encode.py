@@ -21,6 +21,8 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
+from hashjax.codes import modality_index
+
 __all__ = ["encode_split", "load_encoder", "main"]
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config the model was trained with.")
@@ -69,16 +71,8 @@ def encode_split(config: Any, checkpoint: str, split: str, modality: str | int |
   if split not in parts._fields:
     raise ValueError(f"split must be one of {parts._fields}, got {split!r}.")
   part = getattr(parts, split)
-  if modality is None:
-    m = 0
-  elif isinstance(modality, int) or str(modality).isdigit():
-    m = int(modality)
-  elif modality in part.view_names:
-    m = part.view_names.index(modality)
-  else:
-    raise ValueError(f"unknown modality {modality!r}; views are {part.view_names}.")
-  if not 0 <= m < part.num_modalities:
-    raise ValueError(f"modality index {m} out of range for {part.num_modalities} views.")
+  m = 0 if modality is None else modality_index(modality, part.num_modalities,
+                                                 tuple(part.view_names))
   codes = np.asarray(load_encoder(config, checkpoint)(part.views[m], m)).astype(np.int8)
   return {"codes": codes, "ids": np.arange(part.num_items, dtype=np.int64),
           "labels": part.labels, "bits": np.int64(codes.shape[1]),

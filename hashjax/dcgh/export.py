@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hashjax.codes import binarize, modality_index
 from hashjax.dcgh import input_pipeline as pp
 from hashjax.dcgh.model import build_model
 
@@ -79,26 +80,14 @@ def load_encoder(config: Any, checkpoint: str):
              jax.jit(lambda p, x: model.apply({"params": p}, x, method="encode_text")))
 
   def encode_fn(x, m):
-    if m not in (0, 1):
-      raise ValueError(f"DCGH has two modalities (0 image, 1 text), got {m}.")
-    h = methods[m](params, jnp.asarray(x))
-    return np.asarray(jnp.where(h >= 0, 1, -1).astype(jnp.int8))
+    h = methods[modality_index(m, 2)](params, jnp.asarray(x))
+    return np.asarray(binarize(h, jnp.int8))
 
   return encode_fn
 
 
 def _modality_index(modality: str | int | None) -> int:
-  if modality is None:
-    return 0
-  if isinstance(modality, int) or str(modality).isdigit():
-    m = int(modality)
-  elif modality in MODALITIES:
-    m = MODALITIES.index(modality)
-  else:
-    raise ValueError(f"modality must be one of {MODALITIES} or 0/1, got {modality!r}.")
-  if m not in (0, 1):
-    raise ValueError(f"DCGH has two modalities (0 image, 1 text), got {m}.")
-  return m
+  return 0 if modality is None else modality_index(modality, 2, MODALITIES)
 
 
 def encode_split(config: Any, checkpoint: str, split: str,

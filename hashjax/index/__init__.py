@@ -58,7 +58,7 @@ from hashjax.index.core import (
     shard,
 )
 from hashjax.index.io import FORMAT_VERSION, MAGIC, load, save
-from hashjax.index.kernels import DATA_AXIS
+from hashjax.topk import DATA_AXIS
 
 __all__ = [
     "DATA_AXIS",

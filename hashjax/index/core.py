@@ -15,7 +15,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from hashjax import checks
-from hashjax.index.kernels import (
+from hashjax.topk import (
     DATA_AXIS,
     DEFAULT_GROUP_SIZE,
     MAX_REFINE_CANDIDATES,
@@ -23,7 +23,7 @@ from hashjax.index.kernels import (
     default_group_size,
     topk_kernel,
 )
-from hashjax.metrics.packing import num_words
+from hashjax.codes import num_words, pack_host
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -129,24 +129,6 @@ class RadiusResult(NamedTuple):
 # ----------------------------------------------------------------------------------
 # Packing and validation (host side).
 # ----------------------------------------------------------------------------------
-def pack_host(codes: Any) -> np.ndarray:
-  """NumPy twin of :func:`hashjax.metrics.pack_codes` (no device memory).
-
-  Args:
-    codes: ``[n, b]`` {-1, +1} codes (+1 -> bit 1).
-
-  Returns:
-    ``[n, ceil(b / 32)]`` uint32, padding bits 0.
-  """
-  arr = np.asarray(codes)
-  n, b = arr.shape
-  w = num_words(b)
-  by = np.packbits(arr > 0, axis=1, bitorder="little")
-  out = np.zeros((n, 4 * w), np.uint8)
-  out[:, :by.shape[1]] = by
-  return out.view("<u4").astype(np.uint32)
-
-
 def _padding_mask(bits: int) -> int:
   """Bits of the last word that must be 0 (above ``bits``)."""
   used = bits - 32 * (num_words(bits) - 1)
@@ -170,7 +152,7 @@ def _to_packed(name: str, x: Any, bits: int) -> np.ndarray:
     if mask and np.any(arr[:, -1] & np.uint32(mask)):
       raise ValueError(
           f"packed {name} has bits set above bit {bits} in the last word; they must "
-          "be 0 (use hashjax.metrics.pack_codes).")
+          "be 0 (use hashjax.codes.pack_codes).")
     return arr
   checks.check_matrix(name, x)
   if shape[1] != bits:
@@ -346,7 +328,7 @@ def search(index: HammingIndex, queries: Any, k: int, *,
   the per-batch kernel is jitted and streams the database in chunks. It keeps a
   running top-k of *groups* of ``group_size`` consecutive rows ranked by their
   minimum distance, then re-scores the rows of the ``k`` best groups (exact; see
-  :mod:`hashjax.index.kernels`).
+  :mod:`hashjax.topk`).
 
   Args:
     index: a non-empty index.

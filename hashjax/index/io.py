@@ -10,7 +10,7 @@ import zlib
 import numpy as np
 
 from hashjax.index.core import HammingIndex, add, create
-from hashjax.metrics.packing import num_words
+from hashjax.codes import num_words
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "load", "save"]
 

@@ -3,7 +3,7 @@
 See :mod:`hashjax.metrics.retrieval` for the ranking and the conventions.
 """
 
-from hashjax.metrics.packing import hamming_distance, num_words, pack_codes
+from hashjax.codes import hamming_distance, num_words, pack_codes
 from hashjax.metrics.retrieval import (
     evaluate_retrieval,
     mean_average_precision,

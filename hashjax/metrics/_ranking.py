@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from hashjax.metrics.packing import hamming_distance
+from hashjax.codes import hamming_distance
 
 __all__ = ["histograms", "ranked_stats"]
 

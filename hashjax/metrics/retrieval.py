@@ -44,8 +44,9 @@ import numpy as np
 
 from hashjax import checks
 from hashjax.data.core import to_multihot
+from hashjax import topk
 from hashjax.metrics import _ranking
-from hashjax.metrics.packing import pack_codes
+from hashjax.codes import pack_codes
 
 __all__ = [
     "evaluate_retrieval",
@@ -330,7 +331,7 @@ def topk_hamming(query_codes, db_codes, k, *, chunk_size: int = 32768,
                  query_chunk: int = 1024) -> tuple[jax.Array, jax.Array]:
   """Exact k nearest database items by Hamming distance, ties by database index.
 
-  Streams the database (``hashjax.index.kernels.topk_kernel``: ``lax.scan`` over
+  Streams the database (``hashjax.topk.topk_kernel``: ``lax.scan`` over
   chunks with a running ``lax.top_k`` merge), so memory is
   ``O(query_chunk * (chunk_size + k))``.
 
@@ -345,8 +346,6 @@ def topk_hamming(query_codes, db_codes, k, *, chunk_size: int = 32768,
     ``(distances, indices)``, int32 ``[nq, k]`` each: ascending distances and the
     database rows, equal distances in increasing row order.
   """
-  from hashjax.index.kernels import topk_kernel  # pylint: disable=g-import-not-at-top
-
   q, d, bits = _codes(query_codes, db_codes)
   k = _check_k("k", k, d.shape[0])
   checks.check_positive_int("chunk_size", chunk_size)
@@ -361,7 +360,7 @@ def topk_hamming(query_codes, db_codes, k, *, chunk_size: int = 32768,
     batch = qp[s:s + size]
     m = batch.shape[0]
     batch = np.pad(batch, ((0, size - m), (0, 0)))
-    di, ii = topk_kernel(dp, ids, jnp.asarray(batch), count, k=k, bits=bits,
+    di, ii = topk.topk_kernel(dp, ids, jnp.asarray(batch), count, k=k, bits=bits,
                          chunk_size=chunk_size, mesh=None)
     dists.append(di[:m])
     idx.append(ii[:m])

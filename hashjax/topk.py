@@ -34,6 +34,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
+from hashjax.codes import column_distance
+
 __all__ = [
     "DATA_AXIS",
     "DEFAULT_GROUP_SIZE",
@@ -65,15 +67,6 @@ def _columns(db, c):
   return dbt.reshape(w, nch, c).transpose(1, 0, 2), nch
 
 
-def _col_distance(queries, cols):
-  """Hamming distances ``[nq, c]`` int32 from ``queries [nq, w]``, ``cols [w, c]``."""
-  d = None
-  for j in range(cols.shape[0]):
-    p = lax.population_count(queries[:, j:j + 1] ^ cols[j][None, :]).astype(jnp.int32)
-    d = p if d is None else d + p
-  return d
-
-
 def _local_topk(db, ids, queries, count, base, *, k, bits, chunk_size, group_size):
   """Top-k of local rows ``db [m, w]`` (global rows ``base + i``) as scores.
 
@@ -96,7 +89,7 @@ def _local_topk(db, ids, queries, count, base, *, k, bits, chunk_size, group_siz
     cols, j = xs
     row = j * c + local
     valid = (row < m) & (base + row < count)
-    d = jnp.where(valid[None, :], _col_distance(queries, cols), far)
+    d = jnp.where(valid[None, :], column_distance(queries, cols), far)
     if g > 1:
       d = jnp.min(d.reshape(nq, ng, g), axis=2)
     s = (bits - d).astype(jnp.float32)  # -1 for all-padding groups
@@ -136,7 +129,7 @@ def _local_count(db, queries, count, base, radius, *, chunk_size):
     cols, j = xs
     row = j * c + local
     valid = (row < m) & (base + row < count)
-    hit = (_col_distance(queries, cols) <= radius) & valid[None, :]
+    hit = (column_distance(queries, cols) <= radius) & valid[None, :]
     return total + jnp.sum(hit, axis=1, dtype=jnp.int32), None
 
   init = jnp.zeros((queries.shape[0],), jnp.int32)
