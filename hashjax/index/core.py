@@ -19,8 +19,10 @@ from hashjax.topk import (
     DATA_AXIS,
     DEFAULT_GROUP_SIZE,
     MAX_REFINE_CANDIDATES,
+    METHODS,
     count_kernel,
     default_group_size,
+    default_method,
     topk_kernel,
 )
 from hashjax.codes import num_words, pack_host
@@ -35,6 +37,7 @@ __all__ = [
     "add",
     "create",
     "default_group_size",
+    "default_method",
     "iter_search",
     "num_query_batches",
     "pack_host",
@@ -298,37 +301,46 @@ def num_query_batches(nq: int, query_chunk_size: int = DEFAULT_QUERY_CHUNK_SIZE)
 def iter_search(index: HammingIndex, queries: Any, k: int, *,
                 chunk_size: int = DEFAULT_CHUNK_SIZE,
                 query_chunk_size: int = DEFAULT_QUERY_CHUNK_SIZE,
-                group_size: int | None = None
+                group_size: int | None = None, method: str | None = None
                 ) -> Iterator[tuple[int, jax.Array, jax.Array]]:
   """Like :func:`search`, yielding ``(start, distances, ids)`` per query batch."""
   _check_search_args(index, chunk_size, query_chunk_size)
   k = checks.check_positive_int("k", k)
   if k > index.count:
     raise ValueError(f"k must be at most the index size {index.count}, got k={k}.")
-  if group_size is None:
-    group_size = default_group_size(k)
-  group_size = checks.check_positive_int("group_size", group_size)
+  if method is not None and method not in METHODS:
+    raise ValueError(f"method must be one of {METHODS} or None, got {method!r}.")
+  if method is None:
+    method = "group" if group_size is not None else default_method(k, index.bits)
+  if method == "group":
+    if group_size is None:
+      group_size = default_group_size(k)
+    group_size = checks.check_positive_int("group_size", group_size)
   q = _to_packed("queries", queries, index.bits)
   mesh = _data_mesh(index)
   count = jnp.int32(index.count)
   for start, n, batch in _query_batches(q, query_chunk_size):
     d, i = topk_kernel(index.packed, index.ids, batch, count, k=k, bits=index.bits,
-                       chunk_size=chunk_size, group_size=group_size, mesh=mesh)
+                       chunk_size=chunk_size, group_size=group_size, mesh=mesh,
+                       method=method)
     yield start, d[:n], i[:n]
 
 
 def search(index: HammingIndex, queries: Any, k: int, *,
            chunk_size: int = DEFAULT_CHUNK_SIZE,
            query_chunk_size: int = DEFAULT_QUERY_CHUNK_SIZE,
-           group_size: int | None = None
+           group_size: int | None = None, method: str | None = None
            ) -> tuple[jax.Array, jax.Array]:
   """Exact k nearest neighbours by Hamming distance.
 
   A host-level function (validates concrete inputs, loops over query batches);
-  the per-batch kernel is jitted and streams the database in chunks. It keeps a
-  running top-k of *groups* of ``group_size`` consecutive rows ranked by their
-  minimum distance, then re-scores the rows of the ``k`` best groups (exact; see
-  :mod:`hashjax.topk`).
+  the per-batch kernel (:func:`hashjax.topk.topk_kernel`) is jitted and streams
+  the database in chunks, by one of two exact methods (see :mod:`hashjax.topk`):
+  the group scan keeps a running top-k of *groups* of ``group_size`` consecutive
+  rows ranked by their minimum distance, then re-scores the rows of the ``k``
+  best groups; the counting select builds each query's distance histogram, takes
+  the threshold distance from it and keeps the rows below it and the first ones
+  at it.
 
   Args:
     index: a non-empty index.
@@ -337,8 +349,12 @@ def search(index: HammingIndex, queries: Any, k: int, *,
     chunk_size: database rows per streamed chunk (per device when sharded),
       rounded up to a multiple of the group size.
     query_chunk_size: queries per jitted call (batches are padded to one size).
-    group_size: rows per group; default :func:`default_group_size` (32 for
-      ``k <= 256``, else 1). Any positive value gives the same results.
+    group_size: rows per group of the group scan; default
+      :func:`default_group_size` (32 for ``k <= 256``, else 1). Any positive
+      value gives the same results.
+    method: "group" (group scan), "count" (counting select) or None:
+      :func:`default_method` (group scan for ``k <= 256``, else counting), or
+      the group scan when ``group_size`` is given. Both give the same results.
 
   Returns:
     ``distances`` int32 ``[nq, k]`` ascending and ``ids`` ``[nq, k]``; equal
@@ -346,7 +362,7 @@ def search(index: HammingIndex, queries: Any, k: int, *,
   """
   parts = list(iter_search(index, queries, k, chunk_size=chunk_size,
                            query_chunk_size=query_chunk_size,
-                           group_size=group_size))
+                           group_size=group_size, method=method))
   return (jnp.concatenate([p[1] for p in parts]),
           jnp.concatenate([p[2] for p in parts]))
 
