@@ -135,7 +135,8 @@ def format_table(results: Mapping[str, Mapping[str, float]], title: str = "") ->
   lines.append("|---" * (len(cols) + 1) + "|")
   for d, r in results.items():
     lines.append(f"| {d} | " + " | ".join(
-        f"{r[c]:.4f}" if c in r else "" for c in cols) + " |")
+        (f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c])) if c in r else ""
+        for c in cols) + " |")
   return "\n".join(lines)
 
 

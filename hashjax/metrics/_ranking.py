@@ -139,9 +139,12 @@ def ranked_stats(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
   Returns:
     dict of float32 arrays: ``ap`` ``[qc]`` (AP over the whole ranking, 0 for a
     query with no relevant item) and, per ``k`` in ``kvec`` (``[qc, nk]``),
-    ``ap_k`` (AP over the top k, normalised by the relevant items retrieved
-    there, 0 if none), ``hits_k`` (relevant items in the top k) and, when
-    ``ndcg``, ``ndcg_k`` (0 when the ideal DCG is 0).
+    ``ap_k`` (truncated AP@k: precision at the relevant items of the top k,
+    normalised by their number, 0 if none), ``ap_calc_k`` (``calc_map_k``:
+    precision at the first ``min(k, R)`` relevant items wherever they rank,
+    ``R`` the query's relevant items, normalised by ``min(k, R)``, 0 if
+    ``R = 0``), ``hits_k`` (relevant items in the top k) and, when ``ndcg``,
+    ``ndcg_k`` (0 when the ideal DCG is 0).
   """
   qc = qp.shape[0]
   nk = kvec.shape[0]
@@ -150,7 +153,7 @@ def ranked_stats(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
   earlier = local[None, :] < local[:, None]  # [j, i]: i before j in the block
 
   def body(carry, xs):
-    sa, sr, acc, acc_k, hit_k, dcg_k = carry
+    sa, sr, acc, acc_k, acc_c, hit_k, dcg_k = carry
     p, l, j = xs
     d, shared = _block_terms(qp, ql, p, l, j * block, n, bits)
     rel = shared > 0
@@ -169,6 +172,8 @@ def ranked_stats(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
     if nk:
       in_k = rank[:, :, None] <= kvec  # [qc, c, nk]
       acc_k = acc_k + jnp.sum(jnp.where(in_k, prec[:, :, None], 0.0), axis=1)
+      first = hits[:, :, None] <= first_rel[:, None, :]  # [qc, c, nk]
+      acc_c = acc_c + jnp.sum(jnp.where(first, prec[:, :, None], 0.0), axis=1)
       hit_k = hit_k + jnp.sum(in_k & rel[:, :, None], axis=1, dtype=jnp.int32)
       if ndcg:
         g = (2.0 ** shared - 1.0) / jnp.log2(rank.astype(jnp.float32) + 1.0)
@@ -178,7 +183,7 @@ def ranked_stats(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
     else:
       sa = sa.at[rows, d].add(1)
       sr = sr.at[rows, d].add(rel.astype(jnp.int32))
-    return (sa, sr, acc, acc_k, hit_k, dcg_k), None
+    return (sa, sr, acc, acc_k, acc_c, hit_k, dcg_k), None
 
   # Running counts start at the number of (relevant) items at smaller distances.
   # Below 2^15 rows both counts share one int32 (count + 2^16 relevant count,
@@ -188,17 +193,20 @@ def ranked_stats(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
   sr0 = jnp.cumsum(tr, axis=1) - tr
   if packed:
     sa0, sr0 = sa0 + (sr0 << 16), jnp.zeros((qc, 1), jnp.int32)
+  num_rel = jnp.sum(tr, axis=1)
+  # calc_map_k counts the relevant items ranked 1..min(k, R) among relevant ones.
+  first_rel = jnp.minimum(kvec[None, :], num_rel[:, None])  # [qc, nk]
   zk = jnp.zeros((qc, max(nk, 1)), jnp.float32)
-  init = (sa0, sr0, jnp.zeros((qc,), jnp.float32), zk,
+  init = (sa0, sr0, jnp.zeros((qc,), jnp.float32), zk, zk,
           jnp.zeros((qc, max(nk, 1)), jnp.int32), zk)
   nb = dp.shape[0] // block
-  (_, _, acc, acc_k, hit_k, dcg_k), _ = lax.scan(
+  (_, _, acc, acc_k, acc_c, hit_k, dcg_k), _ = lax.scan(
       body, init, (_chunks(dp, block), _chunks(dl, block),
                    jnp.arange(nb, dtype=jnp.int32)), unroll=_UNROLL)
-  num_rel = jnp.sum(tr, axis=1)
   out = {"ap": jnp.where(num_rel > 0, acc / jnp.maximum(num_rel, 1), 0.0)}
   if nk:
     out["ap_k"] = jnp.where(hit_k > 0, acc_k / jnp.maximum(hit_k, 1), 0.0)
+    out["ap_calc_k"] = jnp.where(first_rel > 0, acc_c / jnp.maximum(first_rel, 1), 0.0)
     out["hits_k"] = hit_k
     if ndcg:
       idcg = _ideal_dcg(tg, kvec, dp.shape[0])
