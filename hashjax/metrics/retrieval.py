@@ -372,7 +372,8 @@ def evaluate_retrieval(query_codes, db_codes, query_labels, db_labels, *,
 
 
 def topk_hamming(query_codes, db_codes, k, *, chunk_size: int = 32768,
-                 query_chunk: int = 1024) -> tuple[jax.Array, jax.Array]:
+                 query_chunk: int = 1024, method: str | None = None
+                 ) -> tuple[jax.Array, jax.Array]:
   """Exact k nearest database items by Hamming distance, ties by database index.
 
   Host-level; :func:`topk_hamming_core` is the jittable twin. Streams the
@@ -385,6 +386,8 @@ def topk_hamming(query_codes, db_codes, k, *, chunk_size: int = 32768,
     k: ``1 <= k <= n``.
     chunk_size: database rows per scan step.
     query_chunk: queries per jitted call.
+    method: "group", "count" or None (:func:`hashjax.topk.default_method`);
+      every method gives the same result.
 
   Returns:
     ``(distances, indices)``, int32 ``[nq, k]`` each: ascending distances and the
@@ -394,6 +397,8 @@ def topk_hamming(query_codes, db_codes, k, *, chunk_size: int = 32768,
   k = _check_k("k", k, d.shape[0])
   checks.check_positive_int("chunk_size", chunk_size)
   checks.check_positive_int("query_chunk", query_chunk)
+  if method is not None and method not in topk.METHODS:
+    raise ValueError(f"method must be one of {topk.METHODS} or None, got {method!r}.")
   dp = pack_codes(jnp.asarray(d, jnp.int8))
   qp = np.asarray(pack_codes(jnp.asarray(q, jnp.int8)))
   ids = jnp.arange(d.shape[0], dtype=jnp.int32)
@@ -405,7 +410,7 @@ def topk_hamming(query_codes, db_codes, k, *, chunk_size: int = 32768,
     m = batch.shape[0]
     batch = np.pad(batch, ((0, size - m), (0, 0)))
     di, ii = topk.topk_kernel(dp, ids, jnp.asarray(batch), count, k=k, bits=bits,
-                         chunk_size=chunk_size, mesh=None)
+                         chunk_size=chunk_size, mesh=None, method=method)
     dists.append(di[:m])
     idx.append(ii[:m])
   return jnp.concatenate(dists), jnp.concatenate(idx)
