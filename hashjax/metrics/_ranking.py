@@ -17,8 +17,15 @@ relevant). No sort is needed:
 2. pass 2 streams the database again in index order in blocks of ``block``
    items, carrying per-query running counts per distance (``[qc, b + 2]``). A
    block adds the counts of same-distance items inside the block before ``j``
-   (a ``[qc, block, block]`` comparison) to the carried counts, which gives the
-   exact rank and hit count of every item, then updates the carry.
+   to the carried counts, which gives the exact rank and hit count of every
+   item, then updates the carry. For ``block <= 32`` the in-block counts are
+   bit-parallel: each bit k of the distances becomes one 32-bit plane per query
+   (bit i set when item i has bit k), item j's same-distance mask is the AND
+   over k of the plane or its complement (whichever matches j's bit k), and
+   popcounts of that mask below j (and of its relevant part) are the counts:
+   about ``2 log2(b + 2)`` word operations per item instead of a ``block``-wide
+   comparison (1.75x faster rank pass, 256 x 20k x 64 bits, CPU). Larger
+   blocks use the ``[qc, block, block]`` comparison.
 
 Memory is ``O(qc * (block^2 + chunk + b))``: neither pass builds a
 ``[num_queries, num_database]`` matrix. Database rows are padded to whole chunks
@@ -151,6 +158,27 @@ def ranked_stats(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
   rows = jnp.arange(qc, dtype=jnp.int32)[:, None]
   local = jnp.arange(block, dtype=jnp.int32)
   earlier = local[None, :] < local[:, None]  # [j, i]: i before j in the block
+  bit_parallel = block <= 32
+  shifts = jnp.arange(min(block, 32), dtype=jnp.uint32)
+  below = (jnp.uint32(1) << shifts) - jnp.uint32(1)  # items before j, as a mask
+  planes = (bits + 1).bit_length()  # bits of a distance in [0, b + 1]
+
+  def in_block_counts(d, rel):
+    """Same-distance items before j in the block: (all, relevant) ``[qc, block]``."""
+    if not bit_parallel:
+      same = (d[:, :, None] == d[:, None, :]) & earlier
+      return (jnp.sum(same, axis=2, dtype=jnp.int32),
+              jnp.sum(same & rel[:, None, :], axis=2, dtype=jnp.int32))
+    du = d.astype(jnp.uint32)
+    differ = jnp.zeros_like(du)  # bit i set: item i's distance differs from j's
+    for k in range(planes):
+      bit = (du >> k) & jnp.uint32(1)
+      plane = jnp.sum(bit << shifts, axis=1, dtype=jnp.uint32)  # [qc]
+      differ = differ | (plane[:, None] ^ (jnp.uint32(0) - bit))
+    same = ~differ & below
+    rel_mask = jnp.sum(rel.astype(jnp.uint32) << shifts, axis=1, dtype=jnp.uint32)
+    return (lax.population_count(same).astype(jnp.int32),
+            lax.population_count(same & rel_mask[:, None]).astype(jnp.int32))
 
   def body(carry, xs):
     sa, sr, acc, acc_k, acc_c, hit_k, dcg_k = carry
@@ -158,15 +186,14 @@ def ranked_stats(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
     d, shared = _block_terms(qp, ql, p, l, j * block, n, bits)
     rel = shared > 0
     w = 1 + (rel.astype(jnp.int32) << 16)  # packed (item, relevant item) count
-    same = (d[:, :, None] == d[:, None, :]) & earlier
-    inner = jnp.sum(jnp.where(same, w[:, None, :], 0), axis=2)
+    inner_all, inner_rel = in_block_counts(d, rel)
     if packed:
-      before = jnp.take_along_axis(sa, d, axis=1) + inner
+      before = jnp.take_along_axis(sa, d, axis=1) + inner_all + (inner_rel << 16)
       rank = (before & 0xFFFF) + 1
       hits = (before >> 16) + 1
     else:
-      rank = jnp.take_along_axis(sa, d, axis=1) + (inner & 0xFFFF) + 1
-      hits = jnp.take_along_axis(sr, d, axis=1) + (inner >> 16) + 1
+      rank = jnp.take_along_axis(sa, d, axis=1) + inner_all + 1
+      hits = jnp.take_along_axis(sr, d, axis=1) + inner_rel + 1
     prec = jnp.where(rel, hits.astype(jnp.float32) / rank.astype(jnp.float32), 0.0)
     acc = acc + jnp.sum(prec, axis=1)
     if nk:

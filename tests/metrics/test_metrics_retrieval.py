@@ -74,7 +74,9 @@ def test_tiny_chunks_equal_numpy_loop(np_rng):
   q, d, ql, dl = _random(np_rng, 7, 37, 8, c, single=True, density=0.7)
   ref = reference(q.astype(float), d.astype(float), _multihot(ql, c), _multihot(dl, c),
                   ks=(5,))
-  for opts in (dict(query_chunk=3, block=2, chunk=4), dict(query_chunk=1, block=1, chunk=1)):
+  # block 2 and 1: bit-parallel in-block counts; block 64: the comparison path.
+  for opts in (dict(query_chunk=3, block=2, chunk=4), dict(query_chunk=1, block=1, chunk=1),
+               dict(query_chunk=4, block=64, chunk=64)):
     got = metrics.evaluate_retrieval(q, d, ql, dl, top_r=5, num_classes=c, **opts)
     np.testing.assert_allclose(got["map"], ref["ap"], atol=1e-6)
     np.testing.assert_allclose(got["map@5"], ref["ap_calc@5"], atol=1e-6)
