@@ -16,7 +16,7 @@ distance (faiss does not order ties); hashjax's ids equal a NumPy brute force
 
   python experiments/benchmarks/bench_index.py        # 3 sizes x 64/128 bits x 3 k
   python experiments/benchmarks/bench_index.py --sizes=1000x100000 --bits=64 --ks=100
-  python experiments/benchmarks/bench_index.py --devices=2        # shard over 2 CPU devices
+  python experiments/benchmarks/bench_index.py --devices=2  # shard over 2 CPU devices
   python experiments/benchmarks/bench_index.py --sizes=1024x262144 --bits=64 \
       --ks=100 --profile --tag=profile  # + per-op times of one traced search
 

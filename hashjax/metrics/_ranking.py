@@ -28,7 +28,9 @@ relevant). No sort is needed:
    blocks use the ``[qc, block, block]`` comparison.
 
 Memory is ``O(qc * (block^2 + chunk + b))``: neither pass builds a
-``[num_queries, num_database]`` matrix. Database rows are padded to whole chunks
+``[num_queries, num_database]`` matrix, except that pass 1 may keep each pair's
+distance and relevance as one byte (``keep``; ``qc * m`` bytes per query chunk,
+which the callers bound) so that pass 2 reads them instead of recomputing them. Database rows are padded to whole chunks
 with a sentinel distance ``b + 1`` (ranked after every real item, never relevant).
 """
 
@@ -63,9 +65,13 @@ def _block_terms(qp, ql, p, l, j0, n, bits):
   return d, shared
 
 
-@functools.partial(jax.jit, static_argnames=("bits", "chunk", "gains"))
+MAX_KEPT_BITS = 126  # kept pairs store d | rel << 7 in one uint8: d <= b + 1 <= 127
+
+
+@functools.partial(jax.jit, static_argnames=("bits", "chunk", "gains", "keep"))
 def histograms(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
-               n: jax.Array, *, bits: int, chunk: int, gains: bool):
+               n: jax.Array, *, bits: int, chunk: int, gains: bool,
+               keep: bool = False):
   """Pass 1: per-query distance histograms of all and of relevant items.
 
   Args:
@@ -78,13 +84,18 @@ def histograms(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
     bits: code length ``b``.
     chunk: database rows per scan step (``<= 2^14``).
     gains: also count the shared-label values (for the ideal DCG).
+    keep: also return every pair's distance and relevance (``b <=
+      MAX_KEPT_BITS``), so that :func:`ranked_stats` need not recompute them.
 
   Returns:
-    ``(all, rel, shared)``: int32 ``[qc, b + 2]`` counts per distance (bucket
-    ``b + 1`` holds the padding), the same for relevant items, and int32
+    ``(all, rel, shared, pairs)``: int32 ``[qc, b + 2]`` counts per distance
+    (bucket ``b + 1`` holds the padding), the same for relevant items, int32
     ``[qc, C + 1]`` counts of items per number of shared labels (zeros when
-    ``gains`` is False).
+    ``gains`` is False), and, when ``keep``, uint8 ``[m / chunk, qc, chunk]``
+    ``d | relevant << 7`` per pair (else None).
   """
+  if keep and bits > MAX_KEPT_BITS:
+    raise ValueError(f"keep needs bits <= {MAX_KEPT_BITS}, got {bits}.")
   qc = qp.shape[0]
   rows = jnp.arange(qc, dtype=jnp.int32)[:, None]
   ncls = ql.shape[1]
@@ -100,14 +111,17 @@ def histograms(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
     tr = tr + (both >> 16)
     if gains:
       tg = tg.at[rows, shared.astype(jnp.int32)].add(1)
-    return (ta, tr, tg), None
+    pairs = None
+    if keep:
+      pairs = d.astype(jnp.uint8) | ((shared > 0).astype(jnp.uint8) << 7)
+    return (ta, tr, tg), pairs
 
   nch = dp.shape[0] // chunk
   init = (jnp.zeros((qc, bits + 2), jnp.int32), jnp.zeros((qc, bits + 2), jnp.int32),
           jnp.zeros((qc, ncls + 1), jnp.int32))
-  out, _ = lax.scan(body, init, (_chunks(dp, chunk), _chunks(dl, chunk),
-                                 jnp.arange(nch, dtype=jnp.int32)))
-  return out
+  (ta, tr, tg), pairs = lax.scan(body, init, (_chunks(dp, chunk), _chunks(dl, chunk),
+                                              jnp.arange(nch, dtype=jnp.int32)))
+  return ta, tr, tg, pairs
 
 
 def _ideal_dcg(tg: jax.Array, kvec: jax.Array, m: int) -> jax.Array:
@@ -131,7 +145,8 @@ def _ideal_dcg(tg: jax.Array, kvec: jax.Array, m: int) -> jax.Array:
 @functools.partial(jax.jit, static_argnames=("bits", "block", "ndcg"))
 def ranked_stats(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
                  n: jax.Array, ta: jax.Array, tr: jax.Array, tg: jax.Array,
-                 kvec: jax.Array, *, bits: int, block: int, ndcg: bool):
+                 kvec: jax.Array, pairs: jax.Array | None = None, *, bits: int,
+                 block: int, ndcg: bool):
   """Pass 2: exact stable ranks of every item, reduced to per-query statistics.
 
   Args:
@@ -139,6 +154,9 @@ def ranked_stats(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
     ta, tr, tg: the outputs of :func:`histograms` for the same inputs.
     kvec: int32 ``[nk]`` cut-offs ``k`` (each ``<= n``, traced: new values do not
       recompile); ``nk`` may be 0.
+    pairs: None, or the kept pairs of :func:`histograms` (``keep=True``, chunk a
+      multiple of ``block``): read instead of recomputing distances and labels
+      (not with ``ndcg``, which needs the shared-label counts).
     bits: code length ``b``.
     block: database rows per scan step (cost ``O(block)`` per query-item pair).
     ndcg: also compute NDCG@k.
@@ -180,11 +198,18 @@ def ranked_stats(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
     return (lax.population_count(same).astype(jnp.int32),
             lax.population_count(same & rel_mask[:, None]).astype(jnp.int32))
 
+  if pairs is not None and ndcg:
+    raise ValueError("ranked_stats: pairs cannot be used with ndcg.")
+
   def body(carry, xs):
     sa, sr, acc, acc_k, acc_c, hit_k, dcg_k = carry
-    p, l, j = xs
-    d, shared = _block_terms(qp, ql, p, l, j * block, n, bits)
-    rel = shared > 0
+    if pairs is None:
+      p, l, j = xs
+      d, shared = _block_terms(qp, ql, p, l, j * block, n, bits)
+      rel = shared > 0
+    else:
+      d = (xs & 0x7F).astype(jnp.int32)
+      rel = xs >= 0x80
     w = 1 + (rel.astype(jnp.int32) << 16)  # packed (item, relevant item) count
     inner_all, inner_rel = in_block_counts(d, rel)
     if packed:
@@ -227,9 +252,13 @@ def ranked_stats(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
   init = (sa0, sr0, jnp.zeros((qc,), jnp.float32), zk, zk,
           jnp.zeros((qc, max(nk, 1)), jnp.int32), zk)
   nb = dp.shape[0] // block
-  (_, _, acc, acc_k, acc_c, hit_k, dcg_k), _ = lax.scan(
-      body, init, (_chunks(dp, block), _chunks(dl, block),
-                   jnp.arange(nb, dtype=jnp.int32)), unroll=_UNROLL)
+  if pairs is None:
+    xs = (_chunks(dp, block), _chunks(dl, block), jnp.arange(nb, dtype=jnp.int32))
+  else:  # [nch, qc, chunk] -> [nb, qc, block], blocks in database order
+    nch, _, ch = pairs.shape
+    xs = pairs.reshape(nch, qc, ch // block, block).transpose(0, 2, 1, 3)
+    xs = xs.reshape(nb, qc, block)
+  (_, _, acc, acc_k, acc_c, hit_k, dcg_k), _ = lax.scan(body, init, xs, unroll=_UNROLL)
   out = {"ap": jnp.where(num_rel > 0, acc / jnp.maximum(num_rel, 1), 0.0)}
   if nk:
     out["ap_k"] = jnp.where(hit_k > 0, acc_k / jnp.maximum(hit_k, 1), 0.0)

@@ -76,6 +76,9 @@ __all__ = [
 DEFAULT_QUERY_CHUNK = 256
 DEFAULT_BLOCK = 32
 DEFAULT_CHUNK = 4096
+# Pass 1 keeps each pair's distance and relevance (1 byte) for pass 2 while a
+# query chunk's pairs fit in this many bytes (and b <= 126, and no NDCG).
+KEEP_PAIRS_BYTES = 1 << 26
 MAP_K_DEFINITIONS = ("calc_map_k", "truncated")
 DEFAULT_MAP_K_DEFINITION = "calc_map_k"
 _AP_K_KEY = {"calc_map_k": "ap_calc_k", "truncated": "ap_k"}
@@ -181,18 +184,24 @@ def _check_k(name: str, k: Any, n: int) -> int:
   return k
 
 
+def _keep_pairs(qc: int, m: int, bits: int, ndcg: bool) -> bool:
+  return not ndcg and bits <= _ranking.MAX_KEPT_BITS and qc * m <= KEEP_PAIRS_BYTES
+
+
 def _per_query(prep: _Prepared, ks: tuple[int, ...], *, ranks: bool, ndcg: bool
                ) -> dict[str, np.ndarray]:
   """Per-query statistics (NumPy) over all query chunks."""
   n = jnp.int32(prep.n)
   parts: dict[str, list[np.ndarray]] = {}
   for _, m, qp, ql in prep.query_batches():
-    ta, tr, tg = _ranking.histograms(qp, prep.dp, ql, prep.dl, n, bits=prep.bits,
-                                     chunk=prep.chunk, gains=ndcg)
+    keep = ranks and _keep_pairs(qp.shape[0], prep.dp.shape[0], prep.bits, ndcg)
+    ta, tr, tg, pairs = _ranking.histograms(qp, prep.dp, ql, prep.dl, n,
+                                            bits=prep.bits, chunk=prep.chunk,
+                                            gains=ndcg, keep=keep)
     res = {"hist_all": ta[:, :prep.bits + 1], "hist_rel": tr[:, :prep.bits + 1]}
     if ranks:
       res.update(_ranking.ranked_stats(qp, prep.dp, ql, prep.dl, n, ta, tr, tg,
-                                       jnp.asarray(ks, jnp.int32).reshape(-1),
+                                       jnp.asarray(ks, jnp.int32).reshape(-1), pairs,
                                        bits=prep.bits, block=prep.block, ndcg=ndcg))
     for key, v in res.items():
       parts.setdefault(key, []).append(np.asarray(v)[:m])
@@ -478,10 +487,11 @@ def retrieval_core(query_codes: jax.Array, db_codes: jax.Array,
 
   def one(args):
     q, l = args
-    ta, tr, tg = _ranking.histograms(q, dp, l, dl, count, bits=bits, chunk=ch,
-                                     gains=False)
-    st = _ranking.ranked_stats(q, dp, l, dl, count, ta, tr, tg, kvec, bits=bits,
-                               block=block, ndcg=False)
+    keep = _keep_pairs(size, dp.shape[0], bits, False)
+    ta, tr, tg, pairs = _ranking.histograms(q, dp, l, dl, count, bits=bits, chunk=ch,
+                                            gains=False, keep=keep)
+    st = _ranking.ranked_stats(q, dp, l, dl, count, ta, tr, tg, kvec, pairs,
+                               bits=bits, block=block, ndcg=False)
     return {key: v for key, v in st.items() if key != "ndcg_k"}
 
   stats = jax.tree.map(lambda v: v.reshape((-1,) + v.shape[2:])[:nq],

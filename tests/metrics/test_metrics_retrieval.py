@@ -94,6 +94,9 @@ def test_large_database_path_matches_numpy_loop(np_rng):
   for key, ref_key in (("map", "ap"), ("map@1000", "ap_calc@1000"), ("p@1000", "p@1000"),
                        ("ndcg@1000", "ndcg@1000"), ("pr_precision", "pr_p")):
     np.testing.assert_allclose(got[key], ref[ref_key], atol=1e-6, err_msg=key)
+  # mean_average_precision keeps pass 1's pairs (no NDCG): the other pass-2 path.
+  np.testing.assert_allclose(metrics.mean_average_precision(q, d, ql, dl, top_k=1000),
+                             ref["ap_calc@1000"], atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------
