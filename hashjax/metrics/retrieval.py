@@ -38,7 +38,9 @@ ids ``[n]`` / ``[n, 1]``. The public metric functions (:func:`mean_average_preci
 are **host-level**: they validate concrete values (so they raise under
 ``jax.jit``), pack the codes into uint32 words, loop over query chunks in Python
 and call jitted kernels (:mod:`hashjax.metrics._ranking`, :mod:`hashjax.topk`)
-that stream the database, so memory is ``O(query_chunk * (block^2 + chunk + b))``.
+that stream the database, so memory is ``O(query_chunk * (block^2 + chunk + b))``
+plus, for the rank pass, at most ``KEEP_PAIRS_BYTES`` (64 MB) of kept per-pair
+distances (one byte per query-item pair of a query chunk, used while they fit).
 Per-query values are computed in float32 and averaged in float64.
 
 Inside a jitted step use the **jittable cores** for fixed shapes:
