@@ -15,6 +15,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from hashjax import checks
+from hashjax.codes import num_words, pack_host
 from hashjax.topk import (
     DATA_AXIS,
     DEFAULT_GROUP_SIZE,
@@ -25,7 +26,6 @@ from hashjax.topk import (
     default_method,
     topk_kernel,
 )
-from hashjax.codes import num_words, pack_host
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",

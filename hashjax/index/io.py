@@ -9,8 +9,8 @@ import zlib
 
 import numpy as np
 
-from hashjax.index.core import HammingIndex, add, create
 from hashjax.codes import num_words
+from hashjax.index.core import HammingIndex, add, create
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "load", "save"]
 

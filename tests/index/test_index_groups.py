@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from retrieval_reference import stable_topk
 
 from hashjax import index as hindex

@@ -3,7 +3,6 @@
 import jax
 import numpy as np
 import pytest
-
 from retrieval_reference import stable_topk
 
 from hashjax import index as hindex

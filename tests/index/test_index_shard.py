@@ -4,7 +4,6 @@ import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
-
 from retrieval_reference import stable_topk
 
 from hashjax import index as hindex
