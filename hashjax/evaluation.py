@@ -36,11 +36,12 @@ results.json (``schema = "hashjax.results/1"``; see docs/results_schema.md)::
                    "date": ISO-8601 UTC, "command": str}
   }
 
-``map_at_k_definition`` names how AP@K is normalised. ``"calc_map_k"`` (the current
-:func:`hashjax.metrics.mean_average_precision`): by the relevant items retrieved in the
-top K, as ``calc_map_k`` of DCMH / DCHMT / DCGH. The hook for other definitions
-(e.g. ``"truncated"``, normalised by ``min(K, #relevant)``) is
-:data:`MAP_AT_K_DEFINITIONS` and the ``definition`` argument of :func:`evaluate_codes`.
+``map_at_k_definition`` names how AP@K is computed (:data:`MAP_AT_K_DEFINITIONS`,
+passed to :func:`hashjax.metrics.evaluate_retrieval`): ``"calc_map_k"`` (the default,
+as ``calc_map_k`` of DCMH / DCHMT / DCGH, which papers of this family report) averages
+the precision at the first ``min(K, #relevant)`` relevant items wherever they rank;
+``"truncated"`` averages the precision at the relevant items inside the top K only.
+See docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ __all__ = [
 
 SCHEMA = "hashjax.results/1"
 # Names of AP@K normalisations the metrics implement; the first is the default.
-MAP_AT_K_DEFINITIONS = ("calc_map_k",)
+MAP_AT_K_DEFINITIONS = ("calc_map_k", "truncated")
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy")
 
 EncodeFn = Callable[[np.ndarray, int], Any]
@@ -128,7 +129,8 @@ def evaluate_codes(
         continue
       ev = metrics.evaluate_retrieval(
           np.asarray(query_codes[a]), np.asarray(db_codes[b]), query_labels, db_labels,
-          top_r=k, ks=kk, radius=radius)
+          top_r=k, ks=kk, radius=radius, map_k_definition=definition)
+      ev.pop("map@k_definition", None)   # named once, in record["evaluation"]
       prec, rec = ev.pop("pr_precision"), ev.pop("pr_recall")
       if pr_curve:
         ev["pr_curve"] = {"precision": prec, "recall": rec}

@@ -147,17 +147,11 @@ def _shallow_load(name: str) -> Callable[[Any, str], Any]:
 
 
 def _modality(modality: str | int | None, view_names: Sequence[str]) -> int:
+  from hashjax.codes import modality_index  # pylint: disable=g-import-not-at-top
+
   if modality is None:
-    m = 0
-  elif isinstance(modality, int) or str(modality).isdigit():
-    m = int(modality)
-  elif modality in view_names:
-    m = list(view_names).index(modality)
-  else:
-    raise ValueError(f"unknown modality {modality!r}; views are {tuple(view_names)}.")
-  if not 0 <= m < len(view_names):
-    raise ValueError(f"modality index {m} out of range for {len(view_names)} views.")
-  return m
+    return 0
+  return modality_index(modality, len(view_names), tuple(view_names))
 
 
 def _shallow_encode_split(name: str) -> Callable[..., dict[str, np.ndarray]]:

@@ -1,6 +1,11 @@
-"""Test set-up: 8 fake CPU devices (before jax is imported) and an ``rng`` fixture."""
+"""Test set-up: 8 fake CPU devices (before jax is imported), ``rng`` fixtures, and
+this folder on ``sys.path`` for the shared references (retrieval_reference.py)."""
 
 import os
+import sys
+
+# Shared NumPy references (tests/retrieval_reference.py) import as top-level modules.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"

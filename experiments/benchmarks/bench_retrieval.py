@@ -1,33 +1,39 @@
-"""Benchmark: top-R Hamming search, hashjax.metrics.topk_hamming vs NumPy vs faiss.
+"""Benchmark: top-R Hamming search, hashjax vs faiss IndexBinaryFlat vs NumPy, side by side.
 
-For each size ``nq x n``, code length and R: random uniform codes; hashjax's
-``topk_hamming`` (streamed ``lax.scan`` + running ``lax.top_k``, ties by database
-index), faiss-cpu ``IndexBinaryFlat`` (``--threads`` OpenMP threads) and a NumPy
-per-query loop (table popcount + ``np.argsort(kind="stable")``) run on
-``--np_queries`` queries only, its time extrapolated per query (labelled).
+For each size ``nq x n``, code length and R, in one process on the same random
+uniform codes: hashjax's ``metrics.topk_hamming`` (exact, ties by database
+index; one row per ``--methods`` entry: ``auto`` = the default choice, ``group``
+= group scan, ``count`` = counting select), faiss-cpu ``IndexBinaryFlat``
+(``--threads`` OpenMP threads) and a NumPy per-query loop (table popcount +
+``np.argsort(kind="stable")``) on ``--np_queries`` queries only, its time
+extrapolated per query (labelled).
+
+Every timing records the 1-minute load average before and after and is repeated
+(up to ``--retries`` times, ``--wait_s`` apart) while either is above
+``--max_load``; rows still above it are flagged LOADED. hashjax and faiss are
+timed back to back for each row.
 
 Agreement (asserted): identical distance lists for every query; identical id
 sets below the R-th distance; faiss's ids at the R-th distance really are at
 that distance (faiss does not order ties); hashjax's id lists equal the NumPy
 loop's (ties by index) on the NumPy queries.
 
-  python experiments/benchmarks/bench_retrieval.py
-  python experiments/benchmarks/bench_retrieval.py --sizes=5000x20000 --bits=64 --rs=100
+  python experiments/benchmarks/bench_retrieval.py     # 3 sizes x 64/128 bits x R
+  python experiments/benchmarks/bench_retrieval.py --sizes=5000x20000 --bits=64 \
+      --rs=100 --methods=group,count
 
 hashjax times are whole calls (validation, packing, search), compilation
 excluded (a first call on one query chunk). Writes ``bench_retrieval[_<tag>].json``
-and ``.md`` to ``--out_dir``, rewritten after every row.
+and ``.md`` to ``--out`` (default ``/tmp/hashjax_bench``, outside the repository),
+rewritten after every row.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import sys
-import time
 
 
 def _parse(argv):
@@ -35,20 +41,30 @@ def _parse(argv):
   p.add_argument("--sizes", default="5000x20000,5000x200000,2000x1000000",
                  help="comma list of NQxN.")
   p.add_argument("--bits", default="64,128")
-  p.add_argument("--rs", default="100,1000")
+  p.add_argument("--rs", default="100,1000,10000")
+  p.add_argument("--methods", default="auto",
+                 help="comma list of hashjax methods: auto, group, count.")
   p.add_argument("--np_queries", type=int, default=20)
   p.add_argument("--threads", type=int, default=2, help="faiss OpenMP threads.")
-  p.add_argument("--chunk_size", type=int, default=8192)
+  p.add_argument("--chunk_size", type=int, default=32768)
   p.add_argument("--query_chunk", type=int, default=1024)
+  p.add_argument("--max_load", type=float, default=1.5)
+  p.add_argument("--retries", type=int, default=3)
+  p.add_argument("--wait_s", type=float, default=10.0)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--tag", default="", help="suffix of the output file names.")
-  p.add_argument("--out_dir", default=os.path.join(os.path.dirname(__file__), "results"))
+  p.add_argument("--out", default="/tmp/hashjax_bench",
+                 help="output folder (default outside the repository).")
   return p.parse_args(argv)
 
 
 ARGS = _parse(sys.argv[1:])
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _common  # noqa: E402
+import _load  # noqa: E402
 import faiss  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -90,101 +106,98 @@ def check(d_hj, i_hj, d_fa, i_fa, q_bytes, db_bytes, d_np, i_np):
 
 def run_one(nq, n, bits, rs, rng):
   a = ARGS
+  gate = dict(max_load=a.max_load, retries=a.retries, wait_s=a.wait_s)
   q = np.where(rng.random((nq, bits), np.float32) < 0.5, 1, -1).astype(np.int8)
   d = np.where(rng.random((n, bits), np.float32) < 0.5, 1, -1).astype(np.int8)
   q_bytes, db_bytes = np.packbits(q > 0, axis=1), np.packbits(d > 0, axis=1)
   faiss.omp_set_num_threads(a.threads)
-  t0 = time.perf_counter()
   index = faiss.IndexBinaryFlat(bits)
-  index.add(db_bytes)
-  build = time.perf_counter() - t0
+  build = _load.measure(lambda: index.add(db_bytes), retries=0)
   for r in rs:
-    kw = dict(chunk_size=a.chunk_size, query_chunk=a.query_chunk)
-    t0 = time.perf_counter()
-    jax.block_until_ready(metrics.topk_hamming(q[:a.query_chunk], d, r, **kw))
-    first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    d_hj, i_hj = jax.block_until_ready(metrics.topk_hamming(q, d, r, **kw))
-    hj_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    d_fa, i_fa = index.search(q_bytes, r)
-    fa_s = time.perf_counter() - t0
+    if r > n:
+      continue
     m = min(a.np_queries, nq)
-    t0 = time.perf_counter()
-    d_np, i_np = numpy_topk(q_bytes[:m], db_bytes, r)
-    np_s = (time.perf_counter() - t0) / m * nq
-    agree = check(np.asarray(d_hj), np.asarray(i_hj).astype(np.int64),
-                  d_fa.astype(np.int32), i_fa, q_bytes, db_bytes, d_np, i_np)
-    row = {"nq": nq, "n": n, "bits": bits, "R": r, "hashjax_s": hj_s,
-           "hashjax_qps": nq / hj_s, "hashjax_compile_first_s": first,
-           "faiss_s": fa_s, "faiss_qps": nq / fa_s, "faiss_build_s": build,
-           "numpy_s_extrapolated": np_s, "numpy_queries_timed": m,
-           "speedup_vs_numpy": np_s / hj_s, "hashjax_over_faiss_qps": fa_s / hj_s,
-           "agreement": agree}
-    print(json.dumps(row), flush=True)
-    yield row
+    np_t = _load.measure(lambda: numpy_topk(q_bytes[:m], db_bytes, r), retries=0)  # noqa: B023
+    d_np, i_np = np_t["result"]
+    for method in a.methods.split(","):
+      kw = dict(chunk_size=a.chunk_size, query_chunk=a.query_chunk,
+                method=None if method == "auto" else method)
+      first = _load.measure(lambda: jax.block_until_ready(  # noqa: B023
+          metrics.topk_hamming(q[:a.query_chunk], d, r, **kw)), retries=0)  # noqa: B023
+      hj = _load.measure(lambda: jax.block_until_ready(  # noqa: B023
+          metrics.topk_hamming(q, d, r, **kw)), **gate)  # noqa: B023
+      fa = _load.measure(lambda: index.search(q_bytes, r), **gate)  # noqa: B023
+      d_hj, i_hj = hj["result"]
+      d_fa, i_fa = fa["result"]
+      agree = check(np.asarray(d_hj), np.asarray(i_hj).astype(np.int64),
+                    d_fa.astype(np.int32), i_fa, q_bytes, db_bytes, d_np, i_np)
+      row = {"nq": nq, "n": n, "bits": bits, "R": r, "method": method,
+             "hashjax_s": hj["seconds"], "hashjax_qps": nq / hj["seconds"],
+             "hashjax_timing": _load.summary(hj),
+             "hashjax_compile_first_s": first["seconds"],
+             "faiss_s": fa["seconds"], "faiss_qps": nq / fa["seconds"],
+             "faiss_timing": _load.summary(fa), "faiss_build_s": build["seconds"],
+             "numpy_s_extrapolated": np_t["seconds"] / m * nq, "numpy_queries_timed": m,
+             "speedup_vs_numpy": np_t["seconds"] / m * nq / hj["seconds"],
+             "hashjax_over_faiss_qps": fa["seconds"] / hj["seconds"],
+             "agreement": agree}
+      print(json.dumps({k: v for k, v in row.items() if "timing" not in k}), flush=True)
+      yield row
+
+
+def _loads(t):
+  flag = "" if t["quiet"] else " LOADED"
+  return f"{t['load_before']:.1f}/{t['load_after']:.1f}{flag}"
 
 
 def to_markdown(res):
-  a = res["config"]
+  a, m = res["config"], res["meta"]
   lines = [
-      "# Top-R Hamming search: hashjax.metrics.topk_hamming vs NumPy loop vs faiss", "",
-      f"Random uniform codes; {res['machine']}; jax {res['versions']['jax']}, faiss "
-      f"{res['versions']['faiss']} ({a['threads']} threads), numpy "
-      f"{res['versions']['numpy']}; hashjax chunk {a['chunk_size']}, query chunk "
-      f"{a['query_chunk']}. Load average (1 min) {res['load_average_at_start'][0]:.1f} at "
-      f"start, {res['load_average_at_end'][0]:.1f} at end (shared machine).", "",
-      f"Command: `{res['command']}` ({res['date']})", "",
-      "| nq x n | bits | R | hashjax q/s | faiss q/s | hashjax/faiss | NumPy loop s "
-      "(extrapolated from N queries) | hashjax s | speed-up vs NumPy |",
-      "|---|---|---|---|---|---|---|---|---|"]
+      "# Top-R Hamming search: hashjax.metrics.topk_hamming vs faiss vs NumPy loop", "",
+      f"Random uniform codes; {m['platform']}, {m['cpu_count']} CPUs; jax {m['jax']}, "
+      f"faiss {m['faiss']} ({a['threads']} threads), numpy {m['numpy']}; hashjax chunk "
+      f"{a['chunk_size']}, query chunk {a['query_chunk']}. Load average (1 min) "
+      f"{res['load_average_at_start'][0]:.1f} at start, "
+      f"{res['load_average_at_end'][0]:.1f} at end; per timing before/after in the "
+      f"table (LOADED: still above {a['max_load']} after {a['retries']} repeats).", "",
+      f"Command: `{m['command']}` ({m['date']})", "",
+      "| nq x n | bits | R | method | hashjax q/s | faiss q/s | hashjax/faiss | "
+      "NumPy loop s (extrapolated from N queries) | hashjax s | speed-up vs NumPy | "
+      "load hashjax | load faiss |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in res["results"]:
     lines.append(
-        f"| {r['nq']:,} x {r['n']:,} | {r['bits']} | {r['R']} | {r['hashjax_qps']:.0f} | "
-        f"{r['faiss_qps']:.0f} | {r['hashjax_over_faiss_qps']:.2f} | "
+        f"| {r['nq']:,} x {r['n']:,} | {r['bits']} | {r['R']} | {r['method']} | "
+        f"{r['hashjax_qps']:.0f} | {r['faiss_qps']:.0f} | "
+        f"{r['hashjax_over_faiss_qps']:.2f} | "
         f"{r['numpy_s_extrapolated']:.1f} ({r['numpy_queries_timed']}) | "
-        f"{r['hashjax_s']:.2f} | {r['speedup_vs_numpy']:.1f}x |")
+        f"{r['hashjax_s']:.2f} | {r['speedup_vs_numpy']:.1f}x | "
+        f"{_loads(r['hashjax_timing'])} | {_loads(r['faiss_timing'])} |")
   lines += ["", "Agreement asserted for every row: identical distance lists (hashjax = "
             "faiss), identical id sets below the R-th distance, faiss ids at the R-th "
             "distance verified, hashjax ids = NumPy stable loop on the timed NumPy "
             "queries. hashjax times exclude compilation and include validation and "
-            "packing of the database on every call."]
+            "packing of the database on every call. method auto = "
+            "hashjax.topk.default_method (group scan for R <= 256, else counting "
+            "select)."]
   return "\n".join(lines) + "\n"
-
-
-def write(res, a):
-  """Writes ``bench_retrieval[_<tag>].{json,md}`` (after every row)."""
-  res["load_average_at_end"] = os.getloadavg()
-  os.makedirs(a.out_dir, exist_ok=True)
-  stem = os.path.join(a.out_dir, "bench_retrieval" + (f"_{a.tag}" if a.tag else ""))
-  with open(stem + ".json", "w") as f:
-    json.dump(res, f, indent=1)
-  md = to_markdown(res)
-  with open(stem + ".md", "w") as f:
-    f.write(md)
-  return md
 
 
 def main():
   a = ARGS
   rng = np.random.default_rng(a.seed)
-  res = {
-      "command": "python " + " ".join([os.path.relpath(__file__)] + sys.argv[1:]),
-      "config": vars(a),
-      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-      "machine": f"{platform.machine()}, {os.cpu_count()} CPUs visible, device "
-                 f"{jax.devices()[0].platform}",
-      "versions": {"jax": jax.__version__, "numpy": np.__version__,
-                   "faiss": faiss.__version__, "python": platform.python_version()},
-      "load_average_at_start": os.getloadavg(),
-      "results": [],
-  }
+  res = {"meta": _common.environment(faiss=faiss.__version__), "config": vars(a),
+         "load_average_at_start": os.getloadavg(), "results": []}
+  name = "bench_retrieval" + (f"_{a.tag}" if a.tag else "")
+  md = ""
   for size in a.sizes.split(","):
     nq, n = (int(x) for x in size.lower().split("x"))
     for bits in (int(b) for b in a.bits.split(",")):
       for row in run_one(nq, n, bits, [int(r) for r in a.rs.split(",")], rng):
         res["results"].append(row)
-        md = write(res, a)  # partial results survive an interrupted run
+        res["load_average_at_end"] = os.getloadavg()
+        md = to_markdown(res)
+        _common.write_results(name, res, md, out=a.out)  # partial results survive
   print(md)
 
 

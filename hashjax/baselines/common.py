@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hashjax import checks, ops
+from hashjax.codes import binarize, modality_index
 
 __all__ = [
     "center_views",
@@ -99,12 +100,7 @@ def check_finite_model(name: str, model: Any) -> None:
 def check_encode_args(model: Any, x: Any, modality: Any) -> tuple[int, jax.Array]:
   """Validates ``encode`` arguments; returns ``(modality, x as float)``."""
   num = len(model.means)
-  if isinstance(modality, bool) or not isinstance(modality, (int, np.integer)):
-    raise ValueError(f"modality must be an int index, got {modality!r}.")
-  if not 0 <= int(modality) < num:
-    raise ValueError(
-        f"modality must be in [0, {num}) for a {num}-view model, got {modality}.")
-  m = int(modality)
+  m = modality_index(modality, num)
   checks.check_matrix("x", x, cols=int(model.means[m].shape[0]))
   checks.check_finite("x", x)
   return m, _as_float(x)
@@ -126,7 +122,7 @@ def encode_linear(mean: jax.Array, projection: jax.Array, threshold: jax.Array,
   """
   dtype = projection.dtype
   z = matmul(x.astype(dtype) - mean.astype(dtype), projection) - threshold.astype(dtype)
-  return jnp.where(z >= 0, 1, -1).astype(jnp.int8)
+  return binarize(z, jnp.int8)
 
 
 def encode(model: Any, x: Any, modality: int) -> jax.Array:

@@ -17,8 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hashjax import checkpoint as ckpt_lib
-from hashjax import fileio, validate
+from hashjax.codes import binarize, modality_index
 from hashjax.dcgh import input_pipeline as pp
 from hashjax.dcgh.factory import build_model
 
@@ -87,10 +86,8 @@ class DCGHEncoder:
         for name in ("encode_image", "encode_text"))
 
   def __call__(self, x: Any, m: int) -> np.ndarray:
-    if m not in (0, 1):
-      raise ValueError(f"DCGH has two modalities (0 image, 1 text), got {m}.")
-    h = self._fns[m](self.params, jnp.asarray(x))
-    return np.asarray(jnp.where(h >= 0, 1, -1).astype(jnp.int8))
+    h = self._fns[modality_index(m, 2, MODALITIES)](self.params, jnp.asarray(x))
+    return np.asarray(binarize(h, jnp.int8))
 
 
 def load_encoder(config: Any, checkpoint: str) -> DCGHEncoder:
@@ -119,17 +116,7 @@ def save_encoder(path: str, encoder: DCGHEncoder, meta: Any = None) -> None:
 
 
 def _modality_index(modality: str | int | None) -> int:
-  if modality is None:
-    return 0
-  if isinstance(modality, int) or str(modality).isdigit():
-    m = int(modality)
-  elif modality in MODALITIES:
-    m = MODALITIES.index(modality)
-  else:
-    raise ValueError(f"modality must be one of {MODALITIES} or 0/1, got {modality!r}.")
-  if m not in (0, 1):
-    raise ValueError(f"DCGH has two modalities (0 image, 1 text), got {m}.")
-  return m
+  return 0 if modality is None else modality_index(modality, 2, MODALITIES)
 
 
 def encode_split(config: Any, checkpoint: str, split: str,

@@ -42,7 +42,7 @@ from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
 from hashjax import checkpoint as ckpt_lib
-from hashjax import evaluation, fileio, validate
+from hashjax.codes import binarize
 from hashjax.dcgh import input_pipeline as pp
 from hashjax.dcgh import losses, optim
 from hashjax.dcgh.export import load_encoder  # noqa: F401  (re-exported)
@@ -116,8 +116,7 @@ def encode_step(params: Any, batch: dict[str, jax.Array], *, model: Any
                 ) -> tuple[jax.Array, jax.Array]:
   """int8 ``{-1, +1}`` codes ``[B, bits]`` of both modalities (sign(0) = +1)."""
   h_i, h_t = model.apply({"params": params}, batch["image"], batch["text"], train=False)
-  binarize = lambda h: jnp.where(h >= 0, 1, -1).astype(jnp.int8)  # noqa: E731
-  return binarize(h_i), binarize(h_t)
+  return binarize(h_i, jnp.int8), binarize(h_t, jnp.int8)
 
 
 # ----------------------------------------------------------------------------- helpers

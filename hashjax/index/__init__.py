@@ -12,10 +12,13 @@ words (bit ``j`` of word ``w`` is code entry ``32 w + j``, as
 Results are exact and deterministic: the ``k`` nearest items by Hamming distance,
 ties broken by insertion order (the item added first comes first), the same
 sharded or not and whatever the chunk and group sizes. The database is streamed in
-chunks of ``chunk_size`` rows (``lax.scan``) keeping a running top-k of groups of
-``group_size`` consecutive rows ranked by their minimum distance; the rows of the k
-best groups are then re-scored exactly. The full ``[nq, n]`` distance matrix is
-never built; queries are processed on the host in batches of ``query_chunk_size``.
+chunks of ``chunk_size`` rows (``lax.scan``); for k <= 256 keeping a running top-k
+of groups of ``group_size`` consecutive rows ranked by their minimum distance (the
+rows of the k best groups are then re-scored exactly), for larger k by a counting
+select (a distance histogram per query gives the k-th distance; a second pass keeps
+the rows below it and the first ones at it); see :mod:`hashjax.topk`. The full
+``[nq, n]`` distance matrix is never built; queries are processed on the host in
+batches of ``query_chunk_size``.
 
 Sharding: :func:`shard` lays the rows over the ``"data"`` axis of a mesh
 (``NamedSharding(mesh, P("data", None))``, padded to a multiple of the axis size);
@@ -50,6 +53,7 @@ from hashjax.index.core import (
     add,
     create,
     default_group_size,
+    default_method,
     iter_search,
     num_query_batches,
     pack_host,
@@ -58,7 +62,7 @@ from hashjax.index.core import (
     shard,
 )
 from hashjax.index.io import FORMAT_VERSION, MAGIC, load, save
-from hashjax.index.kernels import DATA_AXIS
+from hashjax.topk import DATA_AXIS
 
 __all__ = [
     "DATA_AXIS",
@@ -73,6 +77,7 @@ __all__ = [
     "add",
     "create",
     "default_group_size",
+    "default_method",
     "iter_search",
     "load",
     "num_query_batches",

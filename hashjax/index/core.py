@@ -14,15 +14,17 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from hashjax import checks
-from hashjax.index.kernels import (
+from hashjax.codes import num_words, pack_host
+from hashjax.topk import (
     DATA_AXIS,
     DEFAULT_GROUP_SIZE,
     MAX_REFINE_CANDIDATES,
+    METHODS,
     count_kernel,
     default_group_size,
+    default_method,
     topk_kernel,
 )
-from hashjax.metrics.packing import num_words
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -34,6 +36,7 @@ __all__ = [
     "add",
     "create",
     "default_group_size",
+    "default_method",
     "iter_search",
     "num_query_batches",
     "pack_host",
@@ -123,24 +126,6 @@ class RadiusResult(NamedTuple):
 # ----------------------------------------------------------------------------------
 # Packing and validation (host side).
 # ----------------------------------------------------------------------------------
-def pack_host(codes: Any) -> np.ndarray:
-  """NumPy twin of :func:`hashjax.metrics.pack_codes` (no device memory).
-
-  Args:
-    codes: ``[n, b]`` {-1, +1} codes (+1 -> bit 1).
-
-  Returns:
-    ``[n, ceil(b / 32)]`` uint32, padding bits 0.
-  """
-  arr = np.asarray(codes)
-  n, b = arr.shape
-  w = num_words(b)
-  by = np.packbits(arr > 0, axis=1, bitorder="little")
-  out = np.zeros((n, 4 * w), np.uint8)
-  out[:, :by.shape[1]] = by
-  return out.view("<u4").astype(np.uint32)
-
-
 def _padding_mask(bits: int) -> int:
   """Bits of the last word that must be 0 (above ``bits``)."""
   used = bits - 32 * (num_words(bits) - 1)
@@ -164,7 +149,7 @@ def _to_packed(name: str, x: Any, bits: int) -> np.ndarray:
     if mask and np.any(arr[:, -1] & np.uint32(mask)):
       raise ValueError(
           f"packed {name} has bits set above bit {bits} in the last word; they must "
-          "be 0 (use hashjax.metrics.pack_codes).")
+          "be 0 (use hashjax.codes.pack_codes).")
     return arr
   checks.check_matrix(name, x)
   if shape[1] != bits:
@@ -310,37 +295,46 @@ def num_query_batches(nq: int, query_chunk_size: int = DEFAULT_QUERY_CHUNK_SIZE)
 def iter_search(index: HammingIndex, queries: Any, k: int, *,
                 chunk_size: int = DEFAULT_CHUNK_SIZE,
                 query_chunk_size: int = DEFAULT_QUERY_CHUNK_SIZE,
-                group_size: int | None = None
+                group_size: int | None = None, method: str | None = None
                 ) -> Iterator[tuple[int, jax.Array, jax.Array]]:
   """Like :func:`search`, yielding ``(start, distances, ids)`` per query batch."""
   _check_search_args(index, chunk_size, query_chunk_size)
   k = checks.check_positive_int("k", k)
   if k > index.count:
     raise ValueError(f"k must be at most the index size {index.count}, got k={k}.")
-  if group_size is None:
-    group_size = default_group_size(k)
-  group_size = checks.check_positive_int("group_size", group_size)
+  if method is not None and method not in METHODS:
+    raise ValueError(f"method must be one of {METHODS} or None, got {method!r}.")
+  if method is None:
+    method = "group" if group_size is not None else default_method(k, index.bits)
+  if method == "group":
+    if group_size is None:
+      group_size = default_group_size(k)
+    group_size = checks.check_positive_int("group_size", group_size)
   q = _to_packed("queries", queries, index.bits)
   mesh = _data_mesh(index)
   count = jnp.int32(index.count)
   for start, n, batch in _query_batches(q, query_chunk_size):
     d, i = topk_kernel(index.packed, index.ids, batch, count, k=k, bits=index.bits,
-                       chunk_size=chunk_size, group_size=group_size, mesh=mesh)
+                       chunk_size=chunk_size, group_size=group_size, mesh=mesh,
+                       method=method)
     yield start, d[:n], i[:n]
 
 
 def search(index: HammingIndex, queries: Any, k: int, *,
            chunk_size: int = DEFAULT_CHUNK_SIZE,
            query_chunk_size: int = DEFAULT_QUERY_CHUNK_SIZE,
-           group_size: int | None = None
+           group_size: int | None = None, method: str | None = None
            ) -> tuple[jax.Array, jax.Array]:
   """Exact k nearest neighbours by Hamming distance.
 
   A host-level function (validates concrete inputs, loops over query batches);
-  the per-batch kernel is jitted and streams the database in chunks. It keeps a
-  running top-k of *groups* of ``group_size`` consecutive rows ranked by their
-  minimum distance, then re-scores the rows of the ``k`` best groups (exact; see
-  :mod:`hashjax.index.kernels`).
+  the per-batch kernel (:func:`hashjax.topk.topk_kernel`) is jitted and streams
+  the database in chunks, by one of two exact methods (see :mod:`hashjax.topk`):
+  the group scan keeps a running top-k of *groups* of ``group_size`` consecutive
+  rows ranked by their minimum distance, then re-scores the rows of the ``k``
+  best groups; the counting select builds each query's distance histogram, takes
+  the threshold distance from it and keeps the rows below it and the first ones
+  at it.
 
   Args:
     index: a non-empty index.
@@ -349,8 +343,12 @@ def search(index: HammingIndex, queries: Any, k: int, *,
     chunk_size: database rows per streamed chunk (per device when sharded),
       rounded up to a multiple of the group size.
     query_chunk_size: queries per jitted call (batches are padded to one size).
-    group_size: rows per group; default :func:`default_group_size` (32 for
-      ``k <= 256``, else 1). Any positive value gives the same results.
+    group_size: rows per group of the group scan; default
+      :func:`default_group_size` (32 for ``k <= 256``, else 1). Any positive
+      value gives the same results.
+    method: "group" (group scan), "count" (counting select) or None:
+      :func:`default_method` (group scan for ``k <= 256``, else counting), or
+      the group scan when ``group_size`` is given. Both give the same results.
 
   Returns:
     ``distances`` int32 ``[nq, k]`` ascending and ``ids`` ``[nq, k]``; equal
@@ -358,7 +356,7 @@ def search(index: HammingIndex, queries: Any, k: int, *,
   """
   parts = list(iter_search(index, queries, k, chunk_size=chunk_size,
                            query_chunk_size=query_chunk_size,
-                           group_size=group_size))
+                           group_size=group_size, method=method))
   return (jnp.concatenate([p[1] for p in parts]),
           jnp.concatenate([p[2] for p in parts]))
 

@@ -9,9 +9,8 @@ import zlib
 
 import numpy as np
 
-from hashjax import fileio
+from hashjax.codes import num_words
 from hashjax.index.core import HammingIndex, add, create
-from hashjax.metrics.packing import num_words
 
 __all__ = ["FORMAT_VERSION", "MAGIC", "load", "save"]
 

@@ -1,9 +1,11 @@
 """Retrieval metrics on {-1, +1} hash codes (SPEC section 3): exact, stable, chunked.
 
-See :mod:`hashjax.metrics.retrieval` for the ranking and the conventions.
+See :mod:`hashjax.metrics.retrieval` for the ranking and the conventions (the two
+mAP@k definitions), and for which functions are host-level and which are jittable
+(:func:`retrieval_core`, :func:`topk_hamming_core`).
 """
 
-from hashjax.metrics.packing import hamming_distance, num_words, pack_codes
+from hashjax.codes import hamming_distance, num_words, pack_codes
 from hashjax.metrics.retrieval import (
     evaluate_retrieval,
     mean_average_precision,
@@ -11,7 +13,9 @@ from hashjax.metrics.retrieval import (
     precision_at_k,
     precision_recall_curve,
     precision_within_radius,
+    retrieval_core,
     topk_hamming,
+    topk_hamming_core,
 )
 
 __all__ = [
@@ -24,5 +28,7 @@ __all__ = [
     "precision_at_k",
     "precision_recall_curve",
     "precision_within_radius",
+    "retrieval_core",
     "topk_hamming",
+    "topk_hamming_core",
 ]

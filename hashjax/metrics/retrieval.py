@@ -12,8 +12,13 @@ label. Conventions (all means are over *all* queries):
 
 * AP of a query with no relevant item (in the whole database, or in the top k
   for AP@k) is 0, as in the references, which divide by the number of queries.
-* AP@k is normalised by the number of relevant items *retrieved in the top k*
-  (``calc_map_k`` of DCMH / DCHMT / DCGH), not by ``min(k, #relevant)``.
+* mAP@k has two definitions, always named where it is reported:
+  ``"calc_map_k"`` (the default; ``calc_map_k`` of DCMH / DCHMT / DCGH, which
+  their papers report): the precision at each of the first ``min(k, R)``
+  relevant items, *wherever they rank*, averaged over ``min(k, R)`` (``R`` =
+  the query's relevant items in the whole database); ``"truncated"``: the
+  precision at each relevant item inside the top k, averaged over the
+  relevant items inside the top k. With ``k >= R`` calc_map_k equals AP@all.
 * precision@k divides by ``k``; NDCG@k uses rel = number of shared labels, gain
   ``2^rel - 1``, discount ``log2(rank + 1)`` (rank from 1) and the ideal DCG of
   the whole database's rel sorted descending (QinLab-WFU/DNpH ``utils/NDCG.py``);
@@ -27,11 +32,21 @@ label. Conventions (all means are over *all* queries):
   raise ``ValueError`` (callers clamp explicitly if they want to).
 
 Codes are ``[n, b]`` arrays in {-1, +1}; labels are multi-hot ``[n, C]`` or class
-ids ``[n]`` / ``[n, 1]``. The functions are host-level (validation needs
-concrete values): they pack the codes into uint32 words, loop over query chunks
-and call jitted kernels (:mod:`hashjax.metrics._ranking`) that stream the
-database, so memory is ``O(query_chunk * (block^2 + chunk + b))``. Per-query values
-are computed in float32 and averaged in float64.
+ids ``[n]`` / ``[n, 1]``. The public metric functions (:func:`mean_average_precision`,
+:func:`precision_at_k`, :func:`ndcg_at_k`, :func:`precision_recall_curve`,
+:func:`precision_within_radius`, :func:`evaluate_retrieval`, :func:`topk_hamming`)
+are **host-level**: they validate concrete values (so they raise under
+``jax.jit``), pack the codes into uint32 words, loop over query chunks in Python
+and call jitted kernels (:mod:`hashjax.metrics._ranking`, :mod:`hashjax.topk`)
+that stream the database, so memory is ``O(query_chunk * (block^2 + chunk + b))``
+plus, for the rank pass, at most ``KEEP_PAIRS_BYTES`` (64 MB) of kept per-pair
+distances (one byte per query-item pair of a query chunk, used while they fit).
+Per-query values are computed in float32 and averaged in float64.
+
+Inside a jitted step use the **jittable cores** for fixed shapes:
+:func:`retrieval_core` (mAP@all, mAP@k, P@k) and :func:`topk_hamming_core`.
+They check shapes at trace time only (not values: codes must be in {-1, +1},
+labels multi-hot) and average in float32.
 """
 
 from __future__ import annotations
@@ -41,11 +56,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
-from hashjax import checks
+from hashjax import checks, topk
+from hashjax.codes import pack_codes
 from hashjax.data.core import to_multihot
 from hashjax.metrics import _ranking
-from hashjax.metrics.packing import pack_codes
 
 __all__ = [
     "evaluate_retrieval",
@@ -54,12 +70,20 @@ __all__ = [
     "precision_at_k",
     "precision_recall_curve",
     "precision_within_radius",
+    "retrieval_core",
     "topk_hamming",
+    "topk_hamming_core",
 ]
 
 DEFAULT_QUERY_CHUNK = 256
 DEFAULT_BLOCK = 32
 DEFAULT_CHUNK = 4096
+# Pass 1 keeps each pair's distance and relevance (1 byte) for pass 2 while a
+# query chunk's pairs fit in this many bytes (and b <= 126, and no NDCG).
+KEEP_PAIRS_BYTES = 1 << 26
+MAP_K_DEFINITIONS = ("calc_map_k", "truncated")
+DEFAULT_MAP_K_DEFINITION = "calc_map_k"
+_AP_K_KEY = {"calc_map_k": "ap_calc_k", "truncated": "ap_k"}
 
 
 # ----------------------------------------------------------------------------------
@@ -147,6 +171,13 @@ class _Prepared:
       yield s, m, jnp.asarray(qp), jnp.asarray(ql)
 
 
+def _check_definition(definition: Any) -> str:
+  if definition not in MAP_K_DEFINITIONS:
+    raise ValueError(f"definition must be one of {MAP_K_DEFINITIONS}, got "
+                     f"{definition!r}.")
+  return definition
+
+
 def _check_k(name: str, k: Any, n: int) -> int:
   k = checks.check_positive_int(name, k)
   if k > n:
@@ -155,18 +186,24 @@ def _check_k(name: str, k: Any, n: int) -> int:
   return k
 
 
+def _keep_pairs(qc: int, m: int, bits: int, ndcg: bool) -> bool:
+  return not ndcg and bits <= _ranking.MAX_KEPT_BITS and qc * m <= KEEP_PAIRS_BYTES
+
+
 def _per_query(prep: _Prepared, ks: tuple[int, ...], *, ranks: bool, ndcg: bool
                ) -> dict[str, np.ndarray]:
   """Per-query statistics (NumPy) over all query chunks."""
   n = jnp.int32(prep.n)
   parts: dict[str, list[np.ndarray]] = {}
   for _, m, qp, ql in prep.query_batches():
-    ta, tr, tg = _ranking.histograms(qp, prep.dp, ql, prep.dl, n, bits=prep.bits,
-                                     chunk=prep.chunk, gains=ndcg)
+    keep = ranks and _keep_pairs(qp.shape[0], prep.dp.shape[0], prep.bits, ndcg)
+    ta, tr, tg, pairs = _ranking.histograms(qp, prep.dp, ql, prep.dl, n,
+                                            bits=prep.bits, chunk=prep.chunk,
+                                            gains=ndcg, keep=keep)
     res = {"hist_all": ta[:, :prep.bits + 1], "hist_rel": tr[:, :prep.bits + 1]}
     if ranks:
       res.update(_ranking.ranked_stats(qp, prep.dp, ql, prep.dl, n, ta, tr, tg,
-                                       jnp.asarray(ks, jnp.int32).reshape(-1),
+                                       jnp.asarray(ks, jnp.int32).reshape(-1), pairs,
                                        bits=prep.bits, block=prep.block, ndcg=ndcg))
     for key, v in res.items():
       parts.setdefault(key, []).append(np.asarray(v)[:m])
@@ -191,8 +228,12 @@ def _scalar(x: np.ndarray) -> jax.Array:
 # Public metrics.
 # ----------------------------------------------------------------------------------
 def mean_average_precision(query_codes, db_codes, query_labels, db_labels,
-                           top_k=None, **opts) -> jax.Array:
+                           top_k=None, definition=DEFAULT_MAP_K_DEFINITION,
+                           **opts) -> jax.Array:
   """mAP@all (``top_k=None``) or mAP@top_k under the stable Hamming ranking.
+
+  Host-level (see the module docstring); :func:`retrieval_core` is the jittable
+  twin.
 
   Args:
     query_codes: ``[nq, b]`` codes in {-1, +1}.
@@ -200,6 +241,9 @@ def mean_average_precision(query_codes, db_codes, query_labels, db_labels,
     query_labels: ``[nq, C]`` multi-hot or ``[nq]`` class ids.
     db_labels: ``[n, C]`` multi-hot or ``[n]`` class ids.
     top_k: ``None`` (whole ranking) or ``1 <= top_k <= n``.
+    definition: mAP@k definition, ``"calc_map_k"`` (default, as DCMH / DCHMT /
+      DCGH report it) or ``"truncated"`` (see the module docstring); unused
+      when ``top_k`` is None.
     **opts: keyword-only options: ``num_classes`` (for class ids: C, ids must
       lie in ``[0, C)``; default ``max id + 1`` or the other array's C),
       ``query_chunk`` (queries per jitted call, default 256), ``block``
@@ -207,19 +251,23 @@ def mean_average_precision(query_codes, db_codes, query_labels, db_labels,
       default 32), ``chunk`` (rows per histogram-pass step, default 4096).
 
   Returns:
-    float32 scalar; AP@k is normalised by the relevant items in the top k and a
-    query without relevant items (there) counts as 0.
+    float32 scalar; a query without relevant items (in the top k, for
+    "truncated") counts as 0.
   """
+  definition = _check_definition(definition)
   prep = _Prepared(query_codes, db_codes, query_labels, db_labels, **opts)
   if top_k is None:
     return _scalar(_per_query(prep, (), ranks=True, ndcg=False)["ap"])
   k = _check_k("top_k", top_k, prep.n)
-  return _scalar(_per_query(prep, (k,), ranks=True, ndcg=False)["ap_k"][:, 0])
+  stats = _per_query(prep, (k,), ranks=True, ndcg=False)
+  return _scalar(stats[_AP_K_KEY[definition]][:, 0])
 
 
 def precision_at_k(query_codes, db_codes, query_labels, db_labels, k, **opts
                    ) -> jax.Array:
   """Mean over queries of (relevant items among the first k ranked) / k.
+
+  Host-level; :func:`retrieval_core` is the jittable twin.
 
   Args: as :func:`mean_average_precision`, with ``1 <= k <= n`` instead of top_k.
 
@@ -286,8 +334,11 @@ def precision_within_radius(query_codes, db_codes, query_labels, db_labels,
 
 def evaluate_retrieval(query_codes, db_codes, query_labels, db_labels, *,
                        top_r: int | None = None, ks=(), radius: int = 2,
+                       map_k_definition: str = DEFAULT_MAP_K_DEFINITION,
                        **opts) -> dict[str, Any]:
   """Every metric of SPEC section 3 from one histogram pass and one rank pass.
+
+  Host-level (see the module docstring).
 
   Args:
     query_codes, db_codes, query_labels, db_labels: as
@@ -295,13 +346,17 @@ def evaluate_retrieval(query_codes, db_codes, query_labels, db_labels, *,
     top_r: R for ``map@R``, ``p@R`` and ``ndcg@R`` (``<= n``); None skips them.
     ks: extra cut-offs for ``p@k`` (each ``<= n``).
     radius: Hamming radius of ``p@r<radius>`` (precision within the radius).
+    map_k_definition: definition of ``map@R``: ``"calc_map_k"`` (default) or
+      ``"truncated"`` (see the module docstring).
     **opts: keyword-only ``num_classes``, ``query_chunk``, ``block``, ``chunk``.
 
   Returns:
-    ``{"map", "map@R", "p@R", "ndcg@R", "p@k"..., "p@r2", "pr_precision",
-    "pr_recall"}``: Python floats, and lists of ``b + 1`` floats for the
+    ``{"map", "map@R", "map@k_definition", "p@R", "ndcg@R", "p@k"..., "p@r2",
+    "pr_precision", "pr_recall"}``: Python floats, the definition's name (a
+    string, only with ``top_r``), and lists of ``b + 1`` floats for the
     precision-recall curve over radii 0..b.
   """
+  map_k_definition = _check_definition(map_k_definition)
   prep = _Prepared(query_codes, db_codes, query_labels, db_labels, **opts)
   r = _check_radius(radius, prep.bits)
   cut = []
@@ -314,7 +369,8 @@ def evaluate_retrieval(query_codes, db_codes, query_labels, db_labels, *,
   out: dict[str, Any] = {"map": mean(stats["ap"])}
   if top_r is not None:
     i = cut.index(top_r)
-    out[f"map@{top_r}"] = mean(stats["ap_k"][:, i])
+    out[f"map@{top_r}"] = mean(stats[_AP_K_KEY[map_k_definition]][:, i])
+    out["map@k_definition"] = map_k_definition
     out[f"p@{top_r}"] = mean(stats["hits_k"][:, i] / top_r)
     out[f"ndcg@{top_r}"] = mean(stats["ndcg_k"][:, i])
   for k in ks:
@@ -327,12 +383,13 @@ def evaluate_retrieval(query_codes, db_codes, query_labels, db_labels, *,
 
 
 def topk_hamming(query_codes, db_codes, k, *, chunk_size: int = 32768,
-                 query_chunk: int = 1024) -> tuple[jax.Array, jax.Array]:
+                 query_chunk: int = 1024, method: str | None = None
+                 ) -> tuple[jax.Array, jax.Array]:
   """Exact k nearest database items by Hamming distance, ties by database index.
 
-  Streams the database (``hashjax.index.kernels.topk_kernel``: ``lax.scan`` over
-  chunks with a running ``lax.top_k`` merge), so memory is
-  ``O(query_chunk * (chunk_size + k))``.
+  Host-level; :func:`topk_hamming_core` is the jittable twin. Streams the
+  database (:func:`hashjax.topk.topk_kernel`: group scan for ``k <= 256``,
+  counting select above), so memory is ``O(query_chunk * (chunk_size + k))``.
 
   Args:
     query_codes: ``[nq, b]`` codes in {-1, +1}.
@@ -340,17 +397,19 @@ def topk_hamming(query_codes, db_codes, k, *, chunk_size: int = 32768,
     k: ``1 <= k <= n``.
     chunk_size: database rows per scan step.
     query_chunk: queries per jitted call.
+    method: "group", "count" or None (:func:`hashjax.topk.default_method`);
+      every method gives the same result.
 
   Returns:
     ``(distances, indices)``, int32 ``[nq, k]`` each: ascending distances and the
     database rows, equal distances in increasing row order.
   """
-  from hashjax.index.kernels import topk_kernel  # pylint: disable=g-import-not-at-top
-
   q, d, bits = _codes(query_codes, db_codes)
   k = _check_k("k", k, d.shape[0])
   checks.check_positive_int("chunk_size", chunk_size)
   checks.check_positive_int("query_chunk", query_chunk)
+  if method is not None and method not in topk.METHODS:
+    raise ValueError(f"method must be one of {topk.METHODS} or None, got {method!r}.")
   dp = pack_codes(jnp.asarray(d, jnp.int8))
   qp = np.asarray(pack_codes(jnp.asarray(q, jnp.int8)))
   ids = jnp.arange(d.shape[0], dtype=jnp.int32)
@@ -361,8 +420,111 @@ def topk_hamming(query_codes, db_codes, k, *, chunk_size: int = 32768,
     batch = qp[s:s + size]
     m = batch.shape[0]
     batch = np.pad(batch, ((0, size - m), (0, 0)))
-    di, ii = topk_kernel(dp, ids, jnp.asarray(batch), count, k=k, bits=bits,
-                         chunk_size=chunk_size, mesh=None)
+    di, ii = topk.topk_kernel(dp, ids, jnp.asarray(batch), count, k=k, bits=bits,
+                         chunk_size=chunk_size, mesh=None, method=method)
     dists.append(di[:m])
     idx.append(ii[:m])
   return jnp.concatenate(dists), jnp.concatenate(idx)
+
+
+# ----------------------------------------------------------------------------------
+# Jittable cores (fixed shapes, usable inside a jitted evaluation step).
+# ----------------------------------------------------------------------------------
+def _static_codes(query_codes, db_codes) -> int:
+  if query_codes.ndim != 2 or db_codes.ndim != 2:
+    raise ValueError(f"codes must be 2-D [n, b], got shapes {query_codes.shape} and "
+                     f"{db_codes.shape}.")
+  if query_codes.shape[1] != db_codes.shape[1]:
+    raise ValueError(f"query_codes have {query_codes.shape[1]} bits but db_codes "
+                     f"have {db_codes.shape[1]}.")
+  return int(query_codes.shape[1])
+
+
+def retrieval_core(query_codes: jax.Array, db_codes: jax.Array,
+                   query_labels: jax.Array, db_labels: jax.Array, *, ks=(),
+                   map_k_definition: str = DEFAULT_MAP_K_DEFINITION,
+                   query_chunk: int = DEFAULT_QUERY_CHUNK, block: int = DEFAULT_BLOCK,
+                   chunk: int = DEFAULT_CHUNK) -> dict[str, jax.Array]:
+  """Jittable mAP@all, mAP@k and P@k for fixed shapes (same kernels and values).
+
+  Traceable end to end: pack, then ``lax.map`` over query chunks of the two
+  kernel passes. Shapes and the static options are checked at trace time;
+  values are not (use the host-level functions for validated input).
+
+  Args:
+    query_codes: ``[nq, b]`` in {-1, +1} (any numeric dtype, may be traced).
+    db_codes: ``[n, b]`` in {-1, +1}.
+    query_labels: ``[nq, C]`` multi-hot (0/1).
+    db_labels: ``[n, C]`` multi-hot.
+    ks: static cut-offs, each ``1 <= k <= n``.
+    map_k_definition: ``"calc_map_k"`` (default) or ``"truncated"``.
+    query_chunk, block, chunk: as in :func:`mean_average_precision`.
+
+  Returns:
+    dict of float32 scalars (means over queries, in float32): ``"map"`` and,
+    per k, ``"map@k"`` (in ``map_k_definition``) and ``"p@k"``.
+  """
+  bits = _static_codes(query_codes, db_codes)
+  definition = _check_definition(map_k_definition)
+  nq, n = query_codes.shape[0], db_codes.shape[0]
+  if query_labels.ndim != 2 or db_labels.shape != (n, query_labels.shape[1]) or (
+      query_labels.shape[0] != nq):
+    raise ValueError(f"labels must be multi-hot [nq, C] and [n, C] matching the codes, "
+                     f"got {query_labels.shape} and {db_labels.shape}.")
+  ks = tuple(_check_k("k", k, n) for k in ks)
+  block = checks.check_positive_int("block", block)
+  size = min(checks.check_positive_int("query_chunk", query_chunk), nq)
+  ch = block * max(1, min(checks.check_positive_int("chunk", chunk) // block,
+                          -(-n // block), (1 << 14) // block))
+  pad = -n % ch
+  dp = jnp.pad(pack_codes(db_codes), ((0, pad), (0, 0)))
+  dl = jnp.pad(db_labels.astype(jnp.float32), ((0, pad), (0, 0)))
+  qpad = -nq % size
+  qp = jnp.pad(pack_codes(query_codes), ((0, qpad), (0, 0)))
+  ql = jnp.pad(query_labels.astype(jnp.float32), ((0, qpad), (0, 0)))
+  qp = qp.reshape(-1, size, qp.shape[1])
+  ql = ql.reshape(-1, size, ql.shape[1])
+  count = jnp.int32(n)
+  kvec = jnp.asarray(ks, jnp.int32).reshape(-1)
+
+  def one(args):
+    q, l = args
+    keep = _keep_pairs(size, dp.shape[0], bits, False)
+    ta, tr, tg, pairs = _ranking.histograms(q, dp, l, dl, count, bits=bits, chunk=ch,
+                                            gains=False, keep=keep)
+    st = _ranking.ranked_stats(q, dp, l, dl, count, ta, tr, tg, kvec, pairs,
+                               bits=bits, block=block, ndcg=False)
+    return {key: v for key, v in st.items() if key != "ndcg_k"}
+
+  stats = jax.tree.map(lambda v: v.reshape((-1,) + v.shape[2:])[:nq],
+                       lax.map(one, (qp, ql)))
+  out = {"map": jnp.mean(stats["ap"])}
+  for i, k in enumerate(ks):
+    out[f"map@{k}"] = jnp.mean(stats[_AP_K_KEY[definition]][:, i])
+    out[f"p@{k}"] = jnp.mean(stats["hits_k"][:, i].astype(jnp.float32) / k)
+  return out
+
+
+def topk_hamming_core(query_codes: jax.Array, db_codes: jax.Array, k: int, *,
+                      chunk_size: int = 32768, method: str | None = None
+                      ) -> tuple[jax.Array, jax.Array]:
+  """Jittable twin of :func:`topk_hamming` (all queries in one kernel call).
+
+  Args:
+    query_codes: ``[nq, b]`` in {-1, +1} (may be traced).
+    db_codes: ``[n, b]`` in {-1, +1}.
+    k: static, ``1 <= k <= n``.
+    chunk_size: database rows per scan step.
+    method: "group", "count" or None (:func:`hashjax.topk.default_method`).
+
+  Returns:
+    ``(distances, indices)`` int32 ``[nq, k]``, ascending, ties by row.
+  """
+  bits = _static_codes(query_codes, db_codes)
+  n = db_codes.shape[0]
+  k = _check_k("k", k, n)
+  return topk.topk_kernel(pack_codes(db_codes), jnp.arange(n, dtype=jnp.int32),
+                          pack_codes(query_codes), jnp.int32(n), k=k, bits=bits,
+                          chunk_size=checks.check_positive_int("chunk_size",
+                                                               chunk_size),
+                          mesh=None, method=method)

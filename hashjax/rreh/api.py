@@ -29,6 +29,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from hashjax import checks
+from hashjax.codes import binarize, modality_index
 from hashjax.rreh import solver, steps
 
 __all__ = [
@@ -378,7 +379,7 @@ def _encode(x, anchors, delta2, mean, w, *, kernel):
     phi = steps.kernel_features(x, anchors, delta2)
   else:
     phi = x
-  return jnp.where(steps.matmul(phi - mean, w) >= 0, 1, -1).astype(jnp.int8)
+  return binarize(steps.matmul(phi - mean, w), jnp.int8)
 
 
 def encode(model: RREHModel, x: Any, modality: int, *,
@@ -400,12 +401,7 @@ def encode(model: RREHModel, x: Any, modality: int, *,
     ValueError: modality out of range, wrong width, or NaN / inf in ``x``.
   """
   num = int(np.shape(model.dims)[0])
-  if isinstance(modality, bool) or not isinstance(modality, (int, np.integer)):
-    raise ValueError(f"modality must be an int index, got {modality!r}.")
-  if not 0 <= int(modality) < num:
-    raise ValueError(
-        f"modality must be in [0, {num}) for a {num}-modality model, got {modality}.")
-  mi = int(modality)
+  mi = modality_index(modality, num)
   d = int(np.asarray(model.dims)[mi])
   checks.check_matrix("x", x, cols=d)
   if chunk_rows is not None:

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from hashjax import ops
+from hashjax.codes import binarize
 
 __all__ = [
     "b_step",
@@ -50,10 +51,6 @@ __all__ = [
 
 matmul = ops.matmul  # full float32 precision, shared with the other solvers
 
-
-def binarize(z: jax.Array) -> jax.Array:
-  """``+1`` where ``z >= 0`` else ``-1`` (so ``sign(0) = +1``), in ``z``'s dtype."""
-  return jnp.where(z >= 0, 1, -1).astype(z.dtype)
 
 
 # ----------------------------------------------------------------------------

@@ -2,19 +2,9 @@
 
 import numpy as np
 import pytest
+from retrieval_reference import stable_topk
 
 from hashjax import index as hindex
-
-
-def loop_topk(db, q, k):
-  """Reference: per query, sort (distance, position) pairs with Python's sort."""
-  out_d = np.zeros((q.shape[0], k), np.int64)
-  out_i = np.zeros((q.shape[0], k), np.int64)
-  for j in range(q.shape[0]):
-    pairs = sorted((int(np.count_nonzero(q[j] != db[r])), r) for r in range(db.shape[0]))
-    out_d[j] = [p[0] for p in pairs[:k]]
-    out_i[j] = [p[1] for p in pairs[:k]]
-  return out_d, out_i
 
 
 def tie_codes(np_rng, n, bits):
@@ -40,7 +30,7 @@ def test_group_scan_matches_loop(np_rng, bits, group_size, chunk_size, k):
   q = np_rng.choice(np.array([-1, 1], np.int8), size=(11, bits))
   q[:3] = db[[3, 5, 200]]
   index = hindex.add(hindex.create(bits), db)
-  ref_d, ref_i = loop_topk(db, q, k)
+  ref_d, ref_i = stable_topk(q, db, k)
   # 8 bits: distances 0..8 over 333 rows, so dozens of items tie at the k-th one.
   if bits == 8:
     assert np.all(np.sum(ref_d == ref_d[:, -1:], axis=1) >= 2)
@@ -70,7 +60,7 @@ def test_sharded_groups_with_small_shards(np_rng):
   db = tie_codes(np_rng, n, bits)
   q = np_rng.choice(np.array([-1, 1], np.int8), size=(6, bits))
   index = hindex.shard(hindex.add(hindex.create(bits), db))
-  ref_d, ref_i = loop_topk(db, q, k)
+  ref_d, ref_i = stable_topk(q, db, k)
   for g in (4, 32):
     d, i = hindex.search(index, q, k, chunk_size=16, group_size=g)
     np.testing.assert_array_equal(np.asarray(d), ref_d)
@@ -84,10 +74,51 @@ def test_default_group_size_and_large_k(np_rng):
   db = tie_codes(np_rng, n, bits)
   q = np_rng.choice(np.array([-1, 1], np.int8), size=(3, bits))
   index = hindex.add(hindex.create(bits), db)
-  ref_d, ref_i = loop_topk(db, q, 257)
+  ref_d, ref_i = stable_topk(q, db, 257)
   d, i = hindex.search(index, q, 257, chunk_size=128)  # default: group size 1
   np.testing.assert_array_equal(np.asarray(d), ref_d)
   np.testing.assert_array_equal(np.asarray(i), ref_i)
   for g in (0, -2, 1.5):
     with pytest.raises(ValueError, match="group_size"):
       hindex.search(index, q, 5, group_size=g)
+
+
+@pytest.mark.parametrize("bits,k,chunk_size", [
+    (8, 1, 64),      # heavy ties everywhere
+    (8, 20, 32),     # several chunks; the k-th distance shared by dozens of rows
+    (8, 333, 1000),  # k = n: the whole ranking
+    (40, 57, 64),    # 2 words
+    (64, 300, 100),  # chunk rounded to a multiple of 32
+])
+def test_counting_select_matches_loop(np_rng, bits, k, chunk_size):
+  n = 333
+  db = tie_codes(np_rng, n, bits)
+  q = np_rng.choice(np.array([-1, 1], np.int8), size=(11, bits))
+  q[:3] = db[[3, 5, 200]]
+  index = hindex.add(hindex.create(bits), db)
+  ref_d, ref_i = stable_topk(q, db, k)
+  if bits == 8 and k < n:  # the tie at the k-th distance is split by the cut
+    full = np.sort(stable_topk(q, db, n)[0], axis=1)
+    assert np.any(np.sum(full == ref_d[:, -1:], axis=1) > np.sum(ref_d == ref_d[:, -1:], 1))
+  d, i = hindex.search(index, q, k, chunk_size=chunk_size, query_chunk_size=8,
+                       method="count")
+  np.testing.assert_array_equal(np.asarray(d), ref_d)
+  np.testing.assert_array_equal(np.asarray(i), ref_i)
+
+
+def test_counting_select_sharded_and_default_method(np_rng):
+  # 8 devices x 42 rows; duplicates of row 3 straddle shard edges; k > rows/device.
+  bits, n = 8, 333
+  db = tie_codes(np_rng, n, bits)
+  q = np_rng.choice(np.array([-1, 1], np.int8), size=(6, bits))
+  q[0] = db[3]
+  sharded = hindex.shard(hindex.add(hindex.create(bits), db))
+  for k in (1, 50, 300):
+    ref_d, ref_i = stable_topk(q, db, k)
+    d, i = hindex.search(sharded, q, k, chunk_size=32, method="count")
+    np.testing.assert_array_equal(np.asarray(d), ref_d)
+    np.testing.assert_array_equal(np.asarray(i), ref_i)
+  assert hindex.default_method(256, 64) == "group"
+  assert hindex.default_method(257, 64) == "count"
+  with pytest.raises(ValueError, match="method"):
+    hindex.search(sharded, q, 5, method="sort")

@@ -1,59 +1,15 @@
-"""hashjax.metrics retrieval metrics against a plain NumPy per-query loop and hand-worked cases."""
+"""hashjax.metrics retrieval metrics against the shared NumPy per-query loop
+(tests/retrieval_reference.py) and hand-worked cases."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from retrieval_reference import multihot as _multihot
+from retrieval_reference import retrieval_metrics as reference
+from retrieval_reference import stable_topk
 
 from hashjax import metrics
-
-
-# ----------------------------------------------------------------------------------
-# Independent reference: one query at a time, np.argsort(kind="stable").
-# ----------------------------------------------------------------------------------
-def _multihot(labels, c):
-  labels = np.asarray(labels)
-  if labels.ndim == 1:
-    out = np.zeros((labels.size, c))
-    out[np.arange(labels.size), labels] = 1
-    return out
-  return labels.astype(np.float64)
-
-
-def reference(q, d, ql, dl, ks, radius=2):
-  """All metrics by a per-query loop (float64)."""
-  nq, bits = q.shape
-  n = d.shape[0]
-  out = {"ap": [], "pr_p": [], "pr_r": [], "rad": []}
-  for k in ks:
-    out[f"ap@{k}"], out[f"p@{k}"], out[f"ndcg@{k}"] = [], [], []
-  for i in range(nq):
-    dist = np.sum(q[i][None, :] != d, axis=1)
-    order = np.argsort(dist, kind="stable")
-    shared_u = dl @ ql[i]
-    shared = shared_u[order]
-    rel = shared > 0
-    hits = np.cumsum(rel)
-    ranks = np.arange(1, n + 1)
-    num_rel = rel.sum()
-    out["ap"].append((hits / ranks)[rel].sum() / num_rel if num_rel else 0.0)
-    for k in ks:
-      rk = rel[:k]
-      out[f"ap@{k}"].append((hits[:k] / ranks[:k])[rk].sum() / rk.sum() if rk.sum() else 0.0)
-      out[f"p@{k}"].append(rk.sum() / k)
-      disc = 1.0 / np.log2(np.arange(2, k + 2))
-      dcg = np.sum((2.0 ** shared[:k] - 1) * disc)
-      ideal = np.sort(shared_u)[::-1][:k]
-      idcg = np.sum((2.0 ** ideal - 1) * disc)
-      out[f"ndcg@{k}"].append(dcg / idcg if idcg > 0 else 0.0)
-    p_r, r_r = [], []
-    for r in range(bits + 1):
-      inside = dist <= r
-      got = np.sum(inside & (shared_u > 0))
-      p_r.append(got / inside.sum() if inside.sum() else 0.0)
-      r_r.append(got / num_rel if num_rel else 0.0)
-    out["pr_p"].append(p_r)
-    out["pr_r"].append(r_r)
-    out["rad"].append(p_r[min(radius, bits)])
-  return {key: np.mean(np.asarray(v), axis=0) for key, v in out.items()}
 
 
 def _random(np_rng, nq, n, bits, c, single, density=0.5):
@@ -79,7 +35,8 @@ def test_evaluate_matches_numpy_loop(np_rng, bits, single):
   ref = reference(q.astype(float), d.astype(float), _multihot(ql, c), _multihot(dl, c),
                   ks=(40, 1, 157))
   np.testing.assert_allclose(got["map"], ref["ap"], atol=1e-6)
-  np.testing.assert_allclose(got["map@40"], ref["ap@40"], atol=1e-6)
+  assert got["map@k_definition"] == "calc_map_k"
+  np.testing.assert_allclose(got["map@40"], ref["ap_calc@40"], atol=1e-6)
   np.testing.assert_allclose(got["p@40"], ref["p@40"], atol=1e-6)
   np.testing.assert_allclose(got["ndcg@40"], ref["ndcg@40"], atol=1e-6)
   np.testing.assert_allclose(got["p@1"], ref["p@1"], atol=1e-6)
@@ -96,8 +53,11 @@ def test_single_metric_functions_match_numpy_loop(np_rng):
                   ks=(10,), radius=3)
   args = (q, d, ql, dl)
   np.testing.assert_allclose(metrics.mean_average_precision(*args), ref["ap"], atol=1e-6)
-  np.testing.assert_allclose(metrics.mean_average_precision(*args, top_k=10), ref["ap@10"],
-                             atol=1e-6)
+  np.testing.assert_allclose(metrics.mean_average_precision(*args, top_k=10),
+                             ref["ap_calc@10"], atol=1e-6)
+  np.testing.assert_allclose(
+      metrics.mean_average_precision(*args, top_k=10, definition="truncated"),
+      ref["ap@10"], atol=1e-6)
   np.testing.assert_allclose(metrics.precision_at_k(*args, k=10), ref["p@10"], atol=1e-6)
   np.testing.assert_allclose(metrics.ndcg_at_k(*args, k=10), ref["ndcg@10"], atol=1e-6)
   np.testing.assert_allclose(metrics.precision_within_radius(*args, radius=3), ref["rad"],
@@ -114,10 +74,12 @@ def test_tiny_chunks_equal_numpy_loop(np_rng):
   q, d, ql, dl = _random(np_rng, 7, 37, 8, c, single=True, density=0.7)
   ref = reference(q.astype(float), d.astype(float), _multihot(ql, c), _multihot(dl, c),
                   ks=(5,))
-  for opts in (dict(query_chunk=3, block=2, chunk=4), dict(query_chunk=1, block=1, chunk=1)):
+  # block 2 and 1: bit-parallel in-block counts; block 64: the comparison path.
+  for opts in (dict(query_chunk=3, block=2, chunk=4), dict(query_chunk=1, block=1, chunk=1),
+               dict(query_chunk=4, block=64, chunk=64)):
     got = metrics.evaluate_retrieval(q, d, ql, dl, top_r=5, num_classes=c, **opts)
     np.testing.assert_allclose(got["map"], ref["ap"], atol=1e-6)
-    np.testing.assert_allclose(got["map@5"], ref["ap@5"], atol=1e-6)
+    np.testing.assert_allclose(got["map@5"], ref["ap_calc@5"], atol=1e-6)
     np.testing.assert_allclose(got["ndcg@5"], ref["ndcg@5"], atol=1e-6)
     np.testing.assert_allclose(got["pr_precision"], ref["pr_p"], atol=1e-6)
 
@@ -129,9 +91,12 @@ def test_large_database_path_matches_numpy_loop(np_rng):
   got = metrics.evaluate_retrieval(q, d, ql, dl, top_r=1000)
   ref = reference(q.astype(float), d.astype(float), _multihot(ql, c), _multihot(dl, c),
                   ks=(1000,))
-  for key, ref_key in (("map", "ap"), ("map@1000", "ap@1000"), ("p@1000", "p@1000"),
+  for key, ref_key in (("map", "ap"), ("map@1000", "ap_calc@1000"), ("p@1000", "p@1000"),
                        ("ndcg@1000", "ndcg@1000"), ("pr_precision", "pr_p")):
     np.testing.assert_allclose(got[key], ref[ref_key], atol=1e-6, err_msg=key)
+  # mean_average_precision keeps pass 1's pairs (no NDCG): the other pass-2 path.
+  np.testing.assert_allclose(metrics.mean_average_precision(q, d, ql, dl, top_k=1000),
+                             ref["ap_calc@1000"], atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------
@@ -154,15 +119,67 @@ def test_hand_worked_ties_and_query_without_relevant_items():
   q = np.array([[1, 1], [-1, -1]])
   d = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1], [1, 1]])
   ql, dl = np.array([0, 2]), np.array([0, 1, 1, 0, 0])
-  got = metrics.evaluate_retrieval(q, d, ql, dl, top_r=3, radius=2)
+  got = metrics.evaluate_retrieval(q, d, ql, dl, top_r=3, radius=2,
+                                   map_k_definition="truncated")
   np.testing.assert_allclose(got["map"], 1.6 / 3 / 2, atol=1e-7)
   np.testing.assert_allclose(got["map@3"], 0.5 / 2, atol=1e-7)
+  assert got["map@k_definition"] == "truncated"
   np.testing.assert_allclose(got["p@3"], (1 / 3) / 2, atol=1e-7)
   nd = (1 / np.log2(3)) / (1 + 1 / np.log2(3) + 0.5)
   np.testing.assert_allclose(got["ndcg@3"], nd / 2, atol=1e-7)
   np.testing.assert_allclose(got["pr_precision"], [0.5 / 2, 0.5 / 2, 0.6 / 2], atol=1e-7)
   np.testing.assert_allclose(got["pr_recall"], [1 / 6, 2 / 6, 1 / 2], atol=1e-7)
   np.testing.assert_allclose(got["p@r2"], 0.6 / 2, atol=1e-7)
+
+
+def test_hand_worked_map_at_k_definitions():
+  # The first query above: relevant items rank 2, 4 and 5 (R = 3); the second
+  # query has no relevant item and scores 0 under both definitions.
+  #   calc_map_k (first min(k, R) relevant items, wherever they rank):
+  #     k=1: (1/2) / 1 = 0.5;  k=2: (1/2 + 2/4) / 2 = 0.5;  k=4: (1/2 + 2/4 + 3/5) / 3
+  #   truncated (relevant items inside the top k):
+  #     k=1: none -> 0;  k=2: (1/2) / 1 = 0.5;  k=4: (1/2 + 2/4) / 2 = 0.5
+  q = np.array([[1, 1], [-1, -1]])
+  d = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1], [1, 1]])
+  ql, dl = np.array([0, 2]), np.array([0, 1, 1, 0, 0])
+  for k, calc, trunc in ((1, 0.5, 0.0), (2, 0.5, 0.5), (4, 1.6 / 3, 0.5)):
+    got = metrics.mean_average_precision(q, d, ql, dl, top_k=k)
+    np.testing.assert_allclose(got, calc / 2, atol=1e-7, err_msg=f"k={k}")
+    got = metrics.mean_average_precision(q, d, ql, dl, top_k=k, definition="truncated")
+    np.testing.assert_allclose(got, trunc / 2, atol=1e-7, err_msg=f"k={k}")
+  with pytest.raises(ValueError, match="definition must be one of"):
+    metrics.mean_average_precision(q, d, ql, dl, top_k=2, definition="dcmh")
+
+
+def test_jittable_cores_match_reference(np_rng):
+  # Features -> codes -> metrics in one jitted eval step (multi-hot labels).
+  c, bits = 5, 24
+  _, _, ql, dl = _random(np_rng, 19, 70, bits, c, single=False)
+  fq = np_rng.normal(size=(19, bits)).astype(np.float32)
+  fd = np_rng.normal(size=(70, bits)).astype(np.float32)
+  fq[:, :3] = 0.0  # sign(0) = +1
+
+  @jax.jit
+  def eval_step(fq, fd, ql, dl):
+    q = jnp.where(fq >= 0, 1, -1).astype(jnp.int8)
+    d = jnp.where(fd >= 0, 1, -1).astype(jnp.int8)
+    out = metrics.retrieval_core(q, d, ql, dl, ks=(10, 70), query_chunk=8, block=4,
+                                 chunk=16)
+    trunc = metrics.retrieval_core(q, d, ql, dl, ks=(10,), map_k_definition="truncated")
+    dist, idx = metrics.topk_hamming_core(q, d, 12, chunk_size=32)
+    return out, trunc["map@10"], dist, idx
+
+  out, trunc, dist, idx = eval_step(fq, fd, ql, dl)
+  q, d = np.where(fq >= 0, 1, -1), np.where(fd >= 0, 1, -1)
+  ref = reference(q, d, ql, dl, ks=(10, 70))
+  np.testing.assert_allclose(out["map"], ref["ap"], atol=1e-6)
+  np.testing.assert_allclose(out["map@10"], ref["ap_calc@10"], atol=1e-6)
+  np.testing.assert_allclose(out["map@70"], ref["ap"], atol=1e-6)  # k >= R: AP@all
+  np.testing.assert_allclose(out["p@10"], ref["p@10"], atol=1e-6)
+  np.testing.assert_allclose(trunc, ref["ap@10"], atol=1e-6)
+  ref_d, ref_i = stable_topk(q, d, 12)
+  np.testing.assert_array_equal(np.asarray(dist), ref_d)
+  np.testing.assert_array_equal(np.asarray(idx), ref_i)
 
 
 def test_hand_worked_ndcg_graded_relevance():
@@ -180,15 +197,13 @@ def test_hand_worked_ndcg_graded_relevance():
 
 
 def test_topk_hamming_stable_against_numpy(np_rng):
-  for bits, n, k in ((8, 300, 40), (64, 500, 25)):
+  for bits, n, k in ((8, 300, 40), (64, 500, 25), (8, 600, 290)):  # 290: counting
     q = np.where(np_rng.random((9, bits)) < 0.5, 1, -1)
     d = np.where(np_rng.random((n, bits)) < 0.5, 1, -1)
     dist, idx = metrics.topk_hamming(q, d, k, chunk_size=64, query_chunk=4)
-    for i in range(9):
-      full = np.sum(q[i] != d, axis=1)
-      order = np.lexsort((np.arange(n), full))[:k]
-      np.testing.assert_array_equal(np.asarray(idx[i]), order)
-      np.testing.assert_array_equal(np.asarray(dist[i]), full[order])
+    ref_d, ref_i = stable_topk(q, d, k)
+    np.testing.assert_array_equal(np.asarray(idx), ref_i)
+    np.testing.assert_array_equal(np.asarray(dist), ref_d)
   # hand case: distances [2, 1, 0, 1, 0] -> top-3 rows 2, 4, 1.
   dist, idx = metrics.topk_hamming(np.array([[1, 1]]),
                                    np.array([[-1, -1], [1, -1], [1, 1], [-1, 1], [1, 1]]), 3)
