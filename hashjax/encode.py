@@ -24,6 +24,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
+from hashjax import cli, fileio, methods, validate
 
 __all__ = ["define_flags", "encode_split", "load_encoder", "main"]
 

@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hashjax import checkpoint as ckpt_lib
+from hashjax import fileio, validate
 from hashjax.codes import binarize, modality_index
 from hashjax.dcgh import input_pipeline as pp
 from hashjax.dcgh.factory import build_model

@@ -42,6 +42,7 @@ from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
 from hashjax import checkpoint as ckpt_lib
+from hashjax import evaluation, fileio, validate
 from hashjax.codes import binarize
 from hashjax.dcgh import input_pipeline as pp
 from hashjax.dcgh import losses, optim

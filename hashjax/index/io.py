@@ -9,6 +9,7 @@ import zlib
 
 import numpy as np
 
+from hashjax import fileio
 from hashjax.codes import num_words
 from hashjax.index.core import HammingIndex, add, create
 
