@@ -48,7 +48,8 @@ def run_one(dataset: str, bits: int, seed: int, epochs: int | None) -> dict:
     seconds = time.perf_counter() - t0
   finally:
     shutil.rmtree(workdir, ignore_errors=True)
-  det, i2t, t2i = res["details"], res["results"]["image->text"], res["results"]["text->image"]
+  det = res["details"]   # results.json's layout (docs/results_schema.md)
+  i2t, t2i = res["results"]["image->text"], res["results"]["text->image"]
   return {
       "dataset": dataset, "bits": bits, "seed": seed, "epochs": int(cfg.num_epochs),
       "selected_epoch": det["selected"]["epoch"],
