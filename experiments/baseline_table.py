@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.error(f"--methods must be drawn from {METHODS}, got {methods}")
 
   from hashjax import experiment  # pylint: disable=g-import-not-at-top
-  from hashjax.main import load_config_file  # pylint: disable=g-import-not-at-top
+  from hashjax.configs_io import load_config_file  # pylint: disable=g-import-not-at-top
 
   bits_list = [int(b) for b in args.bits.split(",")]
   rows = []

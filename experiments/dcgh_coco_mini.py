@@ -60,6 +60,14 @@ def _same_checkpoint(a: str, b: str) -> bool:
       lambda x, y: bool(np.array_equal(np.asarray(x), np.asarray(y))), *trees)))
 
 
+def _selected(res: dict) -> dict:
+  """The selected model of a results.json (hashjax.results/1): step, epoch, validation
+  mAPs and its query mAP@all per direction (this script's JSON keeps them together)."""
+  i2t, t2i = (res["results"][d]["map"] for d in ("image->text", "text->image"))
+  return dict(res["details"]["selected"],
+              query={"i2t_map": i2t, "t2i_map": t2i, "mean_map": (i2t + t2i) / 2})
+
+
 def main(argv: list[str] | None = None):
   ap = _common.parser("dcgh_coco_mini", __doc__)
   ap.add_argument("--config_arg", default=None, help="arguments after the config's colon")
@@ -67,7 +75,7 @@ def main(argv: list[str] | None = None):
 
   from hashjax import plotting  # pylint: disable=g-import-not-at-top
   from hashjax.dcgh import export  # pylint: disable=g-import-not-at-top
-  from hashjax.main import load_config_file  # pylint: disable=g-import-not-at-top
+  from hashjax.configs_io import load_config_file  # pylint: disable=g-import-not-at-top
 
   config = "configs/dcgh_coco_mini.py" + (f":{args.config_arg}" if args.config_arg else "")
   tmp = tempfile.mkdtemp(prefix="dcgh_coco_mini_")
@@ -109,27 +117,30 @@ def main(argv: list[str] | None = None):
   plot = os.path.join(args.out, "plots", "dcgh_coco_mini_curves.png")
   plotting.training_curves(curves, title="DCGH on COCO-MINI (tiny towers, random init)",
                            path=plot)
-  sel, q = res["selected"], res["selected"]["query"]
+  sel = _selected(res)
+  det = res["details"]
   meta = _common.environment(
       readme_command=f"python -m hashjax.main --config={config} --workdir=WORKDIR",
       config=cfg.to_dict(), seeds=[int(cfg.seed)],
-      sizes={k: res[k] for k in ("num_train", "num_validation", "num_query",
-                                 "num_database", "total_steps")},
+      sizes={"num_train": res["num_train"], "num_validation": det["num_validation"],
+             "num_query": res["num_query"], "num_database": res["num_database"],
+             "total_steps": det["total_steps"]},
       load_average_at_end=os.getloadavg())
   out = {
       "meta": meta,
       "seconds": {"train_command": t_train, "train_loop": res["train_seconds"],
                   "rerun_finished": t_rerun, "stop_after_8": t_stop, "resume": t_resume,
                   "encode_database_images": t_encode},
-      "rerun_same_selected": res_rerun["selected"] == sel,
+      "rerun_same_selected": _selected(res_rerun) == sel,
       "resumed_equals_uninterrupted": {"final_state": resumed_equal,
-                                       "selected": res_part["selected"] == sel},
+                                       "selected": _selected(res_part) == sel},
       "encoded": {"split": "database", "modality": "image",
                   "shape": list(codes["codes"].shape)},
-      "selected": sel, "best_on_query": res.get("best_on_query"),
+      "selected": sel, "best_on_query": det.get("best_on_query"),
       "history": eval_rows, "plot": os.path.relpath(plot, args.out),
   }
-  boq = res.get("best_on_query") or {}
+  q = sel["query"]
+  boq = det.get("best_on_query") or {}
   md = "\n".join([
       "# DCGH on COCO-MINI (end-to-end smoke run)", "",
       f"Command: `{meta['command']}` (wraps `{meta['readme_command']}`); "
@@ -137,7 +148,7 @@ def main(argv: list[str] | None = None):
       f"{meta['load_average_at_end'][0]:.1f} at the end), {meta['date']}.", "",
       "Real JPEGs + captions of the shipped fixture, BPE tokenizer trained on the "
       "training captions, tiny CLIP-shaped towers from **random init** (no CLIP "
-      f"weights), {res['total_steps']} steps. Items: {meta['sizes']}. The numbers show "
+      f"weights), {det['total_steps']} steps. Items: {meta['sizes']}. The numbers show "
       "that the pipeline runs; at this size they say nothing about DCGH's accuracy.", "",
       "| quantity | value |", "|---|---|",
       f"| train command wall time (s, incl. start-up and compiles) | {t_train:.1f} |",

@@ -35,7 +35,7 @@ BASELINES = {"wikipedia": "wikipedia", "uci_mfeat": "uci"}   # baselines_<name>.
 
 def run_one(dataset: str, bits: int, seed: int, epochs: int | None) -> dict:
   from hashjax.dcgh import train  # pylint: disable=g-import-not-at-top
-  from hashjax.main import load_config_file  # pylint: disable=g-import-not-at-top
+  from hashjax.configs_io import load_config_file  # pylint: disable=g-import-not-at-top
 
   arg = f"bits={bits},seed={seed}" + (f",epochs={epochs}" if epochs else "")
   cfg = load_config_file(os.path.join(_common.ROOT, "configs", f"{CONFIGS[dataset]}.py"),
@@ -48,17 +48,19 @@ def run_one(dataset: str, bits: int, seed: int, epochs: int | None) -> dict:
     seconds = time.perf_counter() - t0
   finally:
     shutil.rmtree(workdir, ignore_errors=True)
-  sel = res["selected"]
+  det = res["details"]   # results.json's layout (docs/results_schema.md)
+  i2t, t2i = res["results"]["image->text"], res["results"]["text->image"]
   return {
       "dataset": dataset, "bits": bits, "seed": seed, "epochs": int(cfg.num_epochs),
-      "selected_epoch": sel["epoch"], "val_mean_map": sel["validation"]["mean_map"],
-      "i2t_map": sel["query"]["i2t_map"], "t2i_map": sel["query"]["t2i_map"],
-      "i2t_map@100": sel["query"].get("i2t_map@100"),
-      "t2i_map@100": sel["query"].get("t2i_map@100"),
-      "best_on_query_i2t": res["best_on_query"]["i2t"]["map"],
-      "best_on_query_t2i": res["best_on_query"]["t2i"]["map"],
-      "num_train": res["num_train"], "num_validation": res["num_validation"],
+      "selected_epoch": det["selected"]["epoch"],
+      "val_mean_map": det["selected"]["validation"]["mean_map"],
+      "i2t_map": i2t["map"], "t2i_map": t2i["map"],
+      "i2t_map@100": i2t.get("map@100"), "t2i_map@100": t2i.get("map@100"),
+      "best_on_query_i2t": det["best_on_query"]["i2t"]["map"],
+      "best_on_query_t2i": det["best_on_query"]["t2i"]["map"],
+      "num_train": res["num_train"], "num_validation": det["num_validation"],
       "num_query": res["num_query"], "num_database": res["num_database"],
+      "train_seconds": res["train_seconds"],
       "seconds": seconds,
   }
 

@@ -17,7 +17,7 @@ import os
 import _common
 
 from hashjax import experiment
-from hashjax.main import load_config_file
+from hashjax.configs_io import load_config_file
 
 SEEDS = range(5)
 RUNS = [("rreh", "rreh_{d}", ""), ("cmfh", "baseline_{d}", "method=cmfh,paired_ratio=0.1,"),

@@ -21,7 +21,7 @@ import numpy as np
 
 from hashjax import data as hd
 from hashjax import metrics, rreh
-from hashjax.main import load_config_file
+from hashjax.configs_io import load_config_file
 
 SEEDS = (0, 1, 2)
 

@@ -100,7 +100,8 @@ def run_one(method: str, dataset: str, *, bits: int, ratio: float, seed: int,
     data: precomputed ``(paired, unpaired, n_p)`` (else from :func:`semi_paired`).
 
   Returns:
-    a record with the settings, ``map`` ({direction: mAP}), sizes, fit seconds, and
+    a record with the settings, ``map`` ({direction: mAP}), sizes, ``train_seconds``
+    (the fit; ``fit_seconds`` in results written before the one results schema), and
     (not JSON) ``_model`` / ``_encode``.
   """
   split = get_split(dataset)
@@ -131,9 +132,9 @@ def run_one(method: str, dataset: str, *, bits: int, ratio: float, seed: int,
       rec["objective"] = np.asarray(model.objective).tolist()
     jax.block_until_ready(jax.tree_util.tree_leaves(model))
   except (ValueError, FloatingPointError) as e:  # e.g. bits > n_p; non-finite fit
-    rec.update(error=str(e), map={}, fit_seconds=time.perf_counter() - t0)
+    rec.update(error=str(e), map={}, train_seconds=time.perf_counter() - t0)
     return rec
-  rec["fit_seconds"] = time.perf_counter() - t0
+  rec["train_seconds"] = time.perf_counter() - t0
   res = evaluate_cross_modal(query, database, enc)
   rec["map"] = {d: r["map"] for d, r in res.items()}
   rec["_model"], rec["_encode"] = model, enc

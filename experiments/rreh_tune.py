@@ -36,7 +36,7 @@ import numpy as np
 
 from hashjax import data as hdata
 from hashjax import experiment, rreh
-from hashjax.main import load_config_file
+from hashjax.configs_io import load_config_file
 
 __all__ = ["GRID", "main", "tune_dataset"]
 
@@ -106,7 +106,7 @@ def _final(name, chosen, seeds, bits=64):
           cfg.rreh[k] = rreh.DEFAULTS[k]
       r = experiment.train_and_evaluate(cfg, None)
       out.append(dict(method=label, seed=s, paired_ratio=0.1, bits=bits,
-                      results=r["results"], fit_seconds=r["fit_seconds"]))
+                      results=r["results"], train_seconds=r["train_seconds"]))
     for method, ratio in (("cca_itq", 0.1), ("cvh", 0.1), ("cmfh", 0.1), ("cmfh", 1.0)):
       b = 10 if (method == "cca_itq" and name == "wikipedia") else bits
       cfg = load_config_file(os.path.join(ROOT, bpath),
@@ -114,7 +114,7 @@ def _final(name, chosen, seeds, bits=64):
                              f"bits={b}")
       r = experiment.train_and_evaluate(cfg, None)
       out.append(dict(method=method, seed=s, paired_ratio=ratio, bits=b,
-                      results=r["results"], fit_seconds=r["fit_seconds"]))
+                      results=r["results"], train_seconds=r["train_seconds"]))
   return out
 
 

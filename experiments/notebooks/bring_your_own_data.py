@@ -154,7 +154,7 @@ import numpy as np
 from IPython.display import Markdown, display
 
 from hashjax import data, experiment, metrics, plotting
-from hashjax.main import load_config_file
+from hashjax.configs_io import load_config_file
 
 
 def load_config(name, arg=None):
@@ -354,13 +354,15 @@ def show_pr(config, workdir, name):
 
 def report(result, name, pr_maps):
   """Prints the selected checkpoint's numbers and records them in SUMMARY[name]."""
-  sel = result["selected"]
+  details, res = result["details"], result["results"]   # results.json's layout
+  sel = details["selected"]
+  query = {"i2t_map": res["image->text"]["map"], "t2i_map": res["text->image"]["map"]}
   print(f"{name}: selected step {sel['step']} (epoch {sel['epoch']}) on validation "
         f"mAP {sel['validation']['mean_map']:.4f}")
-  print("query mAP@all: i2t {i2t_map:.4f}, t2i {t2i_map:.4f}".format(**sel["query"]))
-  SUMMARY[name] = {"selected_step": sel["step"], "query": sel["query"],
+  print("query mAP@all: i2t {i2t_map:.4f}, t2i {t2i_map:.4f}".format(**query))
+  SUMMARY[name] = {"selected_step": sel["step"], "query": query,
                    "validation": sel["validation"], "pr_maps": pr_maps,
-                   "total_steps": result["total_steps"],
+                   "total_steps": details["total_steps"],
                    "train_seconds": result["train_seconds"]}
 
 # %% [markdown]

@@ -153,7 +153,7 @@ import numpy as np
 from IPython.display import Markdown, display
 
 from hashjax import data, experiment, metrics, plotting
-from hashjax.main import load_config_file
+from hashjax.configs_io import load_config_file
 
 
 def load_config(name, arg=None):

@@ -15,7 +15,6 @@ too).
 """
 
 import importlib.util
-import json
 import math
 import os
 import pathlib

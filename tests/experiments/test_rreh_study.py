@@ -10,7 +10,6 @@ import json
 import pathlib
 import sys
 
-import jax
 import numpy as np
 import pytest
 
