@@ -28,9 +28,11 @@ import dataclasses
 import math
 from collections.abc import Iterator, Sequence
 import os
+import shutil
 from typing import Any, NamedTuple, Protocol
 
 import grain
+import jax
 import numpy as np
 from PIL import Image
 
@@ -91,8 +93,20 @@ def preprocess_image(image: Image.Image, *, image_size: int, train: bool) -> np.
   return (x - np.asarray(CLIP_MEAN, np.float32)) / np.asarray(CLIP_STD, np.float32)
 
 
+_ENV_IMAGE_LOG = "HASHJAX_IMAGE_LOAD_LOG"
+
+
 def load_image(path: str, *, image_size: int, train: bool) -> np.ndarray:
-  """Reads an image file and applies :func:`preprocess_image`."""
+  """Reads an image file and applies :func:`preprocess_image`.
+
+  With ``HASHJAX_IMAGE_LOAD_LOG=<dir>`` set, every decode appends ``path`` as a line to
+  ``<dir>/image_loads.<os pid>.txt`` (the multi-process tests count with it which
+  images each process decodes).
+  """
+  log_dir = os.environ.get(_ENV_IMAGE_LOG)
+  if log_dir:
+    with open(os.path.join(log_dir, f"image_loads.{os.getpid()}.txt"), "a") as f:
+      f.write(f"{path}\n")
   with Image.open(path) as im:
     im.load()
     return preprocess_image(im, image_size=image_size, train=train)
@@ -403,8 +417,15 @@ def _make_tokenizer(config: Any, captions: Sequence[str], workdir: str | None):
     if saved and os.path.isdir(saved):
       return tk.load_tokenizer(saved, context_length=length)
     tok = tk.train_bpe_tokenizer(captions, int(tcfg.vocab_size), context_length=length)
-    if saved:
-      tok.save(saved)
+    # Every process trains the same tokeniser; only process 0 writes it, complete
+    # under a temporary name first, so another process never opens a half-written one.
+    if saved and jax.process_index() == 0:
+      tmp = f"{saved}.tmp{os.getpid()}"
+      tok.save(tmp)
+      try:
+        os.rename(tmp, saved)
+      except OSError:   # written meanwhile (a concurrent run): keep that one
+        shutil.rmtree(tmp, ignore_errors=True)
     return tok
   raise ValueError(f"config.text.tokenizer must be 'clip' or 'bpe', got {kind!r}.")
 
