@@ -217,6 +217,36 @@ def _cost_flops(cost: Any) -> float:
   return float(cost.get("flops", float("nan"))) if cost else float("nan")
 
 
+def xla_global_flops(settings: dict[str, Any], model: Any = None,
+                     host: dict[str, np.ndarray] | None = None) -> tuple[float, int]:
+  """XLA's FLOPs of the whole step on the global batch, and the parameter count.
+
+  The step is lowered unpartitioned (one program, global batch) and not compiled, so
+  this is cheap even at full size.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+
+  from hashjax.dcgh import train  # pylint: disable=g-import-not-at-top
+
+  model = model if model is not None else model_of(settings)
+  host = host if host is not None else _host_batch(settings, model)
+  tx, proxy_tx = train._optimizers(  # pylint: disable=protected-access
+      tuple(sorted(settings["optim"].items())), 10_000)
+  init = functools.partial(train.create_state, model=model, tx=tx, proxy_tx=proxy_tx,
+                           num_classes=settings["num_classes"], bits=settings["bits"])
+  plain = jax.jit(functools.partial(
+      train.train_step, model=model, tx=tx, proxy_tx=proxy_tx,
+      neg_weight=settings["loss"][0], pos_weight=settings["loss"][1]))
+  rng = jax.random.key(0)
+  state = jax.eval_shape(init, rng, {k: x[:1] for k, x in host.items()})
+  flops = _cost_flops(plain.lower(
+      state, {k: jax.ShapeDtypeStruct(x.shape, x.dtype) for k, x in host.items()},
+      rng).cost_analysis())
+  num_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(
+      state["params"]))
+  return flops, num_params
+
+
 class _Compiled(NamedTuple):
   prog: Any        # train._Programs of the mesh
   host: dict       # the synthetic global batch (NumPy)
@@ -234,10 +264,6 @@ def compile_step(settings: dict[str, Any], *, parallelism: str, devices: int
     ``xla_flops_global`` (the step unpartitioned, global batch), ``xla_flops_per_device``
     (the partitioned program), ``analytic_flops`` and ``memory_per_device``.
   """
-  import jax  # pylint: disable=g-import-not-at-top
-
-  from hashjax.dcgh import train  # pylint: disable=g-import-not-at-top
-
   model = model_of(settings)
   prog = _programs(settings, model, parallelism, _mesh(devices))
   host = _host_batch(settings, model)
@@ -248,22 +274,11 @@ def compile_step(settings: dict[str, Any], *, parallelism: str, devices: int
   t0 = time.perf_counter()
   compiled = lowered.compile()
   compile_s = time.perf_counter() - t0
-  # Global FLOPs: the same step unpartitioned (lowered only, not compiled).
-  tx, proxy_tx = train._optimizers(  # pylint: disable=protected-access
-      tuple(sorted(settings["optim"].items())), 10_000)
-  plain = jax.jit(functools.partial(
-      train.train_step, model=model, tx=tx, proxy_tx=proxy_tx,
-      neg_weight=settings["loss"][0], pos_weight=settings["loss"][1]))
-  g_state = jax.eval_shape(prog.init_raw, rng, {k: x[:1] for k, x in host.items()})
-  global_flops = _cost_flops(plain.lower(
-      g_state, {k: jax.ShapeDtypeStruct(x.shape, x.dtype) for k, x in host.items()},
-      rng).cost_analysis())
+  global_flops, num_params = xla_global_flops(settings, model, host)
   mem = compiled.memory_analysis()
   mem_d = {k: int(getattr(mem, k)) for k in (
       "argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
       "alias_size_in_bytes", "generated_code_size_in_bytes") if hasattr(mem, k)}
-  num_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(
-      g_state["params"]))
   report = {"parallelism": parallelism, "devices": devices, "lower_seconds": lower_s,
             "compile_seconds": compile_s, "num_params": num_params,
             "xla_flops_global": global_flops,

@@ -15,6 +15,7 @@ from hashjax import distributed
 
 def main(out_dir: str) -> None:
   started = distributed.initialize()
+  again = distributed.initialize()   # must not start the runtime a second time
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
@@ -25,7 +26,7 @@ def main(out_dir: str) -> None:
   x = jax.make_array_from_process_local_data(sharding, mine)
   total = int(jax.jit(lambda a: a.sum(), out_shardings=jax.sharding.NamedSharding(
       mesh, jax.sharding.PartitionSpec()))(x))
-  row = {"initialized": started, "process_index": jax.process_index(),
+  row = {"initialized": started, "second_call": again, "process_index": jax.process_index(),
          "process_count": jax.process_count(), "device_count": jax.device_count(),
          "local_device_count": jax.local_device_count(), "rows": mine.tolist(),
          "global_shape": list(x.shape), "sum": total}

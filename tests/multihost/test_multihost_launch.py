@@ -19,7 +19,7 @@ def _check(out_dir):
     with open(os.path.join(out_dir, f"process{i}.json")) as f:
       rows.append(json.load(f))
   for i, r in enumerate(rows):
-    assert r["initialized"] is True
+    assert r["initialized"] is True and r["second_call"] is True
     assert (r["process_index"], r["process_count"]) == (i, 2)
     assert (r["device_count"], r["local_device_count"]) == (4, 2)
     assert r["rows"] == list(range(4 * i, 4 * i + 4))   # contiguous share, by hand
