@@ -113,7 +113,8 @@ def load_image(path: str, *, image_size: int, train: bool) -> np.ndarray:
 
 
 def pick_captions(captions: Sequence[Sequence[str]], indices: np.ndarray, *,
-                  seed: int, step: int, train: bool) -> list[str]:
+                  seed: int, step: int, train: bool, offset: int = 0,
+                  global_size: int | None = None) -> list[str]:
   """One caption per item: random (seeded by ``seed``, ``step``) for training, else first.
 
   Args:
@@ -122,6 +123,11 @@ def pick_captions(captions: Sequence[Sequence[str]], indices: np.ndarray, *,
     seed: run seed.
     step: global step (the draw is a pure function of ``(seed, step)``).
     train: random caption if True, first caption if False.
+    offset: position of ``indices[0]`` in the global batch (multi-host: this
+      process's first row).
+    global_size: rows of the global batch (default ``b``). The draw is made for the
+      whole global batch and this process takes its rows, so every process split
+      picks the captions one process would.
 
   Returns:
     b captions.
@@ -129,7 +135,8 @@ def pick_captions(captions: Sequence[Sequence[str]], indices: np.ndarray, *,
   if not train:
     return [captions[i][0] for i in indices]
   rng = np.random.default_rng([int(seed), 1, int(step)])
-  u = rng.random(len(indices))
+  n = len(indices)
+  u = rng.random(global_size or n)[int(offset):int(offset) + n]
   return [captions[i][int(x * len(captions[i]))] for i, x in zip(indices, u)]
 
 
@@ -145,8 +152,13 @@ class ItemSource(Protocol):
   @property
   def labels(self) -> np.ndarray: ...
 
-  def load(self, indices: np.ndarray, *, step: int, train: bool) -> dict[str, np.ndarray]:
-    """``{"image": [b, ...], "text": [b, ...]}`` for item ids ``indices`` ``[b]``."""
+  def load(self, indices: np.ndarray, *, step: int, train: bool, offset: int = 0,
+           global_size: int | None = None) -> dict[str, np.ndarray]:
+    """``{"image": [b, ...], "text": [b, ...]}`` for item ids ``indices`` ``[b]``.
+
+    ``offset`` / ``global_size``: where these rows sit in the global batch (a host's
+    share), for draws that must not depend on the process split.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,8 +188,9 @@ class FeatureSource:
   def num_items(self) -> int:
     return int(self.labels.shape[0])
 
-  def load(self, indices: np.ndarray, *, step: int, train: bool) -> dict[str, np.ndarray]:
-    del step, train
+  def load(self, indices: np.ndarray, *, step: int, train: bool, offset: int = 0,
+           global_size: int | None = None) -> dict[str, np.ndarray]:
+    del step, train, offset, global_size
     return {"image": self.image[indices], "text": self.text[indices]}
 
 
@@ -205,12 +218,13 @@ class ImageTextSource:
   def labels(self) -> np.ndarray:
     return self.data.labels
 
-  def load(self, indices: np.ndarray, *, step: int, train: bool) -> dict[str, np.ndarray]:
+  def load(self, indices: np.ndarray, *, step: int, train: bool, offset: int = 0,
+           global_size: int | None = None) -> dict[str, np.ndarray]:
     images = np.stack([
         load_image(self.data.image_paths[i], image_size=self.image_size, train=train)
         for i in indices])
     caps = pick_captions(self.data.captions, indices, seed=self.seed, step=step,
-                         train=train)
+                         train=train, offset=offset, global_size=global_size)
     tokens = np.asarray(self.tokenizer.encode(caps), np.int32)
     return {"image": images, "text": tokens}
 
@@ -257,8 +271,10 @@ def _assemble(source: ItemSource, idx: np.ndarray, mask: np.ndarray, *, step: in
               train: bool, process_index: int, process_count: int) -> dict[str, np.ndarray]:
   per = idx.shape[0] // process_count
   sl = slice(process_index * per, (process_index + 1) * per)
+  global_size = idx.shape[0]
   idx, mask = idx[sl], mask[sl]
-  out = dict(source.load(idx, step=step, train=train))
+  out = dict(source.load(idx, step=step, train=train, offset=sl.start,
+                         global_size=global_size))
   out["labels"] = np.asarray(source.labels[idx], np.float32)
   out["mask"] = mask
   out["index"] = idx
