@@ -56,10 +56,11 @@ def test_full_size_xla_flops_match_the_analytic_count(bench):
   m = bench.model_of(s)
   analytic = bench.analytic_flops(m.vision, m.text, 128, 64)
   # Hand count (issue 17): 3 x 128 x (8.82 GFLOP ViT-B/32 at 224 px + 2.44 GFLOP text
-  # tower at 32 tokens) = 4.32e12.
-  assert abs(analytic / 4.32e12 - 1) < 0.005
+  # tower at 32 tokens) = 4.32e12; it also counts the patch conv's input gradient
+  # (128 x 0.23 GFLOP), which no step computes (the images are not parameters).
+  assert abs((analytic + 128 * 2 * 49 * 3072 * 768) / 4.32e12 - 1) < 0.001
   flops, num_params = bench.xla_global_flops(s, m)
-  assert abs(flops / analytic - 1) < 0.01, (flops, analytic)
+  assert abs(flops / analytic - 1) < 0.005, (flops, analytic)   # measured: 1.0030
   assert 1.45e8 < num_params < 1.6e8   # CLIP ViT-B/32 (151M) + heads
 
 
