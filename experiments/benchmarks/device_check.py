@@ -3,8 +3,9 @@
   python experiments/benchmarks/device_check.py --out /tmp/device_check   # <= 8 min, H200
   python experiments/benchmarks/device_check.py --dry-run --out /tmp/dc    # tiny, on CPU
 
-Parts (each in its own subprocess with its own time limit; a failing part is recorded
-with its output's tail and the others still run):
+Parts (each in its own subprocess with its own time limit, :data:`TIMEOUTS`, summing to
+8 minutes; a failing or timed-out part is recorded with its output's tail and the
+others still run):
 
 1. ``parity``: transformers' PyTorch ``CLIPModel`` at ViT-B/32 size (random init, saved
    with ``save_pretrained``) against hashjax's towers loaded from that folder
@@ -67,7 +68,7 @@ def part_commands(part: str, out: pathlib.Path, dry: bool) -> list[str] | None:
     if dry:   # the tiny CLIP preset (runlocal), one layer per tower, batch 8
       return cmd + ["--config-arg", "runlocal=True", "--layers", "1", "--batch", "8",
                     "--steps", "2", "--warmup", "0", "--torch", "auto"]
-    return cmd + ["--steps", "10", "--warmup", "2", "--torch", "auto"]
+    return cmd + ["--steps", "5", "--warmup", "1", "--torch", "auto"]
   if part == "map":
     cmd = [py, str(HERE / "bench_map.py"), f"--out_dir={out}"]
     return cmd + (["--nq=64", "--n=512", "--np_queries=8", "--top_k=50"] if dry else
@@ -83,11 +84,12 @@ def part_commands(part: str, out: pathlib.Path, dry: bool) -> list[str] | None:
     return cmd + (["--sizes", "600", "--anchors", "20", "--iterations", "2",
                    "--timeout", "60"] if dry else
                   ["--sizes", "1000000", "--anchors", "600", "--memmap-from", "2000000",
-                   "--mem-cap-gb", "100", "--timeout", "240"])
+                   "--mem-cap-gb", "100", "--timeout", "140"])
   raise ValueError(part)
 
 
-TIMEOUTS = {"parity": 90, "dcgh_step": 240, "map": 60, "topr": 90, "rreh": 260}
+# Seconds per part on the device; they sum to 480 (the 8 minutes of a device loan).
+TIMEOUTS = {"parity": 60, "dcgh_step": 180, "map": 40, "topr": 50, "rreh": 150}
 
 
 # ----------------------------------------------------------------------------- parity
