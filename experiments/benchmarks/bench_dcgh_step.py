@@ -516,6 +516,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--config", default=DEFAULT_CONFIG, help="DCGH config file")
   ap.add_argument("--config-arg", default=None, help="its argument, e.g. bits=32")
+  ap.add_argument("--tiny", action="store_true",
+                  help="CPU smoke: the config's runlocal size (tiny CLIP towers, batch 16)")
   ap.add_argument("--batch", type=int, default=None, help="default: the config's")
   ap.add_argument("--layers", type=int, default=None, help="layers per tower (smaller)")
   ap.add_argument("--image-size", type=int, default=None, help="smaller images")
@@ -534,6 +536,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   ap.add_argument("--out", default=str(ROOT / "experiments" / "benchmarks" / "results"))
   ap.add_argument("--name", default="dcgh_bench_step")
   a = ap.parse_args(argv)
+  if a.tiny:
+    a.config_arg = ",".join(x for x in (a.config_arg, "runlocal=True") if x)
   _positive("steps", a.steps)
   _positive("warmup", a.warmup, 0)
   for k in ("batch", "layers", "image_size", "cpu_devices", "analyze_devices",

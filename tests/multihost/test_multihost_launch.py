@@ -8,8 +8,6 @@ Two OS processes x 2 CPU devices on 127.0.0.1, once from the explicit
 import json
 import os
 
-import pytest
-
 from tests.multihost import launch
 
 
@@ -27,14 +25,12 @@ def _check(out_dir):
     assert r["sum"] == 28                              # 0 + 1 + ... + 7
 
 
-@pytest.mark.slow
 def test_explicit_settings_start_two_processes(tmp_path):
   launch.run(["tests.multihost.shard_sum", str(tmp_path)], num_processes=2,
              devices_per_process=2, log_dir=str(tmp_path / "logs"), timeout=240)
   _check(tmp_path)
 
 
-@pytest.mark.slow
 def test_slurm_environment_starts_two_processes(tmp_path):
   # JAX's SLURM detection puts the coordinator on the step's first node at port
   # 61440 + SLURM_JOB_ID % 4096; pick a job id whose port is free now.
