@@ -166,16 +166,23 @@ class Checkpoints:
     self._workdir = os.fspath(workdir)
     self._local = "://" not in self._workdir
     self._sealer: threading.Thread | None = None
+    # Multi-process saves meet at barriers named by step; the two managers save the
+    # same step (the last one), so their barriers need distinct names (else the
+    # second save fails: "Barrier _async_write_complete.<step> is already ongoing").
+    barriers = lambda name: ocp.options.MultiprocessingOptions(  # noqa: E731
+        barrier_sync_key_prefix=name)
     self._latest = ocp.CheckpointManager(
         os.path.join(os.fspath(workdir), "checkpoints"),
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=int(keep), save_interval_steps=1, create=True),
+            max_to_keep=int(keep), save_interval_steps=1, create=True,
+            multiprocessing_options=barriers("latest")),
         item_handlers=ocp.StandardCheckpointHandler())   # item_metadata readable
     self._best = ocp.CheckpointManager(
         os.path.join(os.fspath(workdir), "best"),
         options=ocp.CheckpointManagerOptions(
             max_to_keep=1, best_fn=lambda m: float(m[best_metric]),
-            best_mode=best_mode, keep_checkpoints_without_metrics=False, create=True),
+            best_mode=best_mode, keep_checkpoints_without_metrics=False, create=True,
+            multiprocessing_options=barriers("best")),
         item_handlers=ocp.StandardCheckpointHandler())
 
   # -------------------------------------------------------------------- latest

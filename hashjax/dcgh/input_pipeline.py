@@ -27,9 +27,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterator, Sequence
+import os
+import shutil
 from typing import Any, NamedTuple, Protocol
 
 import grain
+import jax
 import numpy as np
 from PIL import Image
 
@@ -93,15 +96,28 @@ def preprocess_image(image: Image.Image, *, image_size: int, train: bool) -> np.
   return (x - np.asarray(CLIP_MEAN, np.float32)) / np.asarray(CLIP_STD, np.float32)
 
 
+_ENV_IMAGE_LOG = "HASHJAX_IMAGE_LOAD_LOG"
+
+
 def load_image(path: str, *, image_size: int, train: bool) -> np.ndarray:
-  """Reads an image file and applies :func:`preprocess_image`."""
+  """Reads an image file and applies :func:`preprocess_image`.
+
+  With ``HASHJAX_IMAGE_LOAD_LOG=<dir>`` set, every decode appends ``path`` as a line to
+  ``<dir>/image_loads.<os pid>.txt`` (the multi-process tests count with it which
+  images each process decodes).
+  """
+  log_dir = os.environ.get(_ENV_IMAGE_LOG)
+  if log_dir:
+    with open(os.path.join(log_dir, f"image_loads.{os.getpid()}.txt"), "a") as f:
+      f.write(f"{path}\n")
   with Image.open(path) as im:
     im.load()
     return preprocess_image(im, image_size=image_size, train=train)
 
 
 def pick_captions(captions: Sequence[Sequence[str]], indices: np.ndarray, *,
-                  seed: int, step: int, train: bool) -> list[str]:
+                  seed: int, step: int, train: bool, offset: int = 0,
+                  global_size: int | None = None) -> list[str]:
   """One caption per item: random (seeded by ``seed``, ``step``) for training, else first.
 
   Args:
@@ -110,6 +126,11 @@ def pick_captions(captions: Sequence[Sequence[str]], indices: np.ndarray, *,
     seed: run seed.
     step: global step (the draw is a pure function of ``(seed, step)``).
     train: random caption if True, first caption if False.
+    offset: position of ``indices[0]`` in the global batch (multi-host: this
+      process's first row).
+    global_size: rows of the global batch (default ``b``). The draw is made for the
+      whole global batch and this process takes its rows, so every process split
+      picks the captions one process would.
 
   Returns:
     b captions.
@@ -117,7 +138,8 @@ def pick_captions(captions: Sequence[Sequence[str]], indices: np.ndarray, *,
   if not train:
     return [captions[i][0] for i in indices]
   rng = np.random.default_rng([int(seed), 1, int(step)])
-  u = rng.random(len(indices))
+  n = len(indices)
+  u = rng.random(global_size or n)[int(offset):int(offset) + n]
   return [captions[i][int(x * len(captions[i]))] for i, x in zip(indices, u)]
 
 
@@ -133,8 +155,13 @@ class ItemSource(Protocol):
   @property
   def labels(self) -> np.ndarray: ...
 
-  def load(self, indices: np.ndarray, *, step: int, train: bool) -> dict[str, np.ndarray]:
-    """``{"image": [b, ...], "text": [b, ...]}`` for item ids ``indices`` ``[b]``."""
+  def load(self, indices: np.ndarray, *, step: int, train: bool, offset: int = 0,
+           global_size: int | None = None) -> dict[str, np.ndarray]:
+    """``{"image": [b, ...], "text": [b, ...]}`` for item ids ``indices`` ``[b]``.
+
+    ``offset`` / ``global_size``: where these rows sit in the global batch (a host's
+    share), for draws that must not depend on the process split.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,8 +191,9 @@ class FeatureSource:
   def num_items(self) -> int:
     return int(self.labels.shape[0])
 
-  def load(self, indices: np.ndarray, *, step: int, train: bool) -> dict[str, np.ndarray]:
-    del step, train
+  def load(self, indices: np.ndarray, *, step: int, train: bool, offset: int = 0,
+           global_size: int | None = None) -> dict[str, np.ndarray]:
+    del step, train, offset, global_size
     return {"image": self.image[indices], "text": self.text[indices]}
 
 
@@ -193,12 +221,13 @@ class ImageTextSource:
   def labels(self) -> np.ndarray:
     return self.data.labels
 
-  def load(self, indices: np.ndarray, *, step: int, train: bool) -> dict[str, np.ndarray]:
+  def load(self, indices: np.ndarray, *, step: int, train: bool, offset: int = 0,
+           global_size: int | None = None) -> dict[str, np.ndarray]:
     images = np.stack([
         load_image(self.data.image_paths[i], image_size=self.image_size, train=train)
         for i in indices])
     caps = pick_captions(self.data.captions, indices, seed=self.seed, step=step,
-                         train=train)
+                         train=train, offset=offset, global_size=global_size)
     tokens = np.asarray(self.tokenizer.encode(caps), np.int32)
     return {"image": images, "text": tokens}
 
@@ -245,8 +274,10 @@ def _assemble(source: ItemSource, idx: np.ndarray, mask: np.ndarray, *, step: in
               train: bool, process_index: int, process_count: int) -> dict[str, np.ndarray]:
   per = idx.shape[0] // process_count
   sl = slice(process_index * per, (process_index + 1) * per)
+  global_size = idx.shape[0]
   idx, mask = idx[sl], mask[sl]
-  out = dict(source.load(idx, step=step, train=train))
+  out = dict(source.load(idx, step=step, train=train, offset=sl.start,
+                         global_size=global_size))
   out["labels"] = np.asarray(source.labels[idx], np.float32)
   out["mask"] = mask
   out["index"] = idx
@@ -359,8 +390,19 @@ def make_tokenizer(kind: str, *, context_length: int, path: str | None = None,
       return tk.load_tokenizer(save_dir, context_length=context_length)
     tok = tk.train_bpe_tokenizer(list(captions), int(vocab_size),
                                  context_length=context_length)
-    if save_dir:
-      tok.save(save_dir)
+    # Every process trains the same tokeniser; only process 0 writes it, and on a
+    # local disk complete under a temporary name first, so that another process never
+    # opens a half-written one.
+    if save_dir and jax.process_index() == 0:
+      if "://" in str(save_dir):
+        tok.save(save_dir)
+      else:
+        tmp = f"{save_dir}.tmp{os.getpid()}"
+        tok.save(tmp)
+        try:
+          os.rename(tmp, save_dir)
+        except OSError:   # written meanwhile (a concurrent run): keep that one
+          shutil.rmtree(tmp, ignore_errors=True)
     return tok
   raise ValueError(f"config.text.tokenizer must be 'clip' or 'bpe', got {kind!r}.")
 

@@ -1,4 +1,11 @@
-"""Single-host behaviour of the multi-host helpers (jax.distributed is never started)."""
+"""Single-host behaviour of the multi-host helpers (jax.distributed is never started).
+
+The environment parsing is tested here against a recording stand-in for
+``jax.distributed.initialize``. Starting the runtime for real is tested in
+tests/multihost/test_multihost_launch.py (explicit ``HASHJAX_*`` settings and a SLURM
+environment: 2 processes on 127.0.0.1); Open MPI and TPU-VM detection cannot start
+here, so only their dispatch is checked below.
+"""
 
 import jax
 import numpy as np
@@ -40,20 +47,8 @@ def test_initialize_skips_single_process_launchers(calls, monkeypatch, env):
   assert calls == []
 
 
-def test_initialize_passes_explicit_settings(calls, monkeypatch):
-  monkeypatch.setenv("HASHJAX_COORDINATOR", "10.0.0.1:1234")
-  monkeypatch.setenv("HASHJAX_NUM_PROCESSES", "4")
-  monkeypatch.setenv("HASHJAX_PROCESS_ID", "2")
-  assert distributed.initialize() is True
-  assert calls == [dict(coordinator_address="10.0.0.1:1234", num_processes=4,
-                        process_id=2)]
-  assert distributed.initialize() is True   # idempotent: not started twice
-  assert len(calls) == 1
-
-
 @pytest.mark.parametrize("env", [
-    {"SLURM_NTASKS": "8"}, {"OMPI_COMM_WORLD_SIZE": "2"},
-    {"TPU_WORKER_HOSTNAMES": "t1v-0,t1v-1,t1v-2,t1v-3"}])
+    {"OMPI_COMM_WORLD_SIZE": "2"}, {"TPU_WORKER_HOSTNAMES": "t1v-0,t1v-1,t1v-2,t1v-3"}])
 def test_initialize_auto_detects_cluster_launchers(calls, monkeypatch, env):
   for k, v in env.items():
     monkeypatch.setenv(k, v)

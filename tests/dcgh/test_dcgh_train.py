@@ -235,6 +235,20 @@ def test_pick_captions_seeded():
   assert len(draws) > 5
 
 
+def test_pick_captions_of_a_host_share_match_the_global_draw():
+  """Multi-host: each process's rows get the captions one process gives those rows."""
+  caps = [tuple(f"{i}.{j}" for j in range(5)) for i in range(8)]
+  idx = np.array([3, 0, 7, 5, 1, 6, 2, 4])
+  whole = pp.pick_captions(caps, idx, seed=1, step=2, train=True)
+  # Reference: the global draw by hand, then each half of the batch.
+  u = np.random.default_rng([1, 1, 2]).random(8)
+  assert whole == [caps[i][int(x * 5)] for i, x in zip(idx, u)]
+  halves = [pp.pick_captions(caps, idx[p * 4:(p + 1) * 4], seed=1, step=2, train=True,
+                             offset=p * 4, global_size=8) for p in range(2)]
+  assert halves[0] + halves[1] == whole
+  assert pp.pick_captions(caps, idx[4:], seed=1, step=2, train=True) != whole[4:]
+
+
 def test_check_global_batch():
   assert pp.check_global_batch(16, 8) == 16
   with pytest.raises(ValueError, match="not divisible"):
