@@ -83,7 +83,7 @@ def test_two_processes_match_one_process(features_runs):
   for k in a:
     assert abs(a[k] - b[k]) <= 1e-4, (k, a[k], b[k])
   assert runs["p2"]["num_query"] == 693 and runs["p2"]["num_database"] == 2173
-  assert runs["p2"]["total_steps"] == runs["p1"]["total_steps"] == TOTAL_STEPS
+  assert runs["p2"]["details"]["total_steps"] == runs["p1"]["details"]["total_steps"] == TOTAL_STEPS
   s2 = _checkpoint(features_runs["p2"], TOTAL_STEPS)
   s1 = _checkpoint(features_runs["p1"], TOTAL_STEPS)
   assert s2.keys() == s1.keys() and len(s2) > 10
@@ -119,8 +119,8 @@ def test_sigkill_both_processes_then_rerun_resumes_bit_identically(
   launch.run(args, num_processes=2, devices_per_process=2,
              log_dir=str(tmp_path / "logs_rerun"), timeout=400)
   resumed, ref = _read_results(work), _read_results(features_runs["p2"])
-  assert 20 <= resumed["resumed_from_step"] < TOTAL_STEPS
-  assert ref["resumed_from_step"] == 0
+  assert 20 <= resumed["details"]["resumed_from_step"] < TOTAL_STEPS
+  assert ref["details"]["resumed_from_step"] == 0
   for key in ("selected", "history", "best_on_query", "total_steps"):
     assert resumed[key] == ref[key], key   # exact floats
   a, b = _checkpoint(work, TOTAL_STEPS), _checkpoint(features_runs["p2"], TOTAL_STEPS)
