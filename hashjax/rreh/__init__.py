@@ -10,10 +10,13 @@ from hashjax.rreh import steps
 from hashjax.rreh.api import (
     DEFAULTS,
     RECONSTRUCT_AGAINST,
+    RREHFeatures,
     RREHModel,
+    check_finite_state,
     default_mesh,
     encode,
     fit,
+    make_problem,
     resolve_config,
 )
 from hashjax.rreh.solver import (
@@ -25,6 +28,7 @@ from hashjax.rreh.solver import (
     make_hyper,
     prepare,
     run,
+    run_grid,
     update,
 )
 
@@ -32,18 +36,22 @@ __all__ = [
     "DEFAULTS",
     "RECONSTRUCT_AGAINST",
     "RREHAux",
+    "RREHFeatures",
     "RREHHyper",
     "RREHModel",
     "RREHProblem",
     "RREHState",
+    "check_finite_state",
     "default_mesh",
     "encode",
     "fit",
     "init",
     "make_hyper",
+    "make_problem",
     "prepare",
     "resolve_config",
     "run",
+    "run_grid",
     "steps",
     "update",
 ]

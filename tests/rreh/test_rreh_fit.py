@@ -72,12 +72,16 @@ def test_fit_matches_reference_two_modalities_and_one_device_mesh():
   assert jax.device_count() == 8
   ref = _reference_for(model8, paired, unpaired, rng, cfg)
   _check_against_reference(model8, ref, paired, unpaired, queries)
-  # Anchors are distinct paired rows, the same in both modalities.
+  # Anchors are distinct paired rows, the same in both modalities (standardised).
   idx = np.asarray(model8.anchor_index)
   assert len(set(idx.tolist())) == K and idx.max() < 40
   for i in range(2):
-    np.testing.assert_array_equal(np.asarray(model8.anchors[i])[:, :paired[i].shape[1]],
-                                  paired[i][idx])
+    d = paired[i].shape[1]
+    np.testing.assert_allclose(np.asarray(model8.anchors[i])[:, :d], ref["anchors"][i],
+                               atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(model8.anchors[i])[:, :d] * np.asarray(model8.scale[i])
+        + np.asarray(model8.shift[i])[:d], paired[i][idx], atol=1e-5)
   # Objective recorded per iteration and non-increasing (no orthogonal projection).
   obj = np.asarray(model8.objective)
   assert obj.shape == (HYPER["iterations"],) and np.all(np.diff(obj) <= 1e-5 * obj[0])
@@ -141,3 +145,23 @@ def test_fit_and_encode_stream_float64_memmaps_in_chunks(tmp_path):
     x = np.concatenate([paired[i], unpaired[i], queries[i]])
     np.testing.assert_array_equal(np.asarray(rreh.encode(model, x, i, chunk_rows=4)),
                                   encode_reference(ref, x, i))
+
+
+def test_make_problem_then_run_is_fit():
+  # The public path for researchers: make_problem + run + RREHModel == fit.
+  paired, unpaired = _data(6, 40, [30, 31], [7, 5])
+  queries, _ = _data(7, 10, [0, 0], [7, 5])
+  cfg = dict(bits=BITS, num_anchors=K, **HYPER)
+  rng = jax.random.key(11)
+  model = rreh.fit(paired, unpaired, cfg, rng)
+  rng_anchor, rng_init = jax.random.split(rng)
+  problem, features = rreh.make_problem(paired, unpaired, cfg, rng_anchor)
+  hyper = rreh.make_hyper(theta=HYPER["theta"], beta=HYPER["beta"], lam=HYPER["lam"])
+  state = rreh.run(problem, hyper, rng_init, bits=BITS,
+                   iterations=HYPER["iterations"])
+  mine = rreh.RREHModel(**features._asdict(), W=state.W, objective=state.objective)
+  ref = _reference_for(model, paired, unpaired, rng, cfg)
+  _check_against_reference(mine, ref, paired, unpaired, queries)
+  for i in range(2):
+    np.testing.assert_array_equal(np.asarray(rreh.encode(mine, queries[i], i)),
+                                  np.asarray(rreh.encode(model, queries[i], i)))

@@ -32,13 +32,14 @@ def test_squared_distances_and_kernel_by_hand():
 def test_default_delta2_and_center_with_mask():
   x, a = _rand(0, 2, 6, 3), _rand(1, 2, 4, 3)
   mask = np.array([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 0]], np.float32)
-  d2 = np.asarray(steps.default_delta2(jnp.asarray(x), jnp.asarray(mask), jnp.asarray(a)))
+  d2 = np.asarray(jax.vmap(steps.default_delta2)(jnp.asarray(x), jnp.asarray(mask),
+                                                 jnp.asarray(a)))
   for m in range(2):
     rows = x[m][mask[m] > 0]
     ref = np.mean([[np.sum((r - aj) ** 2) for aj in a[m]] for r in rows])
     np.testing.assert_allclose(d2[m], ref, rtol=1e-5)
-  phi, mean = steps.kernel_step(jnp.asarray(x), jnp.asarray(mask), jnp.asarray(a),
-                                jnp.asarray(d2))
+  phi, mean = jax.vmap(steps.kernel_step)(jnp.asarray(x), jnp.asarray(mask),
+                                          jnp.asarray(a), jnp.asarray(d2))
   for m in range(2):
     real = mask[m] > 0
     f = np.exp(-((x[m][:, None] - a[m][None]) ** 2).sum(-1) / (2 * d2[m]))
@@ -161,11 +162,11 @@ def test_orthogonalize_is_balanced_and_decorrelated():
 
 
 def test_objective_by_hand():
-  phi = jnp.asarray([[[1.0, 0.0], [0.0, 2.0], [5.0, 5.0]]])        # M=1, n=3, k=2
-  mask = jnp.asarray([[1.0, 1.0, 0.0]])
-  w = jnp.asarray([[[1.0], [0.5]]])                                # b=1
-  b = jnp.asarray([[[1.0], [-1.0], [1.0]]])
-  z = jnp.asarray([[[0.0], [2.0], [9.0]]])
+  phi = jnp.asarray([[1.0, 0.0], [0.0, 2.0], [5.0, 5.0]])          # n=3, k=2
+  mask = jnp.asarray([1.0, 1.0, 0.0])
+  w = jnp.asarray([[1.0], [0.5]])                                  # b=1
+  b = jnp.asarray([[1.0], [-1.0], [1.0]])
+  z = jnp.asarray([[0.0], [2.0], [9.0]])
   # P = [1, 1, (masked)]; ||Z-P||^2 = 1 + 1; beta ||B-P||^2 = 0.5 * (0 + 4);
   # lam ||W||^2 = 0.1 * 1.25.
   obj = steps.objective(phi, mask, w, b, z, beta=jnp.asarray(0.5), lam=jnp.asarray(0.1))
@@ -178,3 +179,18 @@ def test_sample_anchors_distinct_and_capped():
   assert idx.max() < 50
   capped = np.asarray(steps.sample_anchors(jax.random.key(0), 7, 600))
   assert sorted(capped.tolist()) == list(range(7))
+
+
+def test_floor_delta2_constant_view_gives_zero_features_not_nan():
+  x = jnp.ones((5, 3))                          # constant view: every distance is 0
+  d2 = steps.default_delta2(x, jnp.ones(5), x[:2])
+  assert float(d2) == 0.0
+  phi, _ = steps.kernel_step(x, jnp.ones(5), x[:2], d2)
+  np.testing.assert_array_equal(np.asarray(phi), 0.0)   # was exp(-0/0) = NaN
+
+
+def test_relative_scale_is_mean_gram_eigenvalue():
+  a = _rand(9, 7, 4)
+  ref = np.mean(np.linalg.eigvalsh(a.T.astype(np.float64) @ a))
+  np.testing.assert_allclose(float(steps.relative_scale(jnp.asarray(a))), ref, rtol=1e-5)
+  assert float(steps.relative_scale(jnp.zeros((3, 2)))) > 0.0
