@@ -20,6 +20,7 @@ from hashjax.rreh.api import (
     resolve_config,
 )
 from hashjax.rreh.solver import (
+    GRID_MODES,
     RREHAux,
     RREHHyper,
     RREHProblem,
@@ -34,6 +35,7 @@ from hashjax.rreh.solver import (
 
 __all__ = [
     "DEFAULTS",
+    "GRID_MODES",
     "RECONSTRUCT_AGAINST",
     "RREHAux",
     "RREHFeatures",

@@ -294,7 +294,7 @@ GRID_MODES = ("map", "vmap")
                                    "mode"))
 def run_grid(problem: RREHProblem, hypers: RREHHyper, rng: jax.Array, *, bits: int,
              iterations: int, orthogonal_v: bool = False, init_v: str = "gaussian",
-             mode: str = "map") -> RREHState:
+             mode: str = "vmap") -> RREHState:
   """:func:`run` for a grid of hyper-parameters in one compiled program.
 
   ``jax.vmap(run)`` over hyper-parameters batches the factorisations of
@@ -306,8 +306,11 @@ def run_grid(problem: RREHProblem, hypers: RREHHyper, rng: jax.Array, *, bits: i
   products only, plus an SVD with ``orthogonal_v``) run:
 
   * ``"map"``: one grid point after another (``lax.map``);
-  * ``"vmap"``: batched over the grid (``jax.vmap``); with ``orthogonal_v`` the
-    batched SVD is a LAPACK call again, so ``"map"`` is used instead.
+  * ``"vmap"`` (default): batched over the grid (``jax.vmap``); with
+    ``orthogonal_v`` the batched SVD is a LAPACK call again, so ``"map"`` is used
+    instead. Measured on Wikipedia (n = 1195, k = 217, 6 points, 2 busy cores):
+    14 s, against 41 s for ``"map"`` and 29 s for six calls of :func:`run`
+    (experiments/results/rreh_grid.md).
 
   Args:
     problem: the problem.
