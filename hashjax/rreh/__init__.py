@@ -6,7 +6,7 @@
 and :mod:`hashjax.rreh.steps`.
 """
 
-from hashjax.rreh import steps
+from hashjax.rreh import criterion, steps
 from hashjax.rreh.api import (
     DEFAULTS,
     RECONSTRUCT_AGAINST,
@@ -18,6 +18,7 @@ from hashjax.rreh.api import (
     fit,
     make_problem,
     resolve_config,
+    select,
 )
 from hashjax.rreh.solver import (
     GRID_MODES,
@@ -54,6 +55,8 @@ __all__ = [
     "resolve_config",
     "run",
     "run_grid",
+    "select",
     "steps",
+    "criterion",
     "update",
 ]

@@ -29,6 +29,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from hashjax import checks
+from hashjax.rreh import criterion as crit
 from hashjax.rreh import solver, steps
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "fit",
     "make_problem",
     "resolve_config",
+    "select",
 ]
 
 RECONSTRUCT_AGAINST = ("anchors", "paired")
@@ -51,11 +53,13 @@ RECONSTRUCT_AGAINST = ("anchors", "paired")
 # ``fit`` and ``encode`` is ``CHUNK_ELEMENTS // d`` rows of a d-wide modality.
 CHUNK_ELEMENTS = 1 << 24
 
-# SPEC §1 sanity values; the configs in configs/rreh_*.py hold validated defaults.
+# theta, lam, init_v = None: chosen without labels by :func:`select` (``select``
+# True) or taken from hashjax.rreh.criterion.FIXED (``select`` False). theta and lam are
+# relative ridges (see hashjax.rreh.RREHHyper).
 DEFAULTS: dict[str, Any] = dict(
-    bits=64, num_anchors=600, theta=0.3, beta=0.1, lam=1e-3, iterations=20,
+    bits=64, num_anchors=600, theta=None, beta=0.1, lam=None, iterations=20,
     orthogonal_v=False, kernel=True, delta2=None, reconstruct_against="anchors",
-    init_v="gaussian")
+    init_v=None, select=True)
 
 
 class RREHModel(NamedTuple):
@@ -157,14 +161,15 @@ def resolve_config(config: Any) -> dict[str, Any]:
   out["bits"] = checks.check_bits(out["bits"])
   out["num_anchors"] = checks.check_positive_int("num_anchors", out["num_anchors"])
   out["iterations"] = checks.check_positive_int("iterations", out["iterations"])
-  out["theta"] = _number("theta", out["theta"], positive=True)
+  for key in ("theta", "lam"):
+    if out[key] is not None:
+      out[key] = _number(key, out[key], positive=True)
   out["beta"] = _number("beta", out["beta"], positive=False)
-  out["lam"] = _number("lam", out["lam"], positive=True)
-  for key in ("orthogonal_v", "kernel"):
+  for key in ("orthogonal_v", "kernel", "select"):
     if not isinstance(out[key], (bool, np.bool_)):
       raise ValueError(f"{key} must be a bool, got {out[key]!r}.")
     out[key] = bool(out[key])
-  if out["init_v"] not in solver.INIT_V:
+  if out["init_v"] is not None and out["init_v"] not in solver.INIT_V:
     raise ValueError(f"init_v must be one of {solver.INIT_V}, got {out['init_v']!r}.")
   if out["reconstruct_against"] not in RECONSTRUCT_AGAINST:
     raise ValueError(
@@ -439,6 +444,83 @@ def make_problem(paired_views: Sequence[Any], unpaired_views: Sequence[Any],
   return problem, features
 
 
+def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
+           rng: jax.Array, *, grid: Mapping[str, Sequence[Any]] | None = None,
+           folds: int = 3, holdout: float = 0.2,
+           mesh: jax.sharding.Mesh | None = None
+           ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+  """Chooses hyper-parameters by held-out pair retrieval (no labels).
+
+  See :mod:`hashjax.rreh.criterion` for the criterion.
+
+  Args:
+    paired_views, unpaired_views: as :func:`fit`.
+    config: as :func:`fit`; keys in the grid are searched, the others
+      are fixed (None values of theta / lam / init_v: :data:`hashjax.rreh.criterion.FIXED`).
+    rng: PRNG key (fold split, anchors and initial V of every fold).
+    grid: ``{key: values}`` over any of theta, beta, lam, init_v (default: the
+      :data:`hashjax.rreh.criterion.GRID` entries of the :data:`hashjax.rreh.criterion.SELECT_KEYS` that ``config`` leaves None).
+    folds: disjoint held-out shares (capped so that they fit in the paired items).
+    holdout: share of the paired items held out per fold (at least 2 items).
+
+  Returns:
+    ``(chosen, rows)``: the best grid point (first in grid order on ties) and one
+    row per grid point with its ``score`` (mean over folds) and ``fold_scores``.
+
+  Raises:
+    ValueError: a grid key that cannot be searched, or too few paired items.
+  """
+  cfg = resolve_config(config)
+  if grid is None:
+    grid = {k: crit.GRID[k] for k in crit.SELECT_KEYS if cfg[k] is None}
+  bad = sorted(set(grid) - {"theta", "beta", "lam", "init_v"})
+  if bad:
+    raise ValueError(f"grid keys must be among theta, beta, lam, init_v; got {bad}.")
+  for k in crit.SELECT_KEYS:
+    if cfg[k] is None and k not in grid:
+      cfg[k] = crit.FIXED[k]
+  paired, unpaired = _check_views(paired_views, unpaired_views)
+  n_p = paired[0].shape[0]
+  h = max(2, int(round(holdout * n_p)))
+  folds = max(1, min(int(folds), n_p // h))
+  if n_p - h < 2:
+    raise ValueError(f"label-free selection needs at least {h + 2} paired items, got "
+                     f"{n_p}; give theta, lam and init_v or set select=False.")
+  points = crit.grid_points(grid) if grid else [{}]
+  rng_perm, rng_fold = jax.random.split(rng)
+  perm = np.asarray(jax.random.permutation(rng_perm, n_p))
+  scores = np.full((len(points), folds), -np.inf)
+  for f in range(folds):
+    held = np.sort(perm[f * h:(f + 1) * h])
+    keep = np.setdiff1d(np.arange(n_p), held)
+    tp = [p[keep] for p in paired]
+    tu = [np.concatenate([np.asarray(u), p[held]]) for p, u in zip(paired, unpaired)]
+    rows = [keep.size + u.shape[0] + np.arange(h) for u in unpaired]
+    rng_anchor, rng_init = jax.random.split(jax.random.fold_in(rng_fold, f))
+    problem, _ = make_problem(tp, tu, dict(cfg, init_v=cfg["init_v"] or "pca"),
+                                  rng_anchor, mesh=mesh)
+    by_init = {}
+    for j, pt in enumerate(points):
+      by_init.setdefault(pt.get("init_v", cfg["init_v"]), []).append(j)
+    for init_v, idx in by_init.items():
+      hv = {k: jnp.asarray([points[j].get(k, cfg[k]) for j in idx], jnp.float32)
+            for k in ("theta", "beta", "lam")}
+      state = solver.run_grid(
+          problem, solver.RREHHyper(hv["theta"], hv["beta"], hv["lam"]), rng_init,
+          bits=cfg["bits"], iterations=cfg["iterations"],
+          orthogonal_v=cfg["orthogonal_v"], init_v=init_v)
+      w_ok = np.asarray(jnp.all(jnp.isfinite(state.W), axis=(1, 2, 3)))
+      b = np.asarray(state.B)                                     # [G, M, n, bits]
+      for g, j in enumerate(idx):
+        if w_ok[g]:
+          scores[j, f] = crit.pair_score([b[g, i, rows[i]] for i in range(len(paired))])
+  mean = scores.mean(axis=1)
+  best = int(np.argmax(mean))
+  table = [dict(pt, score=float(mean[j]), fold_scores=scores[j].tolist())
+           for j, pt in enumerate(points)]
+  return dict(points[best]), table
+
+
 def check_finite_state(state: solver.RREHState) -> None:
   """Raises FloatingPointError if W or the objective of a solve is not finite."""
   for name, value in (("W", state.W), ("objective", state.objective)):
@@ -463,7 +545,11 @@ def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
       orthogonal_v, kernel, delta2 (None: from the data; a number or one per
       modality, in the raw features' units), reconstruct_against ('anchors' |
       'paired'), init_v ('gaussian' | 'pca', the initial V; see
-      :func:`hashjax.rreh.solver.init`)``; see :data:`DEFAULTS`.
+      :func:`hashjax.rreh.solver.init`), select``; see :data:`DEFAULTS`. theta,
+      lam and init_v left None are chosen without labels by :func:`select` (held-out
+      pair retrieval over :data:`hashjax.rreh.criterion.GRID`), or, with
+      ``select=False``, taken from :data:`hashjax.rreh.criterion.FIXED`. Given values
+      are never searched.
     rng: PRNG key; split into the anchor key and the key of the initial V.
     mesh: a mesh with a ``"data"`` axis for the item axis (default
       :func:`default_mesh`).
@@ -483,6 +569,16 @@ def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
     FloatingPointError: the solve gave a non-finite W or objective.
   """
   cfg = resolve_config(config)
+  if chunk_rows is not None:
+    chunk_rows = checks.check_positive_int("chunk_rows", chunk_rows)
+  if mesh is not None and "data" not in mesh.axis_names:
+    raise ValueError(f"mesh needs a 'data' axis, got axes {mesh.axis_names}.")
+  free = [k for k in crit.SELECT_KEYS if cfg[k] is None]
+  if free and cfg["select"]:
+    chosen, _ = select(paired_views, unpaired_views, cfg, jax.random.fold_in(rng, 1),
+                       mesh=mesh)
+    cfg.update(chosen)
+  cfg.update({k: crit.FIXED[k] for k in free if cfg[k] is None})
   rng_anchor, rng_init = jax.random.split(rng)
   problem, features = make_problem(paired_views, unpaired_views, cfg, rng_anchor,
                                    mesh=mesh, chunk_rows=chunk_rows)

@@ -22,7 +22,7 @@ from rreh_reference import encode_reference, fit_reference  # noqa: E402
 from hashjax import rreh  # noqa: E402
 
 BITS, K = 8, 12
-HYPER = dict(theta=1.0, beta=0.5, lam=1.0, iterations=6)
+HYPER = dict(theta=1.0, beta=0.5, lam=1.0, iterations=6, init_v="gaussian")
 
 
 def _data(seed, n_p, n_us, dims, c=4):
@@ -46,7 +46,7 @@ def _reference_for(model, paired, unpaired, rng, cfg):
   g = np.asarray(jax.random.normal(rng_init, (f, BITS), jnp.float32), np.float64)
   if not kernel:
     g = g[:paired[0].shape[1]]
-  kw = {k: v for k, v in cfg.items() if k not in ("bits", "num_anchors")}
+  kw = {k: v for k, v in cfg.items() if k not in ("bits", "num_anchors", "select")}
   return fit_reference(paired, unpaired, np.asarray(model.anchor_index), g, **kw)
 
 
@@ -114,7 +114,7 @@ def test_fit_three_modalities_unequal_unpaired_counts():
 def test_fit_variants_match_reference(variant):
   paired, unpaired = _data(4, 40, [30, 31], [7, 5])
   queries, _ = _data(5, 10, [0, 0], [7, 5])
-  cfg = dict(bits=BITS, num_anchors=K, **HYPER, **variant)
+  cfg = dict(bits=BITS, num_anchors=K, **{**HYPER, **variant})
   rng = jax.random.key(7)
   model = rreh.fit(paired, unpaired, cfg, rng)
   ref = _reference_for(model, paired, unpaired, rng, cfg)

@@ -13,7 +13,8 @@ import pytest
 
 from hashjax import rreh
 
-CFG = dict(bits=8, num_anchors=10, iterations=4, theta=1.0, beta=0.1, lam=1e-3)
+CFG = dict(bits=8, num_anchors=10, iterations=4, theta=1.0, beta=0.1, lam=1e-3,
+           init_v="gaussian")
 
 
 def _data(seed=0, n_p=30, n_u=20, dims=(6, 5)):
