@@ -178,11 +178,20 @@ def main():
   ap.add_argument("--out", default=os.path.join(ROOT, "experiments", "results",
                                                 "rreh_select"))
   ap.add_argument("--report", action="store_true")
+  ap.add_argument("--reverse", action="store_true",
+                  help="data sets in reverse order (a second process from the end)")
   args = ap.parse_args()
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
+  done = set()
+  if os.path.exists(args.out + ".jsonl"):
+    with open(args.out + ".jsonl") as f:
+      done = {(r["dataset"], r["seed"]) for r in map(json.loads, filter(str.strip, f))}
   if not args.report:
     for seed in (int(s) for s in args.seeds.split(",")):
-      for ds in _datasets(args.datasets):
+      order = _datasets(args.datasets)
+      for ds in (order[::-1] if args.reverse else order):
+        if (ds[0], seed) in done:      # resumed run: keep the finished records
+          continue
         rec = run_one(*ds, seed)
         rec["command"] = "python " + " ".join(sys.argv)
         rec["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
@@ -194,8 +203,12 @@ def main():
               flush=True)
         with open(args.out + ".jsonl", "a") as f:
           f.write(json.dumps(rec) + "\n")
+  recs, seen = [], set()
   with open(args.out + ".jsonl") as f:
-    recs = [json.loads(ln) for ln in f if ln.strip()]
+    for r in (json.loads(ln) for ln in f if ln.strip()):
+      if (r["dataset"], r["seed"]) not in seen:    # first record of a (data set, seed)
+        seen.add((r["dataset"], r["seed"]))
+        recs.append(r)
   commands = sorted({r["command"] for r in recs})
   report = dict(records=recs, versions=dict(jax=jax.__version__, numpy=np.__version__,
                                             python=platform.python_version()),
