@@ -435,7 +435,7 @@ def make_problem(paired_views: Sequence[Any], unpaired_views: Sequence[Any],
            else np.asarray([p.shape[1] for p in paired]))
   problem = solver.RREHProblem(
       phi=phi, mask=mask_dev, ref_idx=jax.device_put(ref_idx, rep), num_paired=n_p,
-      width=jax.device_put(jnp.asarray(width, jnp.float32), rep))
+      width=jax.device_put(jnp.asarray(width, jnp.float32), rep), mesh=mesh)
   features = RREHFeatures(
       shift=jax.device_put(shift_host, rep),
       scale=jnp.asarray(scales, jnp.float32), anchors=anchors, delta2=delta2,

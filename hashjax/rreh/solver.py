@@ -48,7 +48,8 @@ __all__ = [
 
 
 @partial(jax.tree_util.register_dataclass,
-         data_fields=["phi", "mask", "ref_idx", "width"], meta_fields=["num_paired"])
+         data_fields=["phi", "mask", "ref_idx", "width"],
+         meta_fields=["num_paired", "mesh"])
 @dataclasses.dataclass(frozen=True)
 class RREHProblem:
   """One RREH problem on the padded item axis.
@@ -64,6 +65,10 @@ class RREHProblem:
     width: float ``[M]`` real feature width of every modality (the columns past it
       are zero padding; raw features without the kernel step differ in width), or
       None: every modality is ``k`` wide. Scales the relative ridge ``lam``.
+    mesh: the mesh whose ``"data"`` axis shards the item axis (static), or None.
+      With more than one device on it, the W-step's QR is a TSQR
+      (:func:`hashjax.rreh.steps.tsqr`): per-device memory falls with the device
+      count instead of every device holding all of ``Phi``.
   """
 
   phi: jax.Array
@@ -71,6 +76,7 @@ class RREHProblem:
   ref_idx: jax.Array
   num_paired: int
   width: jax.Array | None = None
+  mesh: jax.sharding.Mesh | None = None
 
 
 class RREHHyper(NamedTuple):
@@ -151,7 +157,8 @@ def prepare(problem: RREHProblem, hyper: RREHHyper) -> RREHAux:
   r = jnp.stack([
       steps.reconstruction_step(phi[i] * unpaired[0], phi_s[i], theta[i])
       for i in range(m)])                                       # [M, n, s]
-  factors = [steps.w_factor(phi[i], beta=hyper.beta, lam=lam[i]) for i in range(m)]
+  factors = [steps.w_factor(phi[i], beta=hyper.beta, lam=lam[i], mesh=problem.mesh)
+             for i in range(m)]
   return RREHAux(r=r, w_q=jnp.stack([f[0] for f in factors]),
                  w_p=jnp.stack([f[1] for f in factors]), v_inv=steps.v_inverse(r),
                  lam=jnp.stack(lam))

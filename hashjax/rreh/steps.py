@@ -46,6 +46,7 @@ __all__ = [
     "relative_scale",
     "sample_anchors",
     "squared_distances",
+    "tsqr",
     "spd_inverse",
     "v_inverse",
     "v_step",
@@ -271,8 +272,41 @@ def spd_inverse(a: jax.Array) -> jax.Array:
   return 0.5 * (inv + inv.T)
 
 
-def w_factor(phi: jax.Array, *, beta: jax.Array, lam: jax.Array
-             ) -> tuple[jax.Array, jax.Array]:
+def tsqr(phi: jax.Array, mesh: jax.sharding.Mesh, axis: str = "data"
+         ) -> tuple[jax.Array, jax.Array]:
+  """Thin QR of an item-sharded ``phi`` without gathering it (TSQR, one level).
+
+  Each of the D shards ``[n/D, k]`` is factorised locally (``Q1_d R1_d``); the
+  stacked ``R1`` factors ``[D r, k]`` (all-gathered, small) are factorised again
+  (``Q2 R``), and shard d's rows of Q are ``Q1_d Q2[d]``. Per device the memory is
+  ``n/D x k`` plus ``D r x k``, where ``jnp.linalg.qr`` on the sharded array
+  gathers all ``n x k`` onto every device.
+
+  Args:
+    phi: ``[n, k]`` with n a multiple of the mesh's ``axis`` size (rows sharded).
+    mesh: the mesh whose ``axis`` shards the rows.
+    axis: the item axis name.
+
+  Returns:
+    ``(q [n, r], r [r, k])`` with ``q`` rows sharded like ``phi`` and
+    ``q r = phi``, ``q^T q = I`` (signs may differ from ``jnp.linalg.qr``).
+  """
+  def local(x):
+    q1, r1 = jnp.linalg.qr(x)                                  # [n/D, r1], [r1, k]
+    stacked = jax.lax.all_gather(r1, axis, tiled=True)         # [D r1, k]
+    q2, r = jnp.linalg.qr(stacked)                             # [D r1, r], [r, k]
+    rows = r1.shape[0]
+    block = jax.lax.dynamic_slice_in_dim(q2, jax.lax.axis_index(axis) * rows, rows)
+    return matmul(q1, block), r
+
+  spec = jax.sharding.PartitionSpec(axis, None)
+  return jax.shard_map(local, mesh=mesh, in_specs=spec,
+                       out_specs=(spec, jax.sharding.PartitionSpec()),
+                       check_vma=False)(phi)
+
+
+def w_factor(phi: jax.Array, *, beta: jax.Array, lam: jax.Array,
+             mesh: jax.sharding.Mesh | None = None) -> tuple[jax.Array, jax.Array]:
   """Factors of the W-step ridge regression, without forming ``Phi^T Phi``.
 
   The W-step solves ``((1+beta) Phi^T Phi + lambda I) W = Phi^T T``. In float32 the
@@ -287,12 +321,17 @@ def w_factor(phi: jax.Array, *, beta: jax.Array, lam: jax.Array
     phi: ``[n, k]`` centred kernel features (padded rows 0).
     beta: scalar beta >= 0.
     lam: scalar lambda > 0.
+    mesh: a mesh whose ``"data"`` axis shards the rows of ``phi``: the QR is then
+      :func:`tsqr` (no gather of ``phi``); None or a 1-device axis: ``jnp.linalg.qr``.
 
   Returns:
-    ``(q [n, r], p [k, r])`` with ``r = min(n, k)``; use with :func:`w_step`.
+    ``(q [n, r], p [k, r])``; use with :func:`w_step`.
   """
   k = phi.shape[1]
-  q, r = jnp.linalg.qr(phi)                                    # [n, r], [r, k]
+  if mesh is not None and mesh.shape.get("data", 1) > 1:
+    q, r = tsqr(phi, mesh)
+  else:
+    q, r = jnp.linalg.qr(phi)                                  # [n, r], [r, k]
   rows = r.shape[0]
   a = jnp.concatenate([jnp.sqrt(1.0 + beta) * r,
                        jnp.sqrt(lam) * jnp.eye(k, dtype=phi.dtype)])

@@ -194,3 +194,22 @@ def test_relative_scale_is_mean_gram_eigenvalue():
   ref = np.mean(np.linalg.eigvalsh(a.T.astype(np.float64) @ a))
   np.testing.assert_allclose(float(steps.relative_scale(jnp.asarray(a))), ref, rtol=1e-5)
   assert float(steps.relative_scale(jnp.zeros((3, 2)))) > 0.0
+
+
+def test_tsqr_on_sharded_rows_is_a_thin_qr():
+  # 8 forced CPU devices (tests/conftest.py): rows sharded 8 ways, 6 rows per shard
+  # (fewer than k = 7 columns, so the local R factors are 6 x 7).
+  assert jax.device_count() == 8
+  mesh = jax.make_mesh((8,), ("data",))
+  x = _rand(10, 48, 7).astype(np.float32)
+  xs = jax.device_put(x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(
+      "data", None)))
+  q, r = jax.jit(lambda a: steps.tsqr(a, mesh))(xs)
+  q, r = np.asarray(q, np.float64), np.asarray(r, np.float64)
+  assert q.shape == (48, 7) and r.shape == (7, 7)
+  np.testing.assert_allclose(q @ r, x, atol=1e-5)
+  np.testing.assert_allclose(q.T @ q, np.eye(7), atol=1e-5)
+  np.testing.assert_allclose(np.tril(r, -1), 0.0, atol=1e-6)
+  # Same R as NumPy's QR up to the signs of its rows.
+  r_ref = np.linalg.qr(x.astype(np.float64))[1]
+  np.testing.assert_allclose(np.abs(r), np.abs(r_ref), atol=1e-4)
