@@ -464,8 +464,9 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
     holdout: share of the paired items held out per fold (at least 2 items).
 
   Returns:
-    ``(chosen, rows)``: the best grid point (first in grid order on ties) and one
-    row per grid point with its ``score`` (mean over folds) and ``fold_scores``.
+    ``(chosen, rows)``: the grid point picked by
+    :func:`hashjax.rreh.criterion.choose` (one-standard-error rule) and one row per
+    grid point with its ``score`` (mean over folds) and ``fold_scores``.
 
   Raises:
     ValueError: a grid key that cannot be searched, or too few paired items.
@@ -515,10 +516,9 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
         if w_ok[g]:
           scores[j, f] = crit.pair_score([b[g, i, rows[i]] for i in range(len(paired))])
   mean = scores.mean(axis=1)
-  best = int(np.argmax(mean))
   table = [dict(pt, score=float(mean[j]), fold_scores=scores[j].tolist())
            for j, pt in enumerate(points)]
-  return dict(points[best]), table
+  return dict(points[crit.choose(table)]), table
 
 
 def check_finite_state(state: solver.RREHState) -> None:

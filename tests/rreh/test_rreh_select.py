@@ -19,6 +19,16 @@ def test_hamming_mrr_by_hand():
   np.testing.assert_allclose(criterion.hamming_mrr(ones, ones), 1 / 2)
 
 
+def test_choose_one_standard_error_rule():
+  table = [dict(lam=1e-4, score=0.50, fold_scores=[0.45, 0.50, 0.55]),  # best, se .0289
+           dict(lam=1e-2, score=0.48, fold_scores=[0.48, 0.48, 0.48]),  # within 1 se
+           dict(lam=1e-1, score=0.40, fold_scores=[0.40, 0.40, 0.40]),  # outside
+           dict(lam=1e-2, score=0.475, fold_scores=[0.47, 0.475, 0.48])]
+  assert criterion.choose(table) == 1      # largest lam within 1 se, then best score
+  table[0]["fold_scores"] = [0.5, 0.5, 0.5]                        # se 0: the argmax
+  assert criterion.choose(table) == 0
+
+
 def test_pair_score_averages_both_directions():
   rs = np.random.default_rng(0)
   a, b = (np.where(rs.normal(size=(6, 8)) >= 0, 1, -1) for _ in range(2))
@@ -46,8 +56,8 @@ def test_select_scores_every_point_and_fit_uses_the_choice():
                               folds=2)
   assert len(table) == 4 and set(chosen) == {"theta", "init_v"}
   assert all(len(r["fold_scores"]) == 2 and 0 < r["score"] <= 1 for r in table)
-  best = max(table, key=lambda r: r["score"])
-  assert chosen == {"theta": best["theta"], "init_v": best["init_v"]}
+  pick = table[criterion.choose(table)]
+  assert chosen == {"theta": pick["theta"], "init_v": pick["init_v"]}
   assert len({round(r["score"], 9) for r in table}) > 1     # the grid points differ
 
 
