@@ -153,6 +153,8 @@ def _md(recs, command):
     # before the one-standard-error rule hold the argmax pick in select_map).
     r["argmax_map"] = r["grid"][int(np.argmax([t["score"] for t in r["criterion"]]))]["map"]
     r["select_map"] = r["grid"][rreh.criterion.choose(r["criterion"])]["map"]
+    r["fixed_map"] = [g for g in r["grid"] if all(
+        g[k] == v for k, v in rreh.criterion.FIXED.items())][0]["map"]
     by.setdefault(r["dataset"], []).append(r)
   gaps, wins = [], []
   for name, rs in by.items():

@@ -456,10 +456,12 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
   Args:
     paired_views, unpaired_views: as :func:`fit`.
     config: as :func:`fit`; keys in the grid are searched, the others
-      are fixed (None values of theta / lam / init_v: :data:`hashjax.rreh.criterion.FIXED`).
+      are fixed (theta / lam / init_v left None and not searched:
+      :data:`hashjax.rreh.criterion.FIXED`).
     rng: PRNG key (fold split, anchors and initial V of every fold).
     grid: ``{key: values}`` over any of theta, beta, lam, init_v (default: the
-      :data:`hashjax.rreh.criterion.GRID` entries of the :data:`hashjax.rreh.criterion.SELECT_KEYS` that ``config`` leaves None).
+      :data:`hashjax.rreh.criterion.GRID` entries of the keys in
+      :data:`hashjax.rreh.criterion.SELECT_KEYS` that ``config`` leaves None).
     folds: disjoint held-out shares (capped so that they fit in the paired items).
     holdout: share of the paired items held out per fold (at least 2 items).
 

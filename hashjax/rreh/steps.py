@@ -5,7 +5,8 @@ One convention: every function here works on ONE modality's arrays, except
 the ``[M, ...]`` stacks). The solver (:mod:`hashjax.rreh.solver`) is the one place
 that stacks the modalities along a leading axis M (zero-padded to a common size) and
 ``jax.vmap``-s these functions over it; nothing here is jitted except
-:func:`sample_anchors` (static sizes). Row layout of the item axis n (the same in every modality):
+:func:`sample_anchors` (static sizes). Row layout of the item axis n (the same in
+every modality):
 
 * rows ``[0, n_p)``: the paired items, row i the same item in every modality;
 * rows ``[n_p, n)``: the modality's unpaired items, then padding. A float ``mask``
@@ -446,7 +447,9 @@ def relative_scale(a: jax.Array, cols: jax.Array | None = None) -> jax.Array:
 
 def objective(phi: jax.Array, mask: jax.Array, w: jax.Array, b: jax.Array,
               z: jax.Array, *, beta: jax.Array, lam: jax.Array) -> jax.Array:
-  """RREH objective of one modality ``||Z - Phi W||^2 + beta ||B - Phi W||^2 + lam ||W||^2``.
+  """RREH objective of one modality.
+
+  ``||Z - Phi W||^2 + beta ||B - Phi W||^2 + lam ||W||^2``.
 
   The solver sums it over modalities.
 

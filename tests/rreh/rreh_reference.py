@@ -7,7 +7,8 @@ push-through form), and the V-step solves the full ``n_p x n_p`` normal equation
 ``sum_i ||V - P_i^paired||^2 + ||R_i V_S - P_i^unpaired||^2`` (the JAX code splits
 it into anchor and non-anchor rows). Raw features are first standardised with the
 paired rows' column mean and root mean squared centred row norm; theta and lam are
-relative ridges (times the mean eigenvalue of the Gram matrix each regularises). Used by tests/rreh/ and by
+relative ridges (times the mean eigenvalue of the Gram matrix each regularises).
+Used by tests/rreh/ and by
 experiments/benchmarks/bench_rreh.py.
 """
 
