@@ -13,7 +13,8 @@ unpaired halves), 64 bits, the standard query / database protocol:
   configs/baseline_*.py settings).
 
 mAP@all, mean of both directions. Every (data set, seed) appends one JSON line to
-``<out>.jsonl``; ``--report`` writes ``<out>.json`` / ``<out>.md`` from it.
+``<out>.jsonl`` (runs in several processes: separate --out files, then
+concatenate them into one .jsonl); ``--report`` writes ``<out>.json`` / ``<out>.md`` from it.
 
   nice python experiments/rreh_select.py --datasets wikipedia --seeds 0,1,2
   nice python experiments/rreh_select.py --datasets uci_pairs --seeds 0
@@ -122,7 +123,10 @@ def run_one(name, path, arg, bpath, barg, seed):
   rec["baselines"] = {}
   for method in ("cca_itq", "cvh", "cmfh"):
     # CCA-ITQ gives at most min_m d_m bits (Wikipedia's text view: 10; UCI mor: 6).
-    b = min(BITS, min(p.shape[1] for p in paired)) if method == "cca_itq" else BITS
+    # CVH at most sum_m d_m bits (UCI mor+zer: 53).
+    widths = [p.shape[1] for p in paired]
+    b = min(BITS, min(widths) if method == "cca_itq" else
+            sum(widths) if method == "cvh" else BITS)
     bc = load_config_file(os.path.join(ROOT, bpath),
                           f"{barg}method={method},paired_ratio={RATIO},seed={seed},"
                           f"bits={b}")
