@@ -8,10 +8,10 @@ generic ``features`` data set of hashjax.data (keys can be changed with ``image_
 them once, e.g. ``np.savez("nuswide.npz", XAll=..., YAll=..., LAll=...)``.
 Protocol: 2000 queries (seeded), database = the rest (about 190k items), RREH
 trained on ``num_train`` (default 10000) database items of which ``paired_ratio``
-(default 0.1) keep both views. k = 600 anchors as in the paper; theta / beta / lam
-and init_v='pca' (argument ``init_v``) from the Wikipedia / UCI validation
-(experiments/results/rreh_tune.md, rreh_select_init.md); re-tune on a training split
-for new data (experiments/rreh_tune.py).
+(default 0.1) keep both views. k = 600 anchors as in the paper; theta, lam and
+init_v are chosen without labels by ``hashjax.rreh.select`` (held-out pair
+retrieval) unless given as arguments (``theta``, ``lam``, ``init_v``;
+``select=false`` uses hashjax.rreh.criterion.FIXED).
 
   python -m hashjax.main \\
       --config=configs/rreh_nuswide.py:path=/data/nuswide.npz \\

@@ -77,7 +77,8 @@ def tune_dataset(name, grid, seeds, *, bits=64, paired_ratio=0.1, iterations=20)
     scores, t0 = [], time.perf_counter()
     for s in seeds:
       paired, unpaired = parts[s]
-      model = rreh.fit(paired, unpaired, dict(hp, bits=bits, iterations=iterations),
+      model = rreh.fit(paired, unpaired, dict(hp, bits=bits, iterations=iterations,
+                                              init_v="pca"),
                        jax.random.key(s))
       res = experiment.evaluate_cross_modal(val, sub, lambda x, m: rreh.encode(model, x, m))
       scores.append(_val_map(res))

@@ -114,15 +114,18 @@ def dcgh_paper_config(dataset: str, arg: str | None = None):
   return c
 
 
-def rreh_config(a: dict, *, data: dict, num_anchors: int, theta: float, beta: float,
-                lam: float):
+def rreh_config(a: dict, *, data: dict, num_anchors: int, beta: float):
   """The RREH config every ``configs/rreh_*.py`` builds, around its data fields.
 
+  theta, lam and init_v are chosen without labels by ``hashjax.rreh.select`` unless
+  the arguments give them (``theta=``, ``lam=``, ``init_v=``); ``select=false`` takes
+  ``hashjax.rreh.criterion.FIXED`` for those not given.
+
   Args:
-    a: parsed config arguments (bits, paired_ratio, mode, seed, iterations, init_v,
-      runlocal).
+    a: parsed config arguments (bits, paired_ratio, mode, seed, iterations, theta,
+      lam, init_v ("" = chosen), select, runlocal).
     data: the ``data`` fields (see :func:`hashjax.data.get_retrieval_split`).
-    num_anchors, theta, beta, lam: the data set's RREH hyper-parameters.
+    num_anchors, beta: the data set's fixed RREH hyper-parameters.
   """
   import ml_collections  # pylint: disable=g-import-not-at-top
 
@@ -134,13 +137,22 @@ def rreh_config(a: dict, *, data: dict, num_anchors: int, theta: float, beta: fl
   c.semi_paired = ml_collections.ConfigDict(dict(
       paired_ratio=a["paired_ratio"], mode=a["mode"], seed=a["seed"]))
   c.rreh = ml_collections.ConfigDict(dict(
-      num_anchors=num_anchors, theta=theta, beta=beta, lam=lam,
-      iterations=a["iterations"], kernel=True, orthogonal_v=False, delta2=None,
-      reconstruct_against="anchors", init_v=a["init_v"]))
+      num_anchors=num_anchors, beta=beta, iterations=a["iterations"], kernel=True,
+      orthogonal_v=False, delta2=None, reconstruct_against="anchors",
+      select=a["select"]))
+  # None (chosen) values need a declared type for later overrides.
+  c.rreh.theta = ml_collections.FieldReference(
+      float(a["theta"]) if a["theta"] else None, field_type=float)
+  c.rreh.lam = ml_collections.FieldReference(
+      float(a["lam"]) if a["lam"] else None, field_type=float)
+  c.rreh.init_v = ml_collections.FieldReference(a["init_v"] or None, field_type=str)
   c.eval = ml_collections.ConfigDict(dict(top_r=100, ks=()))
   if a["runlocal"]:
     c.rreh.iterations = min(c.rreh.iterations, 3)
   return c
+
+
+RREH_ARGS = dict(theta="", lam="", init_v="", select=True)
 
 
 def rreh_feature_config(arg: str | None, *, image_key: str, num_classes: int | None):
@@ -151,14 +163,14 @@ def rreh_feature_config(arg: str | None, *, image_key: str, num_classes: int | N
   """
   a = parse_arg(arg, path="", image_key=image_key, text_key="YAll", label_key="LAll",
                 bits=64, paired_ratio=0.1, mode="disjoint", num_query=2000,
-                num_train=10000, seed=0, iterations=20, num_anchors=600, init_v="pca",
-                runlocal=False)
+                num_train=10000, seed=0, iterations=20, num_anchors=600, runlocal=False,
+                **RREH_ARGS)
   c = rreh_config(a, data=dict(
       name="features", path=a["path"] or None, views=None,
       view_keys=[a["image_key"], a["text_key"]], view_names=["image", "text"],
       label_key=a["label_key"], num_classes=num_classes, label_offset=0,
       num_query=a["num_query"], num_train=a["num_train"], seed=0),
-      num_anchors=a["num_anchors"], theta=1.0, beta=0.1, lam=0.01)
+      num_anchors=a["num_anchors"], beta=0.1)
   if a["runlocal"]:
     c.data.num_query, c.data.num_train = 200, 1000
   return c

@@ -112,7 +112,7 @@ def _child(impl, n, k, bits, iterations, memmap_dir, warm_max_n):
 
     from hashjax import rreh  # pylint: disable=g-import-not-at-top
 
-    cfg = dict(hp, bits=bits, num_anchors=k)
+    cfg = dict(hp, bits=bits, num_anchors=k, init_v="gaussian")  # fixed: no selection
     times = []
     for _ in range(2 if n <= warm_max_n else 1):
       t0 = time.perf_counter()

@@ -6,17 +6,22 @@
 and :mod:`hashjax.rreh.steps`.
 """
 
-from hashjax.rreh import steps
+from hashjax.rreh import criterion, steps
 from hashjax.rreh.api import (
     DEFAULTS,
     RECONSTRUCT_AGAINST,
+    RREHFeatures,
     RREHModel,
+    check_finite_state,
     default_mesh,
     encode,
     fit,
+    make_problem,
     resolve_config,
+    select,
 )
 from hashjax.rreh.solver import (
+    GRID_MODES,
     RREHAux,
     RREHHyper,
     RREHProblem,
@@ -25,25 +30,33 @@ from hashjax.rreh.solver import (
     make_hyper,
     prepare,
     run,
+    run_grid,
     update,
 )
 
 __all__ = [
     "DEFAULTS",
+    "GRID_MODES",
     "RECONSTRUCT_AGAINST",
     "RREHAux",
+    "RREHFeatures",
     "RREHHyper",
     "RREHModel",
     "RREHProblem",
     "RREHState",
+    "check_finite_state",
     "default_mesh",
     "encode",
     "fit",
     "init",
     "make_hyper",
+    "make_problem",
     "prepare",
     "resolve_config",
     "run",
+    "run_grid",
+    "select",
     "steps",
+    "criterion",
     "update",
 ]

@@ -30,6 +30,7 @@ from jax.sharding import PartitionSpec as P
 
 from hashjax import checks
 from hashjax.codes import binarize, modality_index
+from hashjax.rreh import criterion as crit
 from hashjax.rreh import solver, steps
 
 __all__ = [
@@ -37,10 +38,14 @@ __all__ = [
     "DEFAULTS",
     "RECONSTRUCT_AGAINST",
     "RREHModel",
+    "RREHFeatures",
+    "check_finite_state",
     "default_mesh",
     "encode",
     "fit",
+    "make_problem",
     "resolve_config",
+    "select",
 ]
 
 RECONSTRUCT_AGAINST = ("anchors", "paired")
@@ -49,19 +54,27 @@ RECONSTRUCT_AGAINST = ("anchors", "paired")
 # ``fit`` and ``encode`` is ``CHUNK_ELEMENTS // d`` rows of a d-wide modality.
 CHUNK_ELEMENTS = 1 << 24
 
-# SPEC §1 sanity values; the configs in configs/rreh_*.py hold validated defaults.
+# theta, lam, init_v = None: chosen without labels by :func:`select` (``select``
+# True) or taken from hashjax.rreh.criterion.FIXED (``select`` False). theta and lam are
+# relative ridges (see hashjax.rreh.RREHHyper).
 DEFAULTS: dict[str, Any] = dict(
-    bits=64, num_anchors=600, theta=1.0, beta=0.1, lam=0.01, iterations=20,
+    bits=64, num_anchors=600, theta=None, beta=0.1, lam=None, iterations=20,
     orthogonal_v=False, kernel=True, delta2=None, reconstruct_against="anchors",
-    init_v="gaussian")
+    init_v=None, select=True)
 
 
 class RREHModel(NamedTuple):
   """A fitted RREH model (a pytree of arrays; saved with ``hashjax.serialization``).
 
+  Raw features are standardised before anything else: modality m's rows become
+  ``(x - shift[m, :d_m]) / scale[m]`` (the paired items' mean and root mean squared
+  centred norm), so features of any scale (1e-30 or 1e18) give the same model.
+
   Attributes:
-    anchors: ``[M, k, d_max]`` anchor features of every modality (zero-padded).
-    delta2: ``[M]`` kernel widths.
+    shift: ``[M, d_max]`` per-feature shift of every modality (zero-padded).
+    scale: ``[M]`` scale of every modality.
+    anchors: ``[M, k, d_max]`` standardised anchor features (zero-padded).
+    delta2: ``[M]`` kernel widths (of the standardised features).
     mean: ``[M, f]`` training mean of the features (``f = k`` kernel features, or
       ``f = d_max`` raw features when ``kernel`` is false).
     W: ``[M, f, b]`` hash projections.
@@ -71,6 +84,8 @@ class RREHModel(NamedTuple):
     objective: ``[iterations]`` objective after each iteration.
   """
 
+  shift: jax.Array
+  scale: jax.Array
   anchors: jax.Array
   delta2: jax.Array
   mean: jax.Array
@@ -79,6 +94,23 @@ class RREHModel(NamedTuple):
   anchor_index: jax.Array
   kernel: jax.Array
   objective: jax.Array
+
+
+class RREHFeatures(NamedTuple):
+  """How :func:`make_problem` turned raw rows into the problem's features.
+
+  The fields of :class:`RREHModel` that do not come from the solver:
+  ``RREHModel(**features._asdict(), W=state.W, objective=state.objective)``.
+  """
+
+  shift: jax.Array
+  scale: jax.Array
+  anchors: jax.Array
+  delta2: jax.Array
+  mean: jax.Array
+  dims: jax.Array
+  anchor_index: jax.Array
+  kernel: jax.Array
 
 
 def default_mesh() -> jax.sharding.Mesh:
@@ -130,14 +162,15 @@ def resolve_config(config: Any) -> dict[str, Any]:
   out["bits"] = checks.check_bits(out["bits"])
   out["num_anchors"] = checks.check_positive_int("num_anchors", out["num_anchors"])
   out["iterations"] = checks.check_positive_int("iterations", out["iterations"])
-  out["theta"] = _number("theta", out["theta"], positive=True)
+  for key in ("theta", "lam"):
+    if out[key] is not None:
+      out[key] = _number(key, out[key], positive=True)
   out["beta"] = _number("beta", out["beta"], positive=False)
-  out["lam"] = _number("lam", out["lam"], positive=True)
-  for key in ("orthogonal_v", "kernel"):
+  for key in ("orthogonal_v", "kernel", "select"):
     if not isinstance(out[key], (bool, np.bool_)):
       raise ValueError(f"{key} must be a bool, got {out[key]!r}.")
     out[key] = bool(out[key])
-  if out["init_v"] not in solver.INIT_V:
+  if out["init_v"] is not None and out["init_v"] not in solver.INIT_V:
     raise ValueError(f"init_v must be one of {solver.INIT_V}, got {out['init_v']!r}.")
   if out["reconstruct_against"] not in RECONSTRUCT_AGAINST:
     raise ValueError(
@@ -201,21 +234,54 @@ def _layout(paired: list[np.ndarray], unpaired: list[np.ndarray], multiple: int
   return n, mask
 
 
-def _rows(p: np.ndarray, u: np.ndarray, start: int, stop: int) -> np.ndarray:
-  """float32 rows ``[start, stop)`` of a modality's ``[paired; unpaired]`` items."""
+def _standardise(x: Any, shift: np.ndarray, scale: float) -> np.ndarray:
+  """float32 ``(x - shift) / scale``, computed in float64 (no overflow/underflow)."""
+  return ((np.asarray(x, np.float64) - shift) / scale).astype(np.float32)
+
+
+def _standardisation(p: np.ndarray, name: str, chunk: int
+                     ) -> tuple[np.ndarray, float]:
+  """Shift (column mean) and scale (RMS centred row norm) of one modality's paired rows.
+
+  Read in row chunks, accumulated in float64.
+
+  Raises:
+    ValueError: every paired row is the same (all-zero or constant view): the
+      anchors, drawn from the paired rows, would all coincide.
+  """
+  n, d = p.shape
+  total = np.zeros(d)
+  for start in range(0, n, chunk):
+    total += np.asarray(p[start:start + chunk], np.float64).sum(axis=0)
+  shift = total / n
+  ss = 0.0
+  for start in range(0, n, chunk):
+    ss += float(np.sum((np.asarray(p[start:start + chunk], np.float64) - shift) ** 2))
+  scale = math.sqrt(ss / n)
+  if not math.isfinite(scale) or scale == 0.0 or scale < 1e-300:
+    raise ValueError(
+        f"{name} is constant (every paired item has the same features): it carries no "
+        "information and RREH's anchors, drawn from the paired items, would coincide.")
+  return shift, scale
+
+
+def _rows(p: np.ndarray, u: np.ndarray, start: int, stop: int, shift: np.ndarray,
+          scale: float) -> np.ndarray:
+  """Standardised float32 rows ``[start, stop)`` of a modality's ``[paired; unpaired]``."""
   n_p = p.shape[0]
   parts = [p[start:min(stop, n_p)], u[max(start - n_p, 0):max(stop - n_p, 0)]]
-  return np.concatenate([np.asarray(x, np.float32) for x in parts if len(x)])
+  return np.concatenate([_standardise(x, shift, scale) for x in parts if len(x)])
 
 
-def _chunks(p: np.ndarray, u: np.ndarray, chunk: int):
-  """Yields ``[chunk, d]`` float32 row blocks of ``[p; u]``, the last zero-padded.
+def _chunks(p: np.ndarray, u: np.ndarray, chunk: int, shift: np.ndarray, scale: float):
+  """Yields ``[chunk, d]`` standardised float32 row blocks of ``[p; u]``, the last
+  zero-padded.
 
   Every chunk has the same shape, so a jitted consumer compiles once.
   """
   total = p.shape[0] + u.shape[0]
   for start in range(0, total, chunk):
-    block = _rows(p, u, start, min(start + chunk, total))
+    block = _rows(p, u, start, min(start + chunk, total), shift, scale)
     yield np.pad(block, ((0, chunk - block.shape[0]), (0, 0)))
 
 
@@ -236,7 +302,7 @@ def _kernel_rows(dist, mask, delta2, *, n, sharding):
 
 
 def _kernel_step_streamed(paired, unpaired, anchors, delta2, mask, *, n, chunk_rows,
-                          mesh):
+                          mesh, shifts, scales):
   """Kernel features of every modality from raw rows streamed in chunks.
 
   Per modality only the ``[n, k]`` distances are materialised (computed chunk by
@@ -255,7 +321,7 @@ def _kernel_step_streamed(paired, unpaired, anchors, delta2, mask, *, n, chunk_r
     chunk = _chunk_rows(chunk_rows, d, p.shape[0] + u.shape[0], devices)
     a = jax.device_put(anchors[i, :, :d], rep)
     parts = [_distances(jax.device_put(block, row_sh), a)
-             for block in _chunks(p, u, chunk)]
+             for block in _chunks(p, u, chunk, shifts[i], scales[i])]
     dist = parts[0] if len(parts) == 1 else jnp.concatenate(parts)
     del parts
     # Rows past the modality's items are padding: masked out of delta2 and phi.
@@ -270,19 +336,201 @@ def _kernel_step_streamed(paired, unpaired, anchors, delta2, mask, *, n, chunk_r
   return phi, jnp.stack(means), jnp.stack(widths)
 
 
-def _stack_raw(paired: list[np.ndarray], unpaired: list[np.ndarray], n: int
-               ) -> np.ndarray:
-  """``[M, n, d_max]`` float32 raw rows paired | unpaired | zero padding."""
+def _stack_raw(paired: list[np.ndarray], unpaired: list[np.ndarray], n: int,
+               shifts, scales) -> np.ndarray:
+  """``[M, n, d_max]`` standardised float32 rows paired | unpaired | zero padding."""
   d_max = max(p.shape[1] for p in paired)
   x = np.zeros((len(paired), n, d_max), np.float32)
   for i, (p, u) in enumerate(zip(paired, unpaired)):
-    x[i, :p.shape[0] + u.shape[0], :p.shape[1]] = _rows(p, u, 0, p.shape[0] + u.shape[0])
+    x[i, :p.shape[0] + u.shape[0], :p.shape[1]] = _rows(
+        p, u, 0, p.shape[0] + u.shape[0], shifts[i], scales[i])
   return x
 
 
 @jax.jit
 def _linear_features(x: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
   return jax.vmap(steps.center_features)(x, mask)
+
+
+def make_problem(paired_views: Sequence[Any], unpaired_views: Sequence[Any],
+                 config: Any, rng: jax.Array, *, mesh: jax.sharding.Mesh | None = None,
+                 chunk_rows: int | None = None
+                 ) -> tuple[solver.RREHProblem, RREHFeatures]:
+  """The solver's problem from semi-paired views: standardise, anchors, kernel step.
+
+  For researchers who call the solver themselves::
+
+    problem, features = rreh.make_problem(paired, unpaired, config, rng_anchor)
+    state = rreh.run(problem, rreh.make_hyper(theta=1.0, beta=0.1, lam=1e-3),
+                     rng_init, bits=64, iterations=20)
+    model = rreh.RREHModel(**features._asdict(), W=state.W,
+                           objective=state.objective)
+
+  Args:
+    paired_views, unpaired_views, mesh, chunk_rows: as :func:`fit`.
+    config: as :func:`fit`; ``num_anchors``, ``kernel``, ``delta2``,
+      ``reconstruct_against`` shape the problem (``bits`` and ``orthogonal_v`` are
+      only checked).
+    rng: key of the anchor sample (:func:`fit` passes the first half of its key).
+
+  Returns:
+    ``(problem, features)``: :class:`hashjax.rreh.RREHProblem` (item axis sharded
+    over the mesh's ``"data"`` axis) and :class:`RREHFeatures`.
+
+  Raises:
+    ValueError: as :func:`fit`.
+  """
+  cfg = resolve_config(config)
+  if chunk_rows is not None:
+    chunk_rows = checks.check_positive_int("chunk_rows", chunk_rows)
+  paired, unpaired = _check_views(paired_views, unpaired_views)
+  m, n_p = len(paired), paired[0].shape[0]
+  if cfg["orthogonal_v"] and cfg["bits"] >= n_p:
+    raise ValueError(
+        f"orthogonal_v needs bits < n_p (balanced, decorrelated V), got "
+        f"bits={cfg['bits']}, n_p={n_p}.")
+  if isinstance(cfg["delta2"], tuple) and len(cfg["delta2"]) != m:
+    raise ValueError(f"delta2 must have one value per modality ({m}), got "
+                     f"{len(cfg['delta2'])}.")
+  stats = [_standardisation(p, f"paired_views[{i}]",
+                            chunk_rows or max(1, CHUNK_ELEMENTS // p.shape[1]))
+           for i, p in enumerate(paired)]
+  shifts = [st[0] for st in stats]
+  scales = np.asarray([st[1] for st in stats])
+  mesh = default_mesh() if mesh is None else mesh
+  if "data" not in mesh.axis_names:
+    raise ValueError(f"mesh needs a 'data' axis, got axes {mesh.axis_names}.")
+  mesh = _auto_mesh(mesh)
+
+  n, mask = _layout(paired, unpaired, mesh.shape["data"])
+  mask_dev = jax.device_put(mask, NamedSharding(mesh, P(None, "data")))
+  rep = NamedSharding(mesh, P())
+
+  anchor_index = steps.sample_anchors(rng, n_p, cfg["num_anchors"])
+  idx = np.asarray(anchor_index)
+  d_max = max(p.shape[1] for p in paired)
+  anchors_host = np.zeros((m, len(idx), d_max), np.float32)
+  shift_host = np.zeros((m, d_max), np.float32)
+  for i, p in enumerate(paired):
+    anchors_host[i, :, :p.shape[1]] = _standardise(p[idx], shifts[i], scales[i])
+    shift_host[i, :p.shape[1]] = shifts[i]
+  anchors = jax.device_put(anchors_host, rep)                       # [M, k, d_max]
+  # A fixed delta2 is given in raw units: in standardised units it is / scale^2.
+  fixed = None if cfg["delta2"] is None else jnp.asarray(
+      np.broadcast_to(np.asarray(cfg["delta2"], np.float64), (m,)) / scales ** 2,
+      jnp.float32)
+  if cfg["kernel"]:
+    phi, mean, delta2 = _kernel_step_streamed(
+        paired, unpaired, anchors_host, fixed, mask, n=n, chunk_rows=chunk_rows,
+        mesh=mesh, shifts=shifts, scales=scales)
+  else:
+    x_dev = jax.device_put(_stack_raw(paired, unpaired, n, shifts, scales),
+                           NamedSharding(mesh, P(None, "data", None)))
+    phi, mean = _linear_features(x_dev, mask_dev)
+    delta2 = fixed if fixed is not None else jnp.ones((m,), jnp.float32)
+  if cfg["reconstruct_against"] == "anchors":
+    ref_idx = anchor_index
+  else:
+    ref_idx = jnp.arange(n_p, dtype=jnp.int32)
+  width = (np.full(m, phi.shape[-1]) if cfg["kernel"]
+           else np.asarray([p.shape[1] for p in paired]))
+  problem = solver.RREHProblem(
+      phi=phi, mask=mask_dev, ref_idx=jax.device_put(ref_idx, rep), num_paired=n_p,
+      width=jax.device_put(jnp.asarray(width, jnp.float32), rep), mesh=mesh)
+  features = RREHFeatures(
+      shift=jax.device_put(shift_host, rep),
+      scale=jnp.asarray(scales, jnp.float32), anchors=anchors, delta2=delta2,
+      mean=mean, dims=jnp.asarray([p.shape[1] for p in paired], jnp.int32),
+      anchor_index=anchor_index, kernel=jnp.asarray(cfg["kernel"]))
+  return problem, features
+
+
+def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
+           rng: jax.Array, *, grid: Mapping[str, Sequence[Any]] | None = None,
+           folds: int = 3, holdout: float = 0.2,
+           mesh: jax.sharding.Mesh | None = None
+           ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+  """Chooses hyper-parameters by held-out pair retrieval (no labels).
+
+  See :mod:`hashjax.rreh.criterion` for the criterion.
+
+  Args:
+    paired_views, unpaired_views: as :func:`fit`.
+    config: as :func:`fit`; keys in the grid are searched, the others
+      are fixed (theta / lam / init_v left None and not searched:
+      :data:`hashjax.rreh.criterion.FIXED`).
+    rng: PRNG key (fold split, anchors and initial V of every fold).
+    grid: ``{key: values}`` over any of theta, beta, lam, init_v (default: the
+      :data:`hashjax.rreh.criterion.GRID` entries of the keys in
+      :data:`hashjax.rreh.criterion.SELECT_KEYS` that ``config`` leaves None).
+    folds: disjoint held-out shares (capped so that they fit in the paired items).
+    holdout: share of the paired items held out per fold (at least 2 items).
+
+  Returns:
+    ``(chosen, rows)``: the grid point picked by
+    :func:`hashjax.rreh.criterion.choose` (one-standard-error rule) and one row per
+    grid point with its ``score`` (mean over folds) and ``fold_scores``.
+
+  Raises:
+    ValueError: a grid key that cannot be searched, or too few paired items.
+  """
+  cfg = resolve_config(config)
+  if grid is None:
+    grid = {k: crit.GRID[k] for k in crit.SELECT_KEYS if cfg[k] is None}
+  bad = sorted(set(grid) - {"theta", "beta", "lam", "init_v"})
+  if bad:
+    raise ValueError(f"grid keys must be among theta, beta, lam, init_v; got {bad}.")
+  for k in crit.SELECT_KEYS:
+    if cfg[k] is None and k not in grid:
+      cfg[k] = crit.FIXED[k]
+  paired, unpaired = _check_views(paired_views, unpaired_views)
+  n_p = paired[0].shape[0]
+  h = max(2, int(round(holdout * n_p)))
+  folds = max(1, min(int(folds), n_p // h))
+  if n_p - h < 2:
+    raise ValueError(f"label-free selection needs at least {h + 2} paired items, got "
+                     f"{n_p}; give theta, lam and init_v or set select=False.")
+  points = crit.grid_points(grid) if grid else [{}]
+  rng_perm, rng_fold = jax.random.split(rng)
+  perm = np.asarray(jax.random.permutation(rng_perm, n_p))
+  scores = np.full((len(points), folds), -np.inf)
+  for f in range(folds):
+    held = np.sort(perm[f * h:(f + 1) * h])
+    keep = np.setdiff1d(np.arange(n_p), held)
+    tp = [p[keep] for p in paired]
+    tu = [np.concatenate([np.asarray(u), p[held]]) for p, u in zip(paired, unpaired)]
+    rows = [keep.size + u.shape[0] + np.arange(h) for u in unpaired]
+    rng_anchor, rng_init = jax.random.split(jax.random.fold_in(rng_fold, f))
+    problem, _ = make_problem(tp, tu, dict(cfg, init_v=cfg["init_v"] or "pca"),
+                                  rng_anchor, mesh=mesh)
+    by_init = {}
+    for j, pt in enumerate(points):
+      by_init.setdefault(pt.get("init_v", cfg["init_v"]), []).append(j)
+    for init_v, idx in by_init.items():
+      hv = {k: jnp.asarray([points[j].get(k, cfg[k]) for j in idx], jnp.float32)
+            for k in ("theta", "beta", "lam")}
+      state = solver.run_grid(
+          problem, solver.RREHHyper(hv["theta"], hv["beta"], hv["lam"]), rng_init,
+          bits=cfg["bits"], iterations=cfg["iterations"],
+          orthogonal_v=cfg["orthogonal_v"], init_v=init_v)
+      w_ok = np.asarray(jnp.all(jnp.isfinite(state.W), axis=(1, 2, 3)))
+      b = np.asarray(state.B)                                     # [G, M, n, bits]
+      for g, j in enumerate(idx):
+        if w_ok[g]:
+          scores[j, f] = crit.pair_score([b[g, i, rows[i]] for i in range(len(paired))])
+  mean = scores.mean(axis=1)
+  table = [dict(pt, score=float(mean[j]), fold_scores=scores[j].tolist())
+           for j, pt in enumerate(points)]
+  return dict(points[crit.choose(table)]), table
+
+
+def check_finite_state(state: solver.RREHState) -> None:
+  """Raises FloatingPointError if W or the objective of a solve is not finite."""
+  for name, value in (("W", state.W), ("objective", state.objective)):
+    if not bool(jnp.all(jnp.isfinite(value))):
+      raise FloatingPointError(
+          f"RREH produced a non-finite {name}; no model is returned. Check the views "
+          "for degenerate scales and the hyper-parameters (theta, lam > 0).")
 
 
 def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
@@ -295,11 +543,16 @@ def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
       modality.
     unpaired_views: M arrays ``[n_u_m, d_m]`` of items seen in one modality only
       (may be ``[0, d_m]``); the counts may differ between modalities.
-    config: ConfigDict or mapping with any of ``bits, num_anchors, theta, beta, lam,
-      iterations, orthogonal_v, kernel, delta2 (None: from the data; a number or one
-      per modality), reconstruct_against ('anchors' | 'paired'), init_v ('gaussian'
-      | 'pca', the initial V; see :func:`hashjax.rreh.solver.init`)``; see
-      :data:`DEFAULTS`.
+    config: ConfigDict or mapping with any of ``bits, num_anchors, theta, beta, lam
+      (theta and lam relative: see :class:`hashjax.rreh.RREHHyper`), iterations,
+      orthogonal_v, kernel, delta2 (None: from the data; a number or one per
+      modality, in the raw features' units), reconstruct_against ('anchors' |
+      'paired'), init_v ('gaussian' | 'pca', the initial V; see
+      :func:`hashjax.rreh.solver.init`), select``; see :data:`DEFAULTS`. theta,
+      lam and init_v left None are chosen without labels by :func:`select` (held-out
+      pair retrieval over :data:`hashjax.rreh.criterion.GRID`), or, with
+      ``select=False``, taken from :data:`hashjax.rreh.criterion.FIXED`. Given values
+      are never searched.
     rng: PRNG key; split into the anchor key and the key of the initial V.
     mesh: a mesh with a ``"data"`` axis for the item axis (default
       :func:`default_mesh`).
@@ -313,68 +566,36 @@ def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
 
   Raises:
     ValueError: invalid settings; fewer than 2 modalities; paired views with
-      different row counts; NaN / inf; a modality whose unpaired width differs from
-      its paired width; ``orthogonal_v`` with ``bits >= n_p``.
+      different row counts; NaN / inf; a constant (e.g. all-zero) paired view; a
+      modality whose unpaired width differs from its paired width;
+      ``orthogonal_v`` with ``bits >= n_p``.
+    FloatingPointError: the solve gave a non-finite W or objective.
   """
   cfg = resolve_config(config)
   if chunk_rows is not None:
     chunk_rows = checks.check_positive_int("chunk_rows", chunk_rows)
-  paired, unpaired = _check_views(paired_views, unpaired_views)
-  m, n_p = len(paired), paired[0].shape[0]
-  bits = cfg["bits"]
-  if cfg["orthogonal_v"] and bits >= n_p:
-    raise ValueError(
-        f"orthogonal_v needs bits < n_p (balanced, decorrelated V), got bits={bits}, "
-        f"n_p={n_p}.")
-  if isinstance(cfg["delta2"], tuple) and len(cfg["delta2"]) != m:
-    raise ValueError(f"delta2 must have one value per modality ({m}), got "
-                     f"{len(cfg['delta2'])}.")
-  mesh = default_mesh() if mesh is None else mesh
-  if "data" not in mesh.axis_names:
+  if mesh is not None and "data" not in mesh.axis_names:
     raise ValueError(f"mesh needs a 'data' axis, got axes {mesh.axis_names}.")
-  mesh = _auto_mesh(mesh)
+  free = [k for k in crit.SELECT_KEYS if cfg[k] is None]
+  if free and cfg["select"]:
+    chosen, _ = select(paired_views, unpaired_views, cfg, jax.random.fold_in(rng, 1),
+                       mesh=mesh)
+    cfg.update(chosen)
+  cfg.update({k: crit.FIXED[k] for k in free if cfg[k] is None})
   rng_anchor, rng_init = jax.random.split(rng)
-
-  n, mask = _layout(paired, unpaired, mesh.shape["data"])
-  mask_dev = jax.device_put(mask, NamedSharding(mesh, P(None, "data")))
-  rep = NamedSharding(mesh, P())
-
-  anchor_index = steps.sample_anchors(rng_anchor, n_p, cfg["num_anchors"])
-  idx = np.asarray(anchor_index)
-  anchors_host = np.zeros((m, len(idx), max(p.shape[1] for p in paired)), np.float32)
-  for i, p in enumerate(paired):
-    anchors_host[i, :, :p.shape[1]] = p[idx]
-  anchors = jax.device_put(anchors_host, rep)                       # [M, k, d_max]
-  fixed = None if cfg["delta2"] is None else jnp.broadcast_to(
-      jnp.asarray(cfg["delta2"], jnp.float32), (m,))
-  if cfg["kernel"]:
-    phi, mean, delta2 = _kernel_step_streamed(
-        paired, unpaired, anchors_host, fixed, mask, n=n, chunk_rows=chunk_rows,
-        mesh=mesh)
-  else:
-    x_dev = jax.device_put(_stack_raw(paired, unpaired, n),
-                           NamedSharding(mesh, P(None, "data", None)))
-    phi, mean = _linear_features(x_dev, mask_dev)
-    delta2 = fixed if fixed is not None else jnp.ones((m,), jnp.float32)
-  if cfg["reconstruct_against"] == "anchors":
-    ref_idx = anchor_index
-  else:
-    ref_idx = jnp.arange(n_p, dtype=jnp.int32)
-  problem = solver.RREHProblem(phi=phi, mask=mask_dev, ref_idx=jax.device_put(
-      ref_idx, rep), num_paired=n_p)
+  problem, features = make_problem(paired_views, unpaired_views, cfg, rng_anchor,
+                                   mesh=mesh, chunk_rows=chunk_rows)
   hyper = solver.make_hyper(theta=cfg["theta"], beta=cfg["beta"], lam=cfg["lam"])
-  state = solver.run(problem, hyper, rng_init, bits=bits,
+  state = solver.run(problem, hyper, rng_init, bits=cfg["bits"],
                      iterations=cfg["iterations"], orthogonal_v=cfg["orthogonal_v"],
                      init_v=cfg["init_v"])
-  return RREHModel(
-      anchors=anchors, delta2=delta2, mean=mean, W=state.W,
-      dims=jnp.asarray([p.shape[1] for p in paired], jnp.int32),
-      anchor_index=anchor_index, kernel=jnp.asarray(cfg["kernel"]),
-      objective=state.objective)
+  check_finite_state(state)
+  return RREHModel(**features._asdict(), W=state.W, objective=state.objective)
 
 
 @partial(jax.jit, static_argnames=("kernel",))
 def _encode(x, anchors, delta2, mean, w, *, kernel):
+  """Codes of standardised rows ``x`` ``[n, d]``."""
   if kernel:
     phi = steps.kernel_features(x, anchors, delta2)
   else:
@@ -415,11 +636,17 @@ def encode(model: RREHModel, x: Any, modality: int, *,
   if not kernel:
     mean, w = mean[:d], w[:d]
   delta2 = jnp.asarray(model.delta2[mi])
+  shift = np.asarray(model.shift[mi], np.float64)[:d]
+  scale = float(np.asarray(model.scale[mi]))
   n = x.shape[0]
   chunk = _chunk_rows(chunk_rows, d, n, 1)
   codes = []
   for start in range(0, n, chunk):
-    block = jnp.asarray(x[start:start + chunk], jnp.float32)
+    if isinstance(x, jax.Array):
+      block = (x[start:start + chunk].astype(jnp.float32) - shift.astype(np.float32)
+               ) / scale
+    else:
+      block = jnp.asarray(_standardise(x[start:start + chunk], shift, scale))
     real = block.shape[0]
     if real < chunk:    # one compiled shape for every chunk
       block = jnp.pad(block, ((0, chunk - real), (0, 0)))

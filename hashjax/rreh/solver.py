@@ -37,16 +37,19 @@ __all__ = [
     "RREHHyper",
     "RREHProblem",
     "RREHState",
+    "GRID_MODES",
     "init",
     "make_hyper",
     "prepare",
     "run",
+    "run_grid",
     "update",
 ]
 
 
 @partial(jax.tree_util.register_dataclass,
-         data_fields=["phi", "mask", "ref_idx"], meta_fields=["num_paired"])
+         data_fields=["phi", "mask", "ref_idx", "width"],
+         meta_fields=["num_paired", "mesh"])
 @dataclasses.dataclass(frozen=True)
 class RREHProblem:
   """One RREH problem on the padded item axis.
@@ -59,20 +62,36 @@ class RREHProblem:
     ref_idx: int32 ``[s]`` paired rows the unpaired items are reconstructed from:
       the anchors (``s = k``) or all paired items (``s = n_p``).
     num_paired: n_p (static).
+    width: float ``[M]`` real feature width of every modality (the columns past it
+      are zero padding; raw features without the kernel step differ in width), or
+      None: every modality is ``k`` wide. Scales the relative ridge ``lam``.
+    mesh: the mesh whose ``"data"`` axis shards the item axis (static), or None.
+      With more than one device on it, the W-step's QR is a TSQR
+      (:func:`hashjax.rreh.steps.tsqr`): per-device memory falls with the device
+      count instead of every device holding all of ``Phi``.
   """
 
   phi: jax.Array
   mask: jax.Array
   ref_idx: jax.Array
   num_paired: int
+  width: jax.Array | None = None
+  mesh: jax.sharding.Mesh | None = None
 
 
 class RREHHyper(NamedTuple):
-  """Continuous hyper-parameters (scalars, traced)."""
+  """Continuous hyper-parameters (scalars, traced; a leading axis for grids).
 
-  theta: jax.Array  # ridge of the reconstruction step
+  ``theta`` and ``lam`` are relative ridges: modality i's reconstruction ridge is
+  ``theta * tr(Phi_S,i Phi_S,i^T) / s`` and its W ridge ``lam * tr(Phi_i^T Phi_i) / k``
+  (the mean eigenvalue of the system each regularises, see
+  :func:`hashjax.rreh.steps.relative_scale`), so one setting holds across feature
+  widths, scales and item counts.
+  """
+
+  theta: jax.Array  # relative ridge of the reconstruction step
   beta: jax.Array   # weight of the quantisation term ||B - Phi W||^2
-  lam: jax.Array    # weight of ||W||^2
+  lam: jax.Array    # relative weight of ||W||^2
 
 
 class RREHAux(NamedTuple):
@@ -82,6 +101,7 @@ class RREHAux(NamedTuple):
   w_q: jax.Array    # [M, n, min(n, k)] Q of Phi_i = Q R (W-step, steps.w_factor)
   w_p: jax.Array    # [M, k, min(n, k)] W = w_p @ w_q^T (Z + beta B)
   v_inv: jax.Array  # [s, s] inverse of the V-step system
+  lam: jax.Array    # [M] absolute W ridge of every modality (lam * relative scale)
 
 
 class RREHState(NamedTuple):
@@ -126,16 +146,22 @@ def prepare(problem: RREHProblem, hyper: RREHHyper) -> RREHAux:
   phi, ref_idx = problem.phi, problem.ref_idx
   unpaired = (1.0 - _paired_mask(problem))[None, :, None]
   phi_s = phi[:, ref_idx]                                       # [M, s, k]
+  m = phi.shape[0]
+  width = (jnp.full((m,), phi.shape[-1], phi.dtype) if problem.width is None
+           else problem.width.astype(phi.dtype))
+  theta = [hyper.theta * steps.relative_scale(phi_s[i].T) for i in range(m)]
+  lam = [hyper.lam * steps.relative_scale(phi[i], width[i]) for i in range(m)]
   # The M factorisations (Cholesky, QR) run once per fit, one modality after
   # another: vmapped (batched) LAPACK custom calls deadlock jaxlib 0.10's CPU batch
   # thread pool on small machines (seen on 2 cores: the fit never returned).
   r = jnp.stack([
-      steps.reconstruction_step(phi[i] * unpaired[0], phi_s[i], hyper.theta)
-      for i in range(phi.shape[0])])                            # [M, n, s]
-  factors = [steps.w_factor(phi[i], beta=hyper.beta, lam=hyper.lam)
-             for i in range(phi.shape[0])]
+      steps.reconstruction_step(phi[i] * unpaired[0], phi_s[i], theta[i])
+      for i in range(m)])                                       # [M, n, s]
+  factors = [steps.w_factor(phi[i], beta=hyper.beta, lam=lam[i], mesh=problem.mesh)
+             for i in range(m)]
   return RREHAux(r=r, w_q=jnp.stack([f[0] for f in factors]),
-                 w_p=jnp.stack([f[1] for f in factors]), v_inv=steps.v_inverse(r))
+                 w_p=jnp.stack([f[1] for f in factors]), v_inv=steps.v_inverse(r),
+                 lam=jnp.stack(lam))
 
 
 def _targets(v: jax.Array, aux: RREHAux, ref_idx: jax.Array) -> jax.Array:
@@ -228,10 +254,21 @@ def update(state: RREHState, problem: RREHProblem, aux: RREHAux, hyper: RREHHype
   v = steps.v_step(p, aux.r, aux.v_inv, ref_idx, n_paired=problem.num_paired,
                    orthogonal=orthogonal_v)
   z = _targets(v, aux, ref_idx)
-  obj = steps.objective(phi, problem.mask, w, b, z, beta=hyper.beta, lam=hyper.lam)
+  obj = jnp.sum(jax.vmap(partial(steps.objective, beta=hyper.beta))(
+      phi, problem.mask, w, b, z, lam=aux.lam))
   return RREHState(W=w, B=b, V=v,
                    objective=state.objective.at[iteration].set(obj.astype(
                        state.objective.dtype)))
+
+
+def _iterate(problem, aux, hyper, rng, *, bits, iterations, orthogonal_v, init_v):
+  state = init(problem, aux, rng, bits=bits, iterations=iterations, init_v=init_v)
+
+  def body(s, it):
+    return update(s, problem, aux, hyper, it, orthogonal_v=orthogonal_v), None
+
+  state, _ = jax.lax.scan(body, state, jnp.arange(iterations))
+  return state
 
 
 @partial(jax.jit, static_argnames=("bits", "iterations", "orthogonal_v", "init_v"))
@@ -253,10 +290,51 @@ def run(problem: RREHProblem, hyper: RREHHyper, rng: jax.Array, *, bits: int,
     the final :class:`RREHState`.
   """
   aux = prepare(problem, hyper)
-  state = init(problem, aux, rng, bits=bits, iterations=iterations, init_v=init_v)
+  return _iterate(problem, aux, hyper, rng, bits=bits, iterations=iterations,
+                  orthogonal_v=orthogonal_v, init_v=init_v)
 
-  def body(s, it):
-    return update(s, problem, aux, hyper, it, orthogonal_v=orthogonal_v), None
 
-  state, _ = jax.lax.scan(body, state, jnp.arange(iterations))
-  return state
+GRID_MODES = ("map", "vmap")
+
+
+@partial(jax.jit, static_argnames=("bits", "iterations", "orthogonal_v", "init_v",
+                                   "mode"))
+def run_grid(problem: RREHProblem, hypers: RREHHyper, rng: jax.Array, *, bits: int,
+             iterations: int, orthogonal_v: bool = False, init_v: str = "gaussian",
+             mode: str = "vmap") -> RREHState:
+  """:func:`run` for a grid of hyper-parameters in one compiled program.
+
+  ``jax.vmap(run)`` over hyper-parameters batches the factorisations of
+  :func:`prepare` (Cholesky, QR: LAPACK custom calls on CPU), and batched LAPACK
+  calls wedge jaxlib 0.10's CPU thread pool on small machines (2 cores: no result
+  after 400 s for a run that takes 9 s alone; experiments/rreh_vmap_hang.py
+  reproduces it). Here the factorisations of the G grid points always run one
+  after another under ``lax.map``; ``mode`` picks how the iterations (matrix
+  products only, plus an SVD with ``orthogonal_v``) run:
+
+  * ``"map"``: one grid point after another (``lax.map``);
+  * ``"vmap"`` (default): batched over the grid (``jax.vmap``); with
+    ``orthogonal_v`` the batched SVD is a LAPACK call again, so ``"map"`` is used
+    instead. Measured on Wikipedia (n = 1195, k = 217, 6 points, 2 busy cores):
+    14 s, against 41 s for ``"map"`` and 29 s for six calls of :func:`run`
+    (experiments/results/rreh_grid.md).
+
+  Args:
+    problem: the problem.
+    hypers: :class:`RREHHyper` whose fields have a leading grid axis ``[G]``.
+    rng: key for the initial V (the same for every grid point).
+    bits, iterations, orthogonal_v, init_v: as :func:`run` (static).
+    mode: ``"map"`` or ``"vmap"`` (static).
+
+  Returns:
+    :class:`RREHState` with a leading ``[G]`` axis on every field.
+  """
+  if mode not in GRID_MODES:
+    raise ValueError(f"mode must be one of {GRID_MODES}, got {mode!r}.")
+  kw = dict(bits=bits, iterations=iterations, orthogonal_v=orthogonal_v,
+            init_v=init_v)
+  auxes = jax.lax.map(lambda h: prepare(problem, h), hypers)
+  if mode == "vmap" and not orthogonal_v:
+    return jax.vmap(lambda a, h: _iterate(problem, a, h, rng, **kw))(auxes, hypers)
+  return jax.lax.map(lambda ah: _iterate(problem, ah[0], ah[1], rng, **kw),
+                     (auxes, hypers))

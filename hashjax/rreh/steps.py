@@ -1,8 +1,12 @@
 """The steps of RREH (SPEC §1), one small pure function each.
 
-Every modality's arrays are stacked along a leading modality axis M after zero-padding
-to a common size, so the per-modality steps are ``jax.vmap``-ped single-modality
-functions. Row layout of the item axis n (the same in every modality):
+One convention: every function here works on ONE modality's arrays, except
+:func:`v_inverse` and :func:`v_step`, the step that couples the modalities (they take
+the ``[M, ...]`` stacks). The solver (:mod:`hashjax.rreh.solver`) is the one place
+that stacks the modalities along a leading axis M (zero-padded to a common size) and
+``jax.vmap``-s these functions over it; nothing here is jitted except
+:func:`sample_anchors` (static sizes). Row layout of the item axis n (the same in
+every modality):
 
 * rows ``[0, n_p)``: the paired items, row i the same item in every modality;
 * rows ``[n_p, n)``: the modality's unpaired items, then padding. A float ``mask``
@@ -31,6 +35,7 @@ __all__ = [
     "binarize",
     "center_features",
     "default_delta2",
+    "floor_delta2",
     "gram",
     "kernel_features",
     "kernel_from_distances",
@@ -40,8 +45,10 @@ __all__ = [
     "objective",
     "orthogonalize",
     "reconstruction_step",
+    "relative_scale",
     "sample_anchors",
     "squared_distances",
+    "tsqr",
     "spd_inverse",
     "v_inverse",
     "v_step",
@@ -91,25 +98,31 @@ def squared_distances(x: jax.Array, a: jax.Array) -> jax.Array:
   return jnp.maximum(xx + aa - 2.0 * matmul(x, a.T), 0.0)
 
 
-def _default_delta2(x: jax.Array, mask: jax.Array, a: jax.Array) -> jax.Array:
-  d2 = squared_distances(x, a)
-  count = jnp.maximum(jnp.sum(mask), 1.0) * a.shape[0]
+def default_delta2(x: jax.Array, mask: jax.Array, anchors: jax.Array) -> jax.Array:
+  """Kernel width of one modality: mean squared distance between items and anchors.
+
+  Args:
+    x: ``[n, d]`` items (padded rows arbitrary).
+    mask: ``[n]`` 1 for real training rows, 0 for padding.
+    anchors: ``[k, d]`` anchor features.
+
+  Returns:
+    scalar delta^2 (0 only if every item equals every anchor: see
+    :func:`floor_delta2`).
+  """
+  d2 = squared_distances(x, anchors)
+  count = jnp.maximum(jnp.sum(mask), 1.0) * anchors.shape[0]
   return jnp.sum(d2 * mask[:, None]) / count
 
 
-@jax.jit
-def default_delta2(x: jax.Array, mask: jax.Array, anchors: jax.Array) -> jax.Array:
-  """Kernel width: mean squared distance between training items and anchors.
+def floor_delta2(delta2: jax.Array) -> jax.Array:
+  """``delta^2`` floored at the smallest normal float of its dtype.
 
-  Args:
-    x: ``[M, n, d]`` items of every modality (padded rows arbitrary).
-    mask: ``[M, n]`` 1 for real training rows, 0 for padding.
-    anchors: ``[M, k, d]`` anchor features of every modality.
-
-  Returns:
-    ``[M]`` delta^2 per modality.
+  A constant view gives ``delta^2 = 0`` and ``exp(-0 / 0) = NaN``; with the floor
+  every kernel feature of such a view is ``exp(-0) = 1``, which centring turns
+  into 0 (the view carries no information), never NaN.
   """
-  return jax.vmap(_default_delta2)(x, mask, anchors)
+  return jnp.maximum(delta2, jnp.finfo(jnp.result_type(delta2)).tiny)
 
 
 def kernel_features(x: jax.Array, anchors: jax.Array, delta2: jax.Array) -> jax.Array:
@@ -125,7 +138,7 @@ def kernel_features(x: jax.Array, anchors: jax.Array, delta2: jax.Array) -> jax.
   Returns:
     ``[n, k]`` features in (0, 1].
   """
-  return jnp.exp(-squared_distances(x, anchors) / (2.0 * delta2))
+  return jnp.exp(-squared_distances(x, anchors) / (2.0 * floor_delta2(delta2)))
 
 
 def center_features(phi: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -142,25 +155,20 @@ def center_features(phi: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Arr
   return (phi - mean) * mask[:, None], mean
 
 
-def _kernel_step(x, mask, anchors, delta2):
-  return center_features(kernel_features(x, anchors, delta2), mask)
-
-
-@jax.jit
 def kernel_step(x: jax.Array, mask: jax.Array, anchors: jax.Array,
                 delta2: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Kernel step of every modality: kernel features centred with the training mean.
+  """Kernel step of one modality: kernel features centred with the training mean.
 
   Args:
-    x: ``[M, n, d]`` zero-padded items (paired rows first).
-    mask: ``[M, n]`` 1 for real rows.
-    anchors: ``[M, k, d]`` zero-padded anchors.
-    delta2: ``[M]`` kernel widths.
+    x: ``[n, d]`` items (paired rows first).
+    mask: ``[n]`` 1 for real rows.
+    anchors: ``[k, d]`` anchors.
+    delta2: scalar kernel width.
 
   Returns:
-    ``(phi [M, n, k] centred, padded rows 0; mean [M, k])``.
+    ``(phi [n, k] centred, padded rows 0; mean [k])``.
   """
-  return jax.vmap(_kernel_step)(x, mask, anchors, delta2)
+  return center_features(kernel_features(x, anchors, delta2), mask)
 
 
 def kernel_from_distances(dist: jax.Array, mask: jax.Array,
@@ -176,14 +184,15 @@ def kernel_from_distances(dist: jax.Array, mask: jax.Array,
     dist: ``[n, k]`` squared distances to the anchors (padded rows arbitrary).
     mask: ``[n]`` 1 for real training rows, 0 for padding.
     delta2: scalar kernel width, or None for the default (mean squared
-      item-anchor distance over the real rows).
+      item-anchor distance over the real rows); floored by :func:`floor_delta2`.
 
   Returns:
-    ``(phi [n, k] centred, padded rows 0; mean [k]; delta2 scalar)``.
+    ``(phi [n, k] centred, padded rows 0; mean [k]; delta2 scalar, floored)``.
   """
   if delta2 is None:
     count = jnp.maximum(jnp.sum(mask), 1.0) * dist.shape[1]
     delta2 = jnp.sum(dist * mask[:, None]) / count
+  delta2 = floor_delta2(delta2)
   phi, mean = center_features(jnp.exp(-dist / (2.0 * delta2)), mask)
   return phi, mean, delta2
 
@@ -261,8 +270,41 @@ def spd_inverse(a: jax.Array) -> jax.Array:
   return 0.5 * (inv + inv.T)
 
 
-def w_factor(phi: jax.Array, *, beta: jax.Array, lam: jax.Array
-             ) -> tuple[jax.Array, jax.Array]:
+def tsqr(phi: jax.Array, mesh: jax.sharding.Mesh, axis: str = "data"
+         ) -> tuple[jax.Array, jax.Array]:
+  """Thin QR of an item-sharded ``phi`` without gathering it (TSQR, one level).
+
+  Each of the D shards ``[n/D, k]`` is factorised locally (``Q1_d R1_d``); the
+  stacked ``R1`` factors ``[D r, k]`` (all-gathered, small) are factorised again
+  (``Q2 R``), and shard d's rows of Q are ``Q1_d Q2[d]``. Per device the memory is
+  ``n/D x k`` plus ``D r x k``, where ``jnp.linalg.qr`` on the sharded array
+  gathers all ``n x k`` onto every device.
+
+  Args:
+    phi: ``[n, k]`` with n a multiple of the mesh's ``axis`` size (rows sharded).
+    mesh: the mesh whose ``axis`` shards the rows.
+    axis: the item axis name.
+
+  Returns:
+    ``(q [n, r], r [r, k])`` with ``q`` rows sharded like ``phi`` and
+    ``q r = phi``, ``q^T q = I`` (signs may differ from ``jnp.linalg.qr``).
+  """
+  def local(x):
+    q1, r1 = jnp.linalg.qr(x)                                  # [n/D, r1], [r1, k]
+    stacked = jax.lax.all_gather(r1, axis, tiled=True)         # [D r1, k]
+    q2, r = jnp.linalg.qr(stacked)                             # [D r1, r], [r, k]
+    rows = r1.shape[0]
+    block = jax.lax.dynamic_slice_in_dim(q2, jax.lax.axis_index(axis) * rows, rows)
+    return matmul(q1, block), r
+
+  spec = jax.sharding.PartitionSpec(axis, None)
+  return jax.shard_map(local, mesh=mesh, in_specs=spec,
+                       out_specs=(spec, jax.sharding.PartitionSpec()),
+                       check_vma=False)(phi)
+
+
+def w_factor(phi: jax.Array, *, beta: jax.Array, lam: jax.Array,
+             mesh: jax.sharding.Mesh | None = None) -> tuple[jax.Array, jax.Array]:
   """Factors of the W-step ridge regression, without forming ``Phi^T Phi``.
 
   The W-step solves ``((1+beta) Phi^T Phi + lambda I) W = Phi^T T``. In float32 the
@@ -277,12 +319,17 @@ def w_factor(phi: jax.Array, *, beta: jax.Array, lam: jax.Array
     phi: ``[n, k]`` centred kernel features (padded rows 0).
     beta: scalar beta >= 0.
     lam: scalar lambda > 0.
+    mesh: a mesh whose ``"data"`` axis shards the rows of ``phi``: the QR is then
+      :func:`tsqr` (no gather of ``phi``); None or a 1-device axis: ``jnp.linalg.qr``.
 
   Returns:
-    ``(q [n, r], p [k, r])`` with ``r = min(n, k)``; use with :func:`w_step`.
+    ``(q [n, r], p [k, r])``; use with :func:`w_step`.
   """
   k = phi.shape[1]
-  q, r = jnp.linalg.qr(phi)                                    # [n, r], [r, k]
+  if mesh is not None and mesh.shape.get("data", 1) > 1:
+    q, r = tsqr(phi, mesh)
+  else:
+    q, r = jnp.linalg.qr(phi)                                  # [n, r], [r, k]
   rows = r.shape[0]
   a = jnp.concatenate([jnp.sqrt(1.0 + beta) * r,
                        jnp.sqrt(lam) * jnp.eye(k, dtype=phi.dtype)])
@@ -321,7 +368,6 @@ def b_step(phi: jax.Array, w: jax.Array) -> jax.Array:
   return binarize(matmul(phi, w))
 
 
-@jax.jit
 def v_inverse(r: jax.Array) -> jax.Array:
   """Inverse of the V-step system ``M I_s + sum_i R_i^T R_i``.
 
@@ -350,7 +396,6 @@ def orthogonalize(v: jax.Array) -> jax.Array:
   return jnp.sqrt(jnp.asarray(n_p, v.dtype)) * matmul(u, qt)
 
 
-@partial(jax.jit, static_argnames=("n_paired", "orthogonal"))
 def v_step(p: jax.Array, r: jax.Array, v_inv: jax.Array, ref_idx: jax.Array, *,
            n_paired: int, orthogonal: bool = False) -> jax.Array:
   """V-step: least squares in V given ``P_i = Phi_i W_i``.
@@ -365,8 +410,8 @@ def v_step(p: jax.Array, r: jax.Array, v_inv: jax.Array, ref_idx: jax.Array, *,
     r: ``[M, n, s]`` reconstruction coefficients (0 in paired and padded rows).
     v_inv: ``[s, s]`` from :func:`v_inverse`.
     ref_idx: int ``[s]`` reference rows among the n_p paired rows.
-    n_paired: n_p (static); rows ``[0, n_p)`` of ``p`` are the paired items.
-    orthogonal: project onto ``V^T 1 = 0, V^T V = n_p I`` afterwards (static).
+    n_paired: n_p (a Python int); rows ``[0, n_p)`` of ``p`` are the paired items.
+    orthogonal: project onto ``V^T 1 = 0, V^T V = n_p I`` afterwards (a bool).
 
   Returns:
     ``V`` ``[n_p, b]``.
@@ -382,22 +427,41 @@ def v_step(p: jax.Array, r: jax.Array, v_inv: jax.Array, ref_idx: jax.Array, *,
   return v
 
 
+def relative_scale(a: jax.Array, cols: jax.Array | None = None) -> jax.Array:
+  """Mean eigenvalue ``tr(a^T a) / cols`` of the Gram of ``a`` ``[rows, cols]``.
+
+  ``cols`` (default ``a.shape[-1]``) is the real column count when trailing columns
+  are zero padding.
+
+  Ridge weights are given relative to this scale (theta to the reference Gram,
+  lambda to ``Phi^T Phi``), so one setting means the same amount of shrinkage
+  whatever the feature width, item count or feature scale. Floored at the smallest
+  normal float, so an all-zero matrix gives a tiny positive ridge, never 0.
+  """
+  scale = jnp.sum(a * a) / (a.shape[-1] if cols is None else cols)
+  return jnp.maximum(scale, jnp.finfo(a.dtype).tiny)
+
+
 def objective(phi: jax.Array, mask: jax.Array, w: jax.Array, b: jax.Array,
               z: jax.Array, *, beta: jax.Array, lam: jax.Array) -> jax.Array:
-  """RREH objective ``sum_i ||Z_i - Phi_i W_i||^2 + beta ||B_i - Phi_i W_i||^2 + lambda ||W_i||^2``.
+  """RREH objective of one modality.
+
+  ``||Z - Phi W||^2 + beta ||B - Phi W||^2 + lam ||W||^2``.
+
+  The solver sums it over modalities.
 
   Args:
-    phi: ``[M, n, k]``.
-    mask: ``[M, n]`` (padded rows count for nothing).
-    w: ``[M, k, b]``.
-    b: ``[M, n, b]`` codes.
-    z: ``[M, n, b]`` latent targets.
+    phi: ``[n, k]``.
+    mask: ``[n]`` (padded rows count for nothing).
+    w: ``[k, b]``.
+    b: ``[n, b]`` codes.
+    z: ``[n, b]`` latent targets.
     beta: scalar beta.
-    lam: scalar lambda.
+    lam: scalar (absolute) lambda of this modality.
 
   Returns:
     scalar objective.
   """
-  p = jax.vmap(matmul)(phi, w)
-  fit = jnp.sum(mask[..., None] * ((z - p) ** 2 + beta * (b - p) ** 2))
+  p = matmul(phi, w)
+  fit = jnp.sum(mask[:, None] * ((z - p) ** 2 + beta * (b - p) ** 2))
   return fit + lam * jnp.sum(w * w)

@@ -5,7 +5,10 @@ loop on its own unpadded arrays, the reconstruction uses the ``s x s`` form
 ``R = Phi_u Phi_S^T (Phi_S Phi_S^T + theta I)^-1`` (the JAX code uses the ``k x k``
 push-through form), and the V-step solves the full ``n_p x n_p`` normal equations of
 ``sum_i ||V - P_i^paired||^2 + ||R_i V_S - P_i^unpaired||^2`` (the JAX code splits
-it into anchor and non-anchor rows). Used by tests/rreh/ and by
+it into anchor and non-anchor rows). Raw features are first standardised with the
+paired rows' column mean and root mean squared centred row norm; theta and lam are
+relative ridges (times the mean eigenvalue of the Gram matrix each regularises).
+Used by tests/rreh/ and by
 experiments/benchmarks/bench_rreh.py.
 """
 
@@ -59,16 +62,21 @@ def fit_reference(paired, unpaired, anchor_index, g, *, theta, beta, lam, iterat
   anchor_index = np.asarray(anchor_index)
   ref = anchor_index if reconstruct_against == "anchors" else np.arange(n_p)
   s = len(ref)
-  anchors, d2s, means, phis = [], [], [], []
+  anchors, d2s, means, phis, shifts, scales = [], [], [], [], [], []
   for i in range(m):
-    x = np.concatenate([paired[i], unpaired[i]]).astype(np.float64)
+    pi = paired[i].astype(np.float64)
+    shift = pi.mean(axis=0)
+    scale = np.sqrt(np.mean(np.sum((pi - shift) ** 2, axis=1)))
+    shifts.append(shift)
+    scales.append(scale)
+    x = (np.concatenate([paired[i], unpaired[i]]).astype(np.float64) - shift) / scale
     if kernel:
-      a = paired[i][anchor_index].astype(np.float64)
+      a = (pi[anchor_index] - shift) / scale
       dist = _sqdist(x, a)
       if delta2 is None:
         d2 = dist.mean()
       else:
-        d2 = float(np.broadcast_to(np.asarray(delta2, np.float64), (m,))[i])
+        d2 = float(np.broadcast_to(np.asarray(delta2, np.float64), (m,))[i]) / scale**2
       f = np.exp(-dist / (2 * d2))
       anchors.append(a)
       d2s.append(d2)
@@ -77,11 +85,14 @@ def fit_reference(paired, unpaired, anchor_index, g, *, theta, beta, lam, iterat
     mu = f.mean(axis=0)
     phis.append(f - mu)
     means.append(mu)
-  rs = []
+  rs, lams = [], []
   for i in range(m):
     ps = phis[i][:n_p][ref]                                  # [s, f]
     pu = phis[i][n_p:]                                       # [n_u, f]
-    rs.append(pu @ ps.T @ np.linalg.inv(ps @ ps.T + theta * np.eye(s)))
+    gs = ps @ ps.T
+    th = theta * np.trace(gs) / s                            # relative ridge
+    rs.append(pu @ ps.T @ np.linalg.inv(gs + th * np.eye(s)))
+    lams.append(lam * np.sum(phis[i] ** 2) / phis[i].shape[1])
   sel = np.zeros((s, n_p))
   sel[np.arange(s), ref] = 1.0                               # V_S = sel @ V
   if init_v == "pca":
@@ -104,7 +115,7 @@ def fit_reference(paired, unpaired, anchor_index, g, *, theta, beta, lam, iterat
     z = targets(v)
     for i in range(m):
       f = phis[i]
-      ws[i] = np.linalg.solve((1 + beta) * f.T @ f + lam * np.eye(f.shape[1]),
+      ws[i] = np.linalg.solve((1 + beta) * f.T @ f + lams[i] * np.eye(f.shape[1]),
                               f.T @ (z[i] + beta * bs[i]))
       bs[i] = sign(f @ ws[i])
     p = [phis[i] @ ws[i] for i in range(m)]
@@ -118,15 +129,16 @@ def fit_reference(paired, unpaired, anchor_index, g, *, theta, beta, lam, iterat
     obj = 0.0
     for i in range(m):
       obj += (np.sum((z[i] - p[i]) ** 2) + beta * np.sum((bs[i] - p[i]) ** 2)
-              + lam * np.sum(ws[i] ** 2))
+              + lams[i] * np.sum(ws[i] ** 2))
     objective.append(obj)
   return dict(anchors=anchors, delta2=np.asarray(d2s), mean=means, phi=phis, r=rs,
-              W=ws, B=bs, V=v, objective=np.asarray(objective), kernel=kernel)
+              W=ws, B=bs, V=v, objective=np.asarray(objective), kernel=kernel,
+              shift=shifts, scale=scales)
 
 
 def encode_reference(ref, x, modality):
   """Codes sign(phi_m(x) W_m) of new items with a :func:`fit_reference` result."""
-  x = np.asarray(x, np.float64)
+  x = (np.asarray(x, np.float64) - ref["shift"][modality]) / ref["scale"][modality]
   if ref["kernel"]:
     f = np.exp(-_sqdist(x, ref["anchors"][modality]) / (2 * ref["delta2"][modality]))
   else:

@@ -44,6 +44,15 @@ def test_rreh_uci_views():
 
 
 @pytest.mark.parametrize("name", ["rreh_wikipedia", "rreh_uci", "rreh_mirflickr"])
-def test_rreh_config_init_v_argument(name):
-  assert _config(name)[0].rreh.init_v == "pca"
-  assert _config(name, "init_v=gaussian")[0].rreh.init_v == "gaussian"
+def test_rreh_config_selection_arguments(name):
+  cfg = _config(name)[0]
+  # Default: theta, lam, init_v chosen by label-free selection.
+  assert cfg.rreh.init_v is None and cfg.rreh.theta is None and cfg.rreh.lam is None
+  assert cfg.rreh.select is True
+  fixed = _config(name, "init_v=gaussian,theta=0.3,lam=0.001,select=false")[0]
+  assert fixed.rreh.init_v == "gaussian" and fixed.rreh.theta == 0.3
+  assert fixed.rreh.lam == 0.001 and fixed.rreh.select is False
+  resolved = rreh.resolve_config(dict(fixed.rreh.to_dict(), bits=fixed.bits))
+  assert resolved["theta"] == 0.3 and resolved["init_v"] == "gaussian"
+  cfg.rreh.theta = 3.0                  # overridable after the fact (typed field)
+  assert rreh.resolve_config(dict(cfg.rreh.to_dict()))["theta"] == 3.0

@@ -79,7 +79,8 @@ def test_fit_bad_views():
 def _fake_model():
   # A hand-built 2-modality model (dims 4 and 3, k = 5, 2 bits): no fit needed.
   return rreh.RREHModel(
-      anchors=jnp.zeros((2, 5, 4)), delta2=jnp.ones((2,)), mean=jnp.zeros((2, 5)),
+      shift=jnp.zeros((2, 4)), scale=jnp.ones((2,)), anchors=jnp.zeros((2, 5, 4)),
+      delta2=jnp.ones((2,)), mean=jnp.zeros((2, 5)),
       W=jnp.ones((2, 5, 2)), dims=jnp.asarray([4, 3], jnp.int32),
       anchor_index=jnp.arange(5, dtype=jnp.int32), kernel=jnp.asarray(True),
       objective=jnp.zeros((1,)))

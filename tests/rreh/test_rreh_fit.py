@@ -22,7 +22,7 @@ from rreh_reference import encode_reference, fit_reference  # noqa: E402
 from hashjax import rreh  # noqa: E402
 
 BITS, K = 8, 12
-HYPER = dict(theta=1.0, beta=0.5, lam=1.0, iterations=6)
+HYPER = dict(theta=1.0, beta=0.5, lam=1.0, iterations=6, init_v="gaussian")
 
 
 def _data(seed, n_p, n_us, dims, c=4):
@@ -46,7 +46,7 @@ def _reference_for(model, paired, unpaired, rng, cfg):
   g = np.asarray(jax.random.normal(rng_init, (f, BITS), jnp.float32), np.float64)
   if not kernel:
     g = g[:paired[0].shape[1]]
-  kw = {k: v for k, v in cfg.items() if k not in ("bits", "num_anchors")}
+  kw = {k: v for k, v in cfg.items() if k not in ("bits", "num_anchors", "select")}
   return fit_reference(paired, unpaired, np.asarray(model.anchor_index), g, **kw)
 
 
@@ -72,12 +72,16 @@ def test_fit_matches_reference_two_modalities_and_one_device_mesh():
   assert jax.device_count() == 8
   ref = _reference_for(model8, paired, unpaired, rng, cfg)
   _check_against_reference(model8, ref, paired, unpaired, queries)
-  # Anchors are distinct paired rows, the same in both modalities.
+  # Anchors are distinct paired rows, the same in both modalities (standardised).
   idx = np.asarray(model8.anchor_index)
   assert len(set(idx.tolist())) == K and idx.max() < 40
   for i in range(2):
-    np.testing.assert_array_equal(np.asarray(model8.anchors[i])[:, :paired[i].shape[1]],
-                                  paired[i][idx])
+    d = paired[i].shape[1]
+    np.testing.assert_allclose(np.asarray(model8.anchors[i])[:, :d], ref["anchors"][i],
+                               atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(model8.anchors[i])[:, :d] * np.asarray(model8.scale[i])
+        + np.asarray(model8.shift[i])[:d], paired[i][idx], atol=1e-5)
   # Objective recorded per iteration and non-increasing (no orthogonal projection).
   obj = np.asarray(model8.objective)
   assert obj.shape == (HYPER["iterations"],) and np.all(np.diff(obj) <= 1e-5 * obj[0])
@@ -110,7 +114,7 @@ def test_fit_three_modalities_unequal_unpaired_counts():
 def test_fit_variants_match_reference(variant):
   paired, unpaired = _data(4, 40, [30, 31], [7, 5])
   queries, _ = _data(5, 10, [0, 0], [7, 5])
-  cfg = dict(bits=BITS, num_anchors=K, **HYPER, **variant)
+  cfg = dict(bits=BITS, num_anchors=K, **{**HYPER, **variant})
   rng = jax.random.key(7)
   model = rreh.fit(paired, unpaired, cfg, rng)
   ref = _reference_for(model, paired, unpaired, rng, cfg)
@@ -141,3 +145,23 @@ def test_fit_and_encode_stream_float64_memmaps_in_chunks(tmp_path):
     x = np.concatenate([paired[i], unpaired[i], queries[i]])
     np.testing.assert_array_equal(np.asarray(rreh.encode(model, x, i, chunk_rows=4)),
                                   encode_reference(ref, x, i))
+
+
+def test_make_problem_then_run_is_fit():
+  # The public path for researchers: make_problem + run + RREHModel == fit.
+  paired, unpaired = _data(6, 40, [30, 31], [7, 5])
+  queries, _ = _data(7, 10, [0, 0], [7, 5])
+  cfg = dict(bits=BITS, num_anchors=K, **HYPER)
+  rng = jax.random.key(11)
+  model = rreh.fit(paired, unpaired, cfg, rng)
+  rng_anchor, rng_init = jax.random.split(rng)
+  problem, features = rreh.make_problem(paired, unpaired, cfg, rng_anchor)
+  hyper = rreh.make_hyper(theta=HYPER["theta"], beta=HYPER["beta"], lam=HYPER["lam"])
+  state = rreh.run(problem, hyper, rng_init, bits=BITS,
+                   iterations=HYPER["iterations"])
+  mine = rreh.RREHModel(**features._asdict(), W=state.W, objective=state.objective)
+  ref = _reference_for(model, paired, unpaired, rng, cfg)
+  _check_against_reference(mine, ref, paired, unpaired, queries)
+  for i in range(2):
+    np.testing.assert_array_equal(np.asarray(rreh.encode(mine, queries[i], i)),
+                                  np.asarray(rreh.encode(model, queries[i], i)))

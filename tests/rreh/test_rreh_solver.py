@@ -18,7 +18,7 @@ def _wikipedia_subset(n=500, ratio=0.2):
 def test_objective_non_increasing_on_wikipedia_and_hypers_do_not_recompile():
   paired, unpaired = _wikipedia_subset()
   one = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
-  cfg = dict(bits=16, num_anchors=60, iterations=12)
+  cfg = dict(bits=16, num_anchors=60, iterations=12, init_v="gaussian")
   objs = []
   for hp in (dict(theta=1.0, beta=0.1, lam=0.01), dict(theta=10.0, beta=1.0, lam=1.0)):
     model = rreh.fit(paired, unpaired, dict(cfg, **hp), jax.random.key(1), mesh=one)

@@ -32,13 +32,14 @@ def test_squared_distances_and_kernel_by_hand():
 def test_default_delta2_and_center_with_mask():
   x, a = _rand(0, 2, 6, 3), _rand(1, 2, 4, 3)
   mask = np.array([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 0]], np.float32)
-  d2 = np.asarray(steps.default_delta2(jnp.asarray(x), jnp.asarray(mask), jnp.asarray(a)))
+  d2 = np.asarray(jax.vmap(steps.default_delta2)(jnp.asarray(x), jnp.asarray(mask),
+                                                 jnp.asarray(a)))
   for m in range(2):
     rows = x[m][mask[m] > 0]
     ref = np.mean([[np.sum((r - aj) ** 2) for aj in a[m]] for r in rows])
     np.testing.assert_allclose(d2[m], ref, rtol=1e-5)
-  phi, mean = steps.kernel_step(jnp.asarray(x), jnp.asarray(mask), jnp.asarray(a),
-                                jnp.asarray(d2))
+  phi, mean = jax.vmap(steps.kernel_step)(jnp.asarray(x), jnp.asarray(mask),
+                                          jnp.asarray(a), jnp.asarray(d2))
   for m in range(2):
     real = mask[m] > 0
     f = np.exp(-((x[m][:, None] - a[m][None]) ** 2).sum(-1) / (2 * d2[m]))
@@ -161,11 +162,11 @@ def test_orthogonalize_is_balanced_and_decorrelated():
 
 
 def test_objective_by_hand():
-  phi = jnp.asarray([[[1.0, 0.0], [0.0, 2.0], [5.0, 5.0]]])        # M=1, n=3, k=2
-  mask = jnp.asarray([[1.0, 1.0, 0.0]])
-  w = jnp.asarray([[[1.0], [0.5]]])                                # b=1
-  b = jnp.asarray([[[1.0], [-1.0], [1.0]]])
-  z = jnp.asarray([[[0.0], [2.0], [9.0]]])
+  phi = jnp.asarray([[1.0, 0.0], [0.0, 2.0], [5.0, 5.0]])          # n=3, k=2
+  mask = jnp.asarray([1.0, 1.0, 0.0])
+  w = jnp.asarray([[1.0], [0.5]])                                  # b=1
+  b = jnp.asarray([[1.0], [-1.0], [1.0]])
+  z = jnp.asarray([[0.0], [2.0], [9.0]])
   # P = [1, 1, (masked)]; ||Z-P||^2 = 1 + 1; beta ||B-P||^2 = 0.5 * (0 + 4);
   # lam ||W||^2 = 0.1 * 1.25.
   obj = steps.objective(phi, mask, w, b, z, beta=jnp.asarray(0.5), lam=jnp.asarray(0.1))
@@ -178,3 +179,37 @@ def test_sample_anchors_distinct_and_capped():
   assert idx.max() < 50
   capped = np.asarray(steps.sample_anchors(jax.random.key(0), 7, 600))
   assert sorted(capped.tolist()) == list(range(7))
+
+
+def test_floor_delta2_constant_view_gives_zero_features_not_nan():
+  x = jnp.ones((5, 3))                          # constant view: every distance is 0
+  d2 = steps.default_delta2(x, jnp.ones(5), x[:2])
+  assert float(d2) == 0.0
+  phi, _ = steps.kernel_step(x, jnp.ones(5), x[:2], d2)
+  np.testing.assert_array_equal(np.asarray(phi), 0.0)   # was exp(-0/0) = NaN
+
+
+def test_relative_scale_is_mean_gram_eigenvalue():
+  a = _rand(9, 7, 4)
+  ref = np.mean(np.linalg.eigvalsh(a.T.astype(np.float64) @ a))
+  np.testing.assert_allclose(float(steps.relative_scale(jnp.asarray(a))), ref, rtol=1e-5)
+  assert float(steps.relative_scale(jnp.zeros((3, 2)))) > 0.0
+
+
+def test_tsqr_on_sharded_rows_is_a_thin_qr():
+  # 8 forced CPU devices (tests/conftest.py): rows sharded 8 ways, 6 rows per shard
+  # (fewer than k = 7 columns, so the local R factors are 6 x 7).
+  assert jax.device_count() == 8
+  mesh = jax.make_mesh((8,), ("data",))
+  x = _rand(10, 48, 7).astype(np.float32)
+  xs = jax.device_put(x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(
+      "data", None)))
+  q, r = jax.jit(lambda a: steps.tsqr(a, mesh))(xs)
+  q, r = np.asarray(q, np.float64), np.asarray(r, np.float64)
+  assert q.shape == (48, 7) and r.shape == (7, 7)
+  np.testing.assert_allclose(q @ r, x, atol=1e-5)
+  np.testing.assert_allclose(q.T @ q, np.eye(7), atol=1e-5)
+  np.testing.assert_allclose(np.tril(r, -1), 0.0, atol=1e-6)
+  # Same R as NumPy's QR up to the signs of its rows.
+  r_ref = np.linalg.qr(x.astype(np.float64))[1]
+  np.testing.assert_allclose(np.abs(r), np.abs(r_ref), atol=1e-4)
