@@ -1,4 +1,4 @@
-"""DCGH on MS-COCO (80 classes, DCHMT's .mat layout) with CLIP ViT-B/32 (paper setting, SPEC §2).
+"""DCGH on MS-COCO (80 classes, DCHMT's .mat layout) with CLIP ViT-B/32 (paper setting, docs/dcgh.md).
 
 Data in the DCHMT / DCGH layout (``index.mat``, ``caption.mat``, ``label.mat`` in
 ``root``; images under ``image_root``, default ``root``; ``strip_prefix`` removes the

@@ -1,4 +1,4 @@
-"""DCGH on MIRFlickr-25K with CLIP ViT-B/32 (the paper's setting, SPEC §2).
+"""DCGH on MIRFlickr-25K with CLIP ViT-B/32 (the paper's setting, docs/dcgh.md).
 
 Data in the DCHMT / DCGH layout (``index.mat``, ``caption.mat``, ``label.mat`` in
 ``root``; images under ``image_root``, default ``root``; ``strip_prefix`` removes the

@@ -1,4 +1,4 @@
-"""DCGH on NUS-WIDE (21 classes, 195,834 items) with CLIP ViT-B/32 (paper setting, SPEC §2).
+"""DCGH on NUS-WIDE (21 classes, 195,834 items) with CLIP ViT-B/32 (paper setting, docs/dcgh.md).
 
 Data in the DCHMT / DCGH layout (``index.mat``, ``caption.txt``, ``label.mat`` in
 ``root``; images under ``image_root``, default ``root``; ``strip_prefix`` removes the

@@ -4,7 +4,7 @@ Two of the six views of the 2000 handwritten digits play "image" and "text"
 (``views=fac+pix`` by default: 216-d profile correlations and 240-d pixel averages).
 400 seeded queries, database = training = the other 1600, of which 160 are held out as
 validation queries (model selection). MLP towers from scratch at lr 1e-3; loss,
-optimiser and schedule as in DCGH (SPEC §2). Single-label: negative pair terms are 0.
+optimiser and schedule as in DCGH (docs/dcgh.md). Single-label: negative pair terms are 0.
 
   python -m hashjax.main --config=configs/dcgh_uci_features.py:bits=64 \\
       --workdir=/tmp/hashjax/dcgh_uci_64

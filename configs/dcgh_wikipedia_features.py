@@ -1,7 +1,7 @@
 """DCGH, frozen-feature variant, on Wikipedia (shipped with hashjax).
 
 The CLIP towers are replaced by MLPs on the data set's fixed features (128-d SIFT
-bag-of-words images, 10-d LDA texts); loss, optimiser and schedule are DCGH's (SPEC §2).
+bag-of-words images, 10-d LDA texts); loss, optimiser and schedule are DCGH's (docs/dcgh.md).
 The MLP towers start from scratch, so they train at the heads' lr (1e-3) instead of
 CLIP's fine-tuning lr (1e-5). Query = the 693 test pairs, database = the 2173 training
 pairs; 217 training pairs are held out as validation queries (model selection), the

@@ -1,4 +1,4 @@
-"""RREH (SPEC §1) on MIRFlickr-25K features, for users who have them (not shipped).
+"""RREH (docs/rreh.md) on MIRFlickr-25K features, for users who have them (not shipped).
 
 The standard shallow-hashing layout: one ``.mat`` / ``.npz`` file holding
 ``FAll`` ``[n, 4096]`` (VGG fc7 image features), ``YAll`` ``[n, 1386]`` (tag

@@ -1,4 +1,4 @@
-"""RREH (SPEC §1) on NUS-WIDE features, for users who have them (not shipped).
+"""RREH (docs/rreh.md) on NUS-WIDE features, for users who have them (not shipped).
 
 The standard shallow-hashing layout: one ``.mat`` / ``.npz`` file holding ``XAll``
 ``[n, 4096]`` (VGG fc7 image features), ``YAll`` ``[n, 1000]`` (tag bag-of-words) and

@@ -1,4 +1,4 @@
-"""RREH (SPEC §1) on UCI multiple features (handwritten digits, shipped), semi-paired.
+"""RREH (docs/rreh.md) on UCI multiple features (handwritten digits, shipped), semi-paired.
 
 2000 items, 400 queries (seeded), database = training = the other 1600. ``views``
 picks views by name: ``fac+pix`` (default, two modalities) or ``all`` (the six views

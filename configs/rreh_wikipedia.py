@@ -1,4 +1,4 @@
-"""RREH (SPEC §1) on Wikipedia (shipped with hashjax), semi-paired.
+"""RREH (docs/rreh.md) on Wikipedia (shipped with hashjax), semi-paired.
 
 Query = the 693 test pairs, database = the 2173 training pairs (the standard protocol).
 Training: ``paired_ratio`` (default 0.1) of the 2173 training items keep both views;

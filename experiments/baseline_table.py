@@ -3,7 +3,7 @@
 Runs ``hashjax.experiment.train_and_evaluate`` (``hashjax.main``'s path) for RREH
 (``configs/rreh_<dataset>.py:paired_ratio=1.0``: every training item paired, none
 unpaired; ``rreh`` with the config's initial V, 'pca', which was validated at 10%
-paired, and ``rreh_gaussian`` with the SPEC's Gaussian start) and CCA-ITQ, CVH, CMFH
+paired, and ``rreh_gaussian`` with the paper's (docs/rreh.md) Gaussian start) and CCA-ITQ, CVH, CMFH
 (``configs/baseline_<dataset>.py``, all training pairs) over seeds 0..n-1, and writes
 ``<out>/baselines_<dataset>.{json,md}`` (``--out experiments/results`` for the
 committed tables; default /tmp/hashjax-experiments/baseline_table).

@@ -1,6 +1,6 @@
 """Frozen-feature DCGH on Wikipedia and UCI: bits x seeds -> JSON + markdown table.
 
-DCGH's loss, optimiser and schedule (SPEC §2) with MLP towers on each data set's fixed
+DCGH's loss, optimiser and schedule (docs/dcgh.md) with MLP towers on each data set's fixed
 features (configs/dcgh_wikipedia_features.py, configs/dcgh_uci_features.py). Each run
 selects its evaluation (every 5 epochs) on validation queries held out of training
 and reports query mAP@all there; the best query mAP over all evaluations (what papers

@@ -1,4 +1,4 @@
-"""RREH experiment study (SPEC §1): semi-paired retrieval against CCA-ITQ, CVH, CMFH.
+"""RREH experiment study (docs/rreh.md): semi-paired retrieval against CCA-ITQ, CVH, CMFH.
 
 Studies (each writes ``<out>/rreh_<study>.{json,md}`` and plots under
 ``<out>/plots/rreh_<study>_*.png``, ``--out experiments/results`` for the committed

@@ -10,7 +10,7 @@ the orthogonal (balanced, decorrelated) V projection; score = mean over seeds an
 both directions of validation mAP@all. num_anchors is capped at the number of
 paired items (196 on Wikipedia, 144 on UCI here), so 600 means "all paired items".
 
-Afterwards (``--final``, default on) the chosen values and the SPEC defaults are run
+Afterwards (``--final``, default on) the chosen values and the paper defaults (docs/rreh.md) are run
 on the standard query/database protocol next to the baselines (CCA-ITQ, CVH, CMFH)
 trained on the paired 10% only, and CMFH on all pairs (seed 0).
 
@@ -92,12 +92,12 @@ def tune_dataset(name, grid, seeds, *, bits=64, paired_ratio=0.1, iterations=20)
 
 
 def _final(name, chosen, seeds, bits=64):
-  """Test-protocol mAP@all of RREH (chosen / SPEC defaults) and baselines."""
+  """Test-protocol mAP@all of RREH (chosen / paper defaults (docs/rreh.md)) and baselines."""
   out = []
   path, arg = DATASETS[name]
   bpath, barg = BASELINE_CONFIGS[name]
   for s in seeds:
-    for label, hp in (("rreh (tuned)", chosen), ("rreh (SPEC defaults)", {})):
+    for label, hp in (("rreh (tuned)", chosen), ("rreh (paper defaults (docs/rreh.md))", {})):
       cfg = load_config_file(os.path.join(ROOT, path),
                              (arg + "," if arg else "") + f"seed={s},bits={bits}")
       for k, v in hp.items():
@@ -130,7 +130,7 @@ def _md(report):
               f"train {info['num_train']} items (of which {info['num_paired']} paired), "
               f"validation queries {info['num_validation']}; 64 bits, 10% paired, seeds "
               f"{report['seeds']}. Chosen: `{d['chosen']}` (val mAP {d['best']:.4f}); "
-              f"SPEC defaults val mAP {d['default_val_map']}.", "",
+              f"paper defaults (docs/rreh.md) val mAP {d['default_val_map']}.", "",
               "| rank | num_anchors | theta | beta | lam | orthogonal_v | val mAP@all (mean) |",
               "|---|---|---|---|---|---|---|"]
     rows = sorted(d["rows"], key=lambda r: -r["val_map"])

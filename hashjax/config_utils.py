@@ -53,7 +53,7 @@ def parse_arg(arg: str | None, **defaults: Any) -> dict[str, Any]:
 
 
 def dcgh_paper_config(dataset: str, arg: str | None = None):
-  """DCGH paper setting (SPEC §2) for ``dataset`` in mirflickr | nuswide | coco.
+  """DCGH paper setting (docs/dcgh.md) for ``dataset`` in mirflickr | nuswide | coco.
 
   The three ``configs/dcgh_<dataset>.py`` files differ only in the data set name;
   their docstrings list the arguments.
@@ -177,7 +177,7 @@ def rreh_feature_config(arg: str | None, *, image_key: str, num_classes: int | N
 
 
 def dcgh_feature_config(a: dict, *, data: dict, num_validation: int):
-  """Frozen-feature DCGH (MLP towers on shipped features), SPEC §2 loss and optimiser.
+  """Frozen-feature DCGH (MLP towers on shipped features), docs/dcgh.md loss and optimiser.
 
   ``configs/dcgh_{wikipedia,uci}_features.py`` differ only in the data set and the
   number of validation queries held out of training.

@@ -1,7 +1,7 @@
 """One path from config to result table for the shallow (non-deep) methods.
 
 ``train_and_evaluate(config, workdir)`` loads a data set, deals the semi-paired split
-of SPEC §1, fits the method from the registry (:mod:`hashjax.methods`), encodes query
+of docs/rreh.md, fits the method from the registry (:mod:`hashjax.methods`), encodes query
 and database items of every modality and evaluates every ordered modality pair with
 :func:`hashjax.evaluation.evaluate_cross_modal` (the evaluation DCGH uses too).
 Results go to ``workdir/results.json`` (the schema of :mod:`hashjax.evaluation`), the

@@ -75,7 +75,7 @@ PEAK_FLOPS = {
 PROJECTION_PEAKS = {"H100 SXM": 989e12, "H200": 989e12, "TPU v5e": 197e12}
 PROJECTION_MFU = 0.40
 
-# Classes per data set (the label files: SPEC §1); the labels are synthetic here.
+# Classes per data set (the label files: docs/rreh.md); the labels are synthetic here.
 DATASET_CLASSES = {"mirflickr": 24, "nuswide": 21, "coco": 80, "coco_json": 80}
 
 

@@ -62,7 +62,7 @@ def _check_seed(seed: Any) -> int:
 
 def semi_paired_split(num_items: int, paired_ratio: float, num_modalities: int,
                       mode: str = "disjoint", seed: int = 0) -> SemiPairedSplit:
-  """Splits training items into paired and per-modality unpaired parts (SPEC §1).
+  """Splits training items into paired and per-modality unpaired parts (docs/rreh.md).
 
   ``n_p = max(1, round(paired_ratio * num_items))`` items, drawn by a seeded
   permutation, keep every modality. The remaining ``n - n_p`` items:

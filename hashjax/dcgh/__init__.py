@@ -1,4 +1,4 @@
-"""DCGH (Deep Class-Guided Hashing, SPEC §2): model, loss, optimisers, training."""
+"""DCGH (Deep Class-Guided Hashing, docs/dcgh.md): model, loss, optimisers, training."""
 
 from hashjax.dcgh.export import encode_split, load_encoder
 from hashjax.dcgh.losses import LOSS_TERMS, dcgh_loss, init_proxies

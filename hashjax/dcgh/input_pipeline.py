@@ -13,7 +13,7 @@ replays exactly the batches an uninterrupted run would have seen:
   evaluation uses each item's first caption (the reference draws at random, unseeded,
   even at test time).
 
-Images (SPEC §2, CLIP preprocessing): training ``Resize(shorter side -> S, bicubic) +
+Images (docs/dcgh.md, CLIP preprocessing): training ``Resize(shorter side -> S, bicubic) +
 CenterCrop(S)``; evaluation squash-resizes to ``S x S`` (bicubic); both convert to RGB,
 scale to [0, 1] and normalise with CLIP's mean/std. Output NHWC float32.
 
@@ -68,7 +68,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def preprocess_image(image: Image.Image, *, image_size: int, train: bool) -> np.ndarray:
-  """CLIP preprocessing of one PIL image (SPEC §2).
+  """CLIP preprocessing of one PIL image (docs/dcgh.md).
 
   Args:
     image: a PIL image (any mode).

@@ -1,4 +1,4 @@
-"""Retrieval metrics on {-1, +1} hash codes (SPEC section 3): exact, stable, chunked.
+"""Retrieval metrics on {-1, +1} hash codes (docs/evaluation.md): exact, stable, chunked.
 
 See :mod:`hashjax.metrics.retrieval` for the ranking and the conventions (the two
 mAP@k definitions), and for which functions are host-level and which are jittable

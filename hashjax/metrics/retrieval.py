@@ -1,4 +1,4 @@
-"""Retrieval metrics on {-1, +1} hash codes (SPEC section 3), exact and memory bounded.
+"""Retrieval metrics on {-1, +1} hash codes (docs/evaluation.md), exact and memory bounded.
 
 Ranking: the database is ordered by Hamming distance to the query, equal
 distances by database index (a stable sort), so every metric is deterministic
@@ -336,7 +336,7 @@ def evaluate_retrieval(query_codes, db_codes, query_labels, db_labels, *,
                        top_r: int | None = None, ks=(), radius: int = 2,
                        map_k_definition: str = DEFAULT_MAP_K_DEFINITION,
                        **opts) -> dict[str, Any]:
-  """Every metric of SPEC section 3 from one histogram pass and one rank pass.
+  """Every metric of docs/evaluation.md from one histogram pass and one rank pass.
 
   Host-level (see the module docstring).
 

@@ -1,4 +1,4 @@
-"""RREH: Reconstruction Relations Embedded Hashing for semi-paired data (SPEC §1).
+"""RREH: Reconstruction Relations Embedded Hashing for semi-paired data (docs/rreh.md).
 
 ``fit(paired_views, unpaired_views, config, rng) -> RREHModel`` and
 ``encode(model, x, modality) -> int8 [n, bits]``; the solver (``init`` / ``update`` /

@@ -536,7 +536,7 @@ def check_finite_state(state: solver.RREHState) -> None:
 def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
         rng: jax.Array, *, mesh: jax.sharding.Mesh | None = None,
         chunk_rows: int | None = None) -> RREHModel:
-  """Fits RREH on semi-paired data (SPEC §1).
+  """Fits RREH on semi-paired data (docs/rreh.md).
 
   Args:
     paired_views: M >= 2 arrays ``[n_p, d_m]``; row i is the same item in every

@@ -205,7 +205,7 @@ def init(problem: RREHProblem, aux: RREHAux, rng: jax.Array, *, bits: int,
     rng: key of ``G = jax.random.normal(rng, (k, bits), phi.dtype)``.
     bits: b (static).
     iterations: length of the objective history (static).
-    init_v: ``"gaussian"`` (SPEC §1: ``V = sign(Phi_paired,1 G)``, G Gaussian) or
+    init_v: ``"gaussian"`` (docs/rreh.md: ``V = sign(Phi_paired,1 G)``, G Gaussian) or
       ``"pca"`` (``V = sign(mean_i Phi_paired,i U)``, U the top ``bits`` principal
       directions of that mean, see :func:`_pca_directions`) (static).
 

@@ -1,4 +1,4 @@
-"""The steps of RREH (SPEC §1), one small pure function each.
+"""The steps of RREH (docs/rreh.md), one small pure function each.
 
 One convention: every function here works on ONE modality's arrays, except
 :func:`v_inverse` and :func:`v_step`, the step that couples the modalities (they take

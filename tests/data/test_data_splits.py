@@ -14,7 +14,7 @@ from hashjax.data import (
 
 
 @pytest.mark.parametrize("n, ratio, n_p", [
-    (2173, 0.1, 217),   # Wikipedia at 10% (SPEC: 217 paired items)
+    (2173, 0.1, 217),   # Wikipedia at 10% (docs/rreh.md: 217 paired items)
     (10, 0.3, 3),
     (5, 0.01, 1),       # at least one paired item
     (7, 1.0, 7),

@@ -1,4 +1,4 @@
-"""DCGH loss against an explicit NumPy loop over items i, j and classes c (SPEC §2)."""
+"""DCGH loss against an explicit NumPy loop over items i, j and classes c (docs/dcgh.md)."""
 
 import functools
 import math
@@ -18,7 +18,7 @@ def _cos(a, b):
 
 
 def reference_loss(hi, ht, y, p, neg_w=0.8, pos_w=0.05):
-  """Plain loops, written from SPEC §2 (not from the implementation)."""
+  """Plain loops, written from docs/dcgh.md (not from the implementation)."""
   hi, ht, y, p = (np.asarray(a, np.float64) for a in (hi, ht, y, p))
   n, num_c = y.shape
   t = {}

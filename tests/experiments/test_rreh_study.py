@@ -66,7 +66,7 @@ def test_run_one_map_matches_numpy(study):
                                                     abs=1e-5)
   assert rec["map"]["text->image"] == pytest.approx(_numpy_map(q[1], d[0], ql, dl),
                                                     abs=1e-5)
-  # The objective of the real fit never increases (SPEC §1: exact block minimisation).
+  # The objective of the real fit never increases (docs/rreh.md: exact block minimisation).
   obj = np.asarray(rec["objective"])
   assert np.all(np.diff(obj) <= 1e-5 * np.abs(obj[:-1]))
 

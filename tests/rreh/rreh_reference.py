@@ -1,6 +1,6 @@
-"""Plain NumPy (float64) reference of RREH (SPEC §1), independent of hashjax.rreh.
+"""Plain NumPy (float64) reference of RREH (docs/rreh.md), independent of hashjax.rreh.
 
-Written from the SPEC, not from the JAX code: every modality is handled in a Python
+Written from the paper, not from the JAX code: every modality is handled in a Python
 loop on its own unpadded arrays, the reconstruction uses the ``s x s`` form
 ``R = Phi_u Phi_S^T (Phi_S Phi_S^T + theta I)^-1`` (the JAX code uses the ``k x k``
 push-through form), and the V-step solves the full ``n_p x n_p`` normal equations of

@@ -1,6 +1,6 @@
 """rreh.fit / rreh.encode against the float64 NumPy reference (tests/rreh/rreh_reference.py).
 
-The reference is written from SPEC §1 independently of the JAX code (per-modality
+The reference is written from docs/rreh.md independently of the JAX code (per-modality
 loops on unpadded arrays, ``s x s`` reconstruction formula, full ``n_p x n_p`` V
 normal equations). Anchors and the initial Gaussian G are taken from the same PRNG
 key as ``fit`` uses: ``rng_anchor, rng_init = split(rng)``; G =

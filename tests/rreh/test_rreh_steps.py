@@ -102,7 +102,7 @@ def test_w_step_wider_than_tall():
 
 def test_w_step_accurate_when_the_gram_matrix_is_not():
   # n = 20000 smooth kernel features of 2-d points (100 strongly correlated columns,
-  # condition number ~3e6) and the SPEC's lambda = 0.01. The W-step must reach the
+  # condition number ~3e6) and the paper's (docs/rreh.md) lambda = 0.01. The W-step must reach the
   # float64 optimum of its ridge objective to 1e-9 relative. (The float32 normal
   # equations, Cholesky of Phi^T Phi, miss it by 6e-7 here, and at n = 1e5, k = 2000
   # made RREH's objective rise between iterations.)
