@@ -23,7 +23,6 @@ concatenate them into one .jsonl); ``--report`` writes ``<out>.json`` / ``<out>.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import itertools
 import json
@@ -36,9 +35,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import _common
 from hashjax import data as hdata
 from hashjax import experiment, rreh
-from hashjax.main import load_config_file
+from hashjax.configs_io import load_config_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UCI_VIEWS = ("fac", "fou", "kar", "mor", "pix", "zer")
@@ -185,11 +185,9 @@ def _md(recs, command):
 
 
 def main():
-  ap = argparse.ArgumentParser()
+  ap = _common.parser("rreh_select", __doc__)
   ap.add_argument("--datasets", default="wikipedia,uci_pairs")
   ap.add_argument("--seeds", default="0,1,2")
-  ap.add_argument("--out", default=os.path.join(ROOT, "experiments", "results",
-                                                "rreh_select"))
   ap.add_argument("--report", action="store_true")
   ap.add_argument("--reverse", action="store_true",
                   help="data sets in reverse order (a second process from the end)")

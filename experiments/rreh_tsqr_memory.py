@@ -7,7 +7,7 @@ factors, in ``shard_map``) each device keeps its ``n/D`` rows. For each device c
 D the solver (``hashjax.rreh.run``) is lowered and compiled on a D-device CPU mesh
 and XLA's ``memory_analysis()`` (per device) is printed for both ways.
 
-  python experiments/rreh_tsqr_memory.py          # -> experiments/results/rreh_tsqr_memory.md
+  python experiments/rreh_tsqr_memory.py --out experiments/results   # the committed table
 """
 
 import dataclasses
@@ -26,7 +26,7 @@ from hashjax import rreh  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def main(n=32768, k=256, d=64, bits=32):
+def main(out_dir, n=32768, k=256, d=64, bits=32):
   rs = np.random.default_rng(0)
   n_p = n // 4
   views = [rs.normal(size=(n_p + (n - n_p) // 2, d)).astype(np.float32) for _ in range(2)]
@@ -64,7 +64,8 @@ def main(n=32768, k=256, d=64, bits=32):
   for r in rows:
     lines.append(f"| {r['devices']} | {r['way']} | {r['temp_mib']:.1f} | "
                  f"{r['argument_mib']:.1f} | {r['output_mib']:.1f} |")
-  out = os.path.join(ROOT, "experiments", "results", "rreh_tsqr_memory")
+  os.makedirs(out_dir, exist_ok=True)
+  out = os.path.join(out_dir, "rreh_tsqr_memory")
   with open(out + ".json", "w") as f:
     json.dump(dict(rows=rows, n=n, k=k, bits=bits, load_before=load0,
                    load_after=os.getloadavg()), f, indent=1)
@@ -74,4 +75,6 @@ def main(n=32768, k=256, d=64, bits=32):
 
 
 if __name__ == "__main__":
-  main()
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import _common  # noqa: E402  pylint: disable=g-import-not-at-top
+  main(_common.parser("rreh_tsqr_memory", __doc__).parse_args().out)

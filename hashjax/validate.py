@@ -125,12 +125,15 @@ def validate_shallow(config: Any) -> None:
   if config.get("method") == "rreh" and _get(config, "rreh") is not _MISSING:
     _int(config, "rreh.num_anchors", low=1)
     _int(config, "rreh.iterations", low=1)
-    _num(config, "rreh.theta", low=0.0, low_open=True)
+    # theta, lam and init_v may be None: chosen without labels (hashjax.rreh.select).
+    _num(config, "rreh.theta", low=0.0, low_open=True, none_ok=True)
     _num(config, "rreh.beta", low=0.0)
-    _num(config, "rreh.lam", low=0.0, low_open=True)
+    _num(config, "rreh.lam", low=0.0, low_open=True, none_ok=True)
     for f in ("kernel", "orthogonal_v"):
       _bool(config, f"rreh.{f}")
-    _choice(config, "rreh.init_v", ("pca", "gaussian"))
+    _choice(config, "rreh.init_v", ("pca", "gaussian", None))
+    if _get(config, "rreh.select") is not _MISSING:
+      _bool(config, "rreh.select")
     _choice(config, "rreh.reconstruct_against", ("anchors", "paired"))
 
 

@@ -91,11 +91,9 @@ def test_collapsed_codes_warn_once(capsys):
   assert diagnostics.code_stats(mostly)["collapsed"]
 
 
-def test_rreh_on_a_degenerate_view_reports_collapse(tmp_path, capfd):
-  """A constant text view gives one text code for every item: results.json says so
-  (codes.text) and a warning line names it."""
-  import json  # pylint: disable=g-import-not-at-top
-
+def test_rreh_on_a_constant_view_is_refused_before_the_fit(tmp_path):
+  """A constant text view carries no information: RREH refuses it with one message
+  naming the view (it used to train to one code for every item and exit 0)."""
   from hashjax import experiment  # pylint: disable=g-import-not-at-top
 
   rs = np.random.RandomState(0)
@@ -109,18 +107,8 @@ def test_rreh_on_a_degenerate_view_reports_collapse(tmp_path, capfd):
            LAll=labels)
   config = _config("rreh_mirflickr",
                    f"path={path},num_query=50,num_train=200,bits=16,num_anchors=40,"
-                   "iterations=2")
+                   "iterations=2,select=false")
   config.semi_paired.paired_ratio = 1.0
-  capfd.readouterr()
-  summary = experiment.train_and_evaluate(config, str(tmp_path / "run"))
-  err = [ln for ln in capfd.readouterr().err.splitlines() if "warning" in ln]
-  saved = json.loads((tmp_path / "run" / "results.json").read_text())
-  assert saved["codes"] == summary["codes"]
-  text_codes, image_codes = saved["codes"]["text"], saved["codes"]["image"]
-  assert text_codes["distinct_codes"] == 1 and text_codes["collapsed"]
-  assert text_codes["num_items"] == 250 and len(text_codes["bit_balance"]) == 16
-  collapsed = [m for m in ("image", "text") if saved["codes"][m]["collapsed"]]
-  assert len(err) == len(collapsed), err       # one line per collapsed modality
-  assert any("text codes collapsed: 1 distinct code(s) over 250 items" in ln
-             for ln in err)
-  assert image_codes["num_items"] == 250
+  with pytest.raises(ValueError, match=r"paired_views\[1\] is constant"):
+    experiment.train_and_evaluate(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run" / "results.json").exists()

@@ -22,7 +22,9 @@ EXPERIMENTS = ROOT / "experiments"
 SCRIPTS = sorted(p.name for p in EXPERIMENTS.glob("*.py") if not p.name.startswith("_"))
 # Scripts that write no results file (so have no --out), and why.
 NO_OUT = {"clip_vit_b32_parity.py": "prints its comparison; its checkpoints go to "
-                                    "--workdir, a temporary folder removed at the end"}
+                                    "--workdir, a temporary folder removed at the end",
+          "rreh_vmap_hang.py": "a minimal reproducer for upstream (no hashjax): prints "
+                               "its timing, writes nothing"}
 
 
 def _snapshot(folder):
