@@ -70,12 +70,14 @@ def part_commands(part: str, out: pathlib.Path, dry: bool) -> list[str] | None:
                     "--steps", "2", "--warmup", "0", "--torch", "auto"]
     return cmd + ["--steps", "5", "--warmup", "1", "--torch", "auto"]
   if part == "map":
-    cmd = [py, str(HERE / "bench_map.py"), f"--out_dir={out}"]
-    return cmd + (["--nq=64", "--n=512", "--np_queries=8", "--top_k=50"] if dry else
+    cmd = [py, str(HERE / "bench_map.py"), f"--out={out}"]
+    return cmd + (["--nq=64", "--n=512", "--np_queries=8", "--top_k=50",
+                   "--max_load=1000"] if dry else
                   ["--np_queries=200"])
   if part == "topr":
-    cmd = [py, str(HERE / "bench_retrieval.py"), f"--out_dir={out}"]
-    return cmd + (["--sizes=32x1024", "--bits=64", "--rs=10", "--np_queries=4"] if dry
+    cmd = [py, str(HERE / "bench_retrieval.py"), f"--out={out}"]
+    return cmd + (["--sizes=32x1024", "--bits=64", "--rs=10", "--np_queries=4",
+                   "--max_load=1000"] if dry
                   else ["--sizes=5000x20000,2000x1000000", "--bits=64",
                         "--rs=100,1000", "--np_queries=20"])
   if part == "rreh":
