@@ -135,7 +135,8 @@ def parity(out: pathlib.Path, dry: bool) -> dict:
   ref.save_pretrained(folder)
   ref = ref.to(dev)
   v_cfg, t_cfg = clip_weights.config_from_hf(folder, pooling="hf")
-  towers = clip_weights.load_clip_towers(folder, vision=v_cfg, text=t_cfg)
+  towers = clip_weights.load_clip_towers(folder, vision=v_cfg, text=t_cfg,
+                                         round_fp16=False)   # same weights as torch
   rng = np.random.default_rng(1)
   images = rng.standard_normal((batch, vision["image_size"], vision["image_size"], 3)
                                ).astype(np.float32)
