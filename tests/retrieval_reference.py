@@ -102,3 +102,20 @@ def retrieval_metrics(q, d, ql, dl, ks=(), radius=2) -> dict[str, np.ndarray]:
   """Means over all queries of :func:`per_query` (curves stay ``[b + 1]``)."""
   return {key: np.mean(v, axis=0) for key, v in per_query(q, d, ql, dl, ks,
                                                           radius).items()}
+
+
+def mean_ap(q, d, ql, dl) -> float:
+  """mAP@all alone: Hamming ranking, ties by database index (stable), relevant = a
+  shared label. Labels are multi-hot ``[n, C]`` or class ids ``[n]``."""
+  q, d = np.asarray(q, np.int64), np.asarray(d, np.int64)
+  ql, dl = np.asarray(ql), np.asarray(dl)
+  if ql.ndim == 1:
+    c = int(max(ql.max(), dl.max())) + 1
+    ql, dl = multihot(ql, c), multihot(dl, c)
+  ql, dl = ql.astype(np.float64), dl.astype(np.float64)
+  aps = []
+  for i in range(q.shape[0]):
+    order = np.argsort(np.sum(q[i][None, :] != d, axis=1), kind="stable")
+    ranks = np.flatnonzero(dl[order] @ ql[i] > 0) + 1
+    aps.append(np.mean(np.arange(1, ranks.size + 1) / ranks) if ranks.size else 0.0)
+  return float(np.mean(aps))

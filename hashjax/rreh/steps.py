@@ -34,12 +34,10 @@ __all__ = [
     "b_step",
     "binarize",
     "center_features",
-    "default_delta2",
     "floor_delta2",
     "gram",
     "kernel_features",
     "kernel_from_distances",
-    "kernel_step",
     "latent_targets",
     "matmul",
     "objective",
@@ -98,23 +96,6 @@ def squared_distances(x: jax.Array, a: jax.Array) -> jax.Array:
   return jnp.maximum(xx + aa - 2.0 * matmul(x, a.T), 0.0)
 
 
-def default_delta2(x: jax.Array, mask: jax.Array, anchors: jax.Array) -> jax.Array:
-  """Kernel width of one modality: mean squared distance between items and anchors.
-
-  Args:
-    x: ``[n, d]`` items (padded rows arbitrary).
-    mask: ``[n]`` 1 for real training rows, 0 for padding.
-    anchors: ``[k, d]`` anchor features.
-
-  Returns:
-    scalar delta^2 (0 only if every item equals every anchor: see
-    :func:`floor_delta2`).
-  """
-  d2 = squared_distances(x, anchors)
-  count = jnp.maximum(jnp.sum(mask), 1.0) * anchors.shape[0]
-  return jnp.sum(d2 * mask[:, None]) / count
-
-
 def floor_delta2(delta2: jax.Array) -> jax.Array:
   """``delta^2`` floored at the smallest normal float of its dtype.
 
@@ -155,30 +136,13 @@ def center_features(phi: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Arr
   return (phi - mean) * mask[:, None], mean
 
 
-def kernel_step(x: jax.Array, mask: jax.Array, anchors: jax.Array,
-                delta2: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Kernel step of one modality: kernel features centred with the training mean.
-
-  Args:
-    x: ``[n, d]`` items (paired rows first).
-    mask: ``[n]`` 1 for real rows.
-    anchors: ``[k, d]`` anchors.
-    delta2: scalar kernel width.
-
-  Returns:
-    ``(phi [n, k] centred, padded rows 0; mean [k])``.
-  """
-  return center_features(kernel_features(x, anchors, delta2), mask)
-
-
 def kernel_from_distances(dist: jax.Array, mask: jax.Array,
                           delta2: jax.Array | None = None
                           ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Kernel step of one modality from its item-anchor squared distances.
 
-  Same result as :func:`default_delta2` (when ``delta2`` is None) followed by
-  :func:`kernel_step`, for distances computed elsewhere, e.g. streamed in row
-  chunks from host memory by :func:`hashjax.rreh.fit`.
+  The distances are computed elsewhere (:func:`squared_distances`), e.g. streamed
+  in row chunks from host memory by :func:`hashjax.rreh.fit`.
 
   Args:
     dist: ``[n, k]`` squared distances to the anchors (padded rows arbitrary).

@@ -11,6 +11,7 @@ import sys
 import jax
 import ml_collections
 import numpy as np
+import retrieval_reference
 import pytest
 
 from hashjax import encode as encode_cli
@@ -20,20 +21,7 @@ from hashjax.data.core import MultiModalData
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def numpy_map(q, db, ql, dl):
-  """mAP@all, one query at a time; ties by database index (stable sort)."""
-  aps = []
-  for i in range(q.shape[0]):
-    dist = 0.5 * (q.shape[1] - db @ q[i])
-    order = np.argsort(dist, kind="stable")
-    rel = (dl[order] @ ql[i] > 0).astype(np.float64)
-    if rel.sum() == 0:
-      aps.append(0.0)
-      continue
-    hits = np.cumsum(rel)
-    ranks = np.arange(1, len(rel) + 1)
-    aps.append(float(np.sum(rel * hits / ranks) / rel.sum()))
-  return float(np.mean(aps))
+numpy_map = retrieval_reference.mean_ap   # the shared NumPy reference
 
 
 def _toy(n, seed):

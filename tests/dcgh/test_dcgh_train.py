@@ -6,6 +6,7 @@ import pathlib
 
 import jax
 import numpy as np
+import retrieval_reference
 import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
@@ -47,15 +48,7 @@ def _losses(workdir):
   return {r["step"]: r["loss"] for r in _rows(workdir) if r["kind"] == "train"}
 
 
-def _numpy_map(q, d, q_labels, d_labels):
-  """mAP@all: Hamming ranking, ties by database index, relevant = a shared label."""
-  aps = []
-  for i in range(q.shape[0]):
-    order = np.argsort((q[i][None, :] != d).sum(1), kind="stable")
-    rel = (d_labels[order].astype(int) @ q_labels[i].astype(int)) > 0
-    ranks = np.flatnonzero(rel) + 1
-    aps.append(np.mean(np.arange(1, ranks.size + 1) / ranks) if ranks.size else 0.0)
-  return float(np.mean(aps))
+_numpy_map = retrieval_reference.mean_ap   # the shared NumPy reference
 
 
 def _restore(path):

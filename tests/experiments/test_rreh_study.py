@@ -11,6 +11,7 @@ import pathlib
 import sys
 
 import numpy as np
+import retrieval_reference
 import pytest
 
 from hashjax import data as hdata
@@ -35,20 +36,7 @@ def study():
   return mod
 
 
-def _numpy_map(qc, dc, ql, dl):
-  qc, dc = np.asarray(qc, np.int64), np.asarray(dc, np.int64)
-  aps = []
-  for i in range(qc.shape[0]):
-    dist = np.sum(qc[i][None, :] != dc, axis=1)
-    order = np.argsort(dist, kind="stable")
-    rel = (dl[order] @ ql[i]) > 0
-    hits, ap = 0, 0.0
-    for rank, r in enumerate(rel, start=1):
-      if r:
-        hits += 1
-        ap += hits / rank
-    aps.append(ap / hits if hits else 0.0)
-  return float(np.mean(aps))
+_numpy_map = retrieval_reference.mean_ap   # the shared NumPy reference
 
 
 def test_run_one_map_matches_numpy(study):

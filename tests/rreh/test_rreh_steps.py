@@ -29,24 +29,29 @@ def test_squared_distances_and_kernel_by_hand():
   np.testing.assert_allclose(np.asarray(d2p), d2, atol=1e-5)
 
 
-def test_default_delta2_and_center_with_mask():
+def test_kernel_from_distances_default_width_and_masked_centring():
+  """What fit uses: the default width (mean item-anchor squared distance over real
+  rows), Gaussian features, centring by the real rows' mean; padded rows 0."""
   x, a = _rand(0, 2, 6, 3), _rand(1, 2, 4, 3)
   mask = np.array([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 0]], np.float32)
-  d2 = np.asarray(jax.vmap(steps.default_delta2)(jnp.asarray(x), jnp.asarray(mask),
-                                                 jnp.asarray(a)))
   for m in range(2):
-    rows = x[m][mask[m] > 0]
-    ref = np.mean([[np.sum((r - aj) ** 2) for aj in a[m]] for r in rows])
-    np.testing.assert_allclose(d2[m], ref, rtol=1e-5)
-  phi, mean = jax.vmap(steps.kernel_step)(jnp.asarray(x), jnp.asarray(mask),
-                                          jnp.asarray(a), jnp.asarray(d2))
-  for m in range(2):
+    dist = ((x[m][:, None] - a[m][None]) ** 2).sum(-1)       # NumPy, [6, 4]
+    phi, mean, d2 = steps.kernel_from_distances(jnp.asarray(dist), jnp.asarray(mask[m]))
     real = mask[m] > 0
-    f = np.exp(-((x[m][:, None] - a[m][None]) ** 2).sum(-1) / (2 * d2[m]))
+    ref_d2 = np.mean([[np.sum((r - aj) ** 2) for aj in a[m]] for r in x[m][real]])
+    np.testing.assert_allclose(float(d2), ref_d2, rtol=1e-5)
+    f = np.exp(-dist / (2 * ref_d2))
     mu = f[real].mean(0)
-    np.testing.assert_allclose(np.asarray(mean[m]), mu, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(phi[m])[real], f[real] - mu, atol=1e-5)
-    np.testing.assert_array_equal(np.asarray(phi[m])[~real], 0.0)
+    np.testing.assert_allclose(np.asarray(mean), mu, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(phi)[real], f[real] - mu, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(phi)[~real], 0.0)
+    # A given width is used as is.
+    phi2, _, d2b = steps.kernel_from_distances(jnp.asarray(dist), jnp.asarray(mask[m]),
+                                               jnp.float32(0.5))
+    assert float(d2b) == 0.5
+    f2 = np.exp(-dist / 1.0)
+    np.testing.assert_allclose(np.asarray(phi2)[real], f2[real] - f2[real].mean(0),
+                               atol=1e-5)
 
 
 def test_reconstruction_step_is_the_ridge_solution():
@@ -183,9 +188,9 @@ def test_sample_anchors_distinct_and_capped():
 
 def test_floor_delta2_constant_view_gives_zero_features_not_nan():
   x = jnp.ones((5, 3))                          # constant view: every distance is 0
-  d2 = steps.default_delta2(x, jnp.ones(5), x[:2])
-  assert float(d2) == 0.0
-  phi, _ = steps.kernel_step(x, jnp.ones(5), x[:2], d2)
+  dist = steps.squared_distances(x, x[:2])
+  phi, _, d2 = steps.kernel_from_distances(dist, jnp.ones(5))
+  assert 0.0 < float(d2) <= np.finfo(np.float32).tiny   # floored, not 0
   np.testing.assert_array_equal(np.asarray(phi), 0.0)   # was exp(-0/0) = NaN
 
 
