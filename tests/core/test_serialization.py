@@ -53,18 +53,16 @@ def test_rejects_files_without_header(tmp_path):
 @pytest.fixture(scope="module")
 def real_model(tmp_path_factory):
   """model.npz of a real fit (CVH baseline on shipped Wikipedia, 8 bits)."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
   import os  # pylint: disable=g-import-not-at-top
 
   from hashjax import experiment  # pylint: disable=g-import-not-at-top
+  from hashjax.configs_io import load_config_file  # pylint: disable=g-import-not-at-top
 
   root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  spec = importlib.util.spec_from_file_location(
-      "baseline_wikipedia", os.path.join(root, "configs", "baseline_wikipedia.py"))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
+  config = load_config_file(os.path.join(root, "configs", "baseline_wikipedia.py"),
+                            "method=cvh,bits=8")
   wd = tmp_path_factory.mktemp("model")
-  experiment.train_and_evaluate(mod.get_config("method=cvh,bits=8"), str(wd))
+  experiment.train_and_evaluate(config, str(wd))
   return wd / "model.npz"
 
 

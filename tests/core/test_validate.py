@@ -1,22 +1,18 @@
 """validate.py (every config field, before work) and diagnostics.py (code health)."""
 
-import importlib.util
 import os
 
 import numpy as np
 import pytest
 
 from hashjax import diagnostics, validate
+from hashjax.configs_io import load_config_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _config(name, arg=None):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs",
-                                                                   f"{name}.py"))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
+  return load_config_file(os.path.join(ROOT, "configs", f"{name}.py"), arg)
 
 
 @pytest.mark.parametrize("name, arg", [

@@ -6,7 +6,6 @@ workdir, damages or mismatches it, and reruns training or the encoder on it.
 """
 
 import glob
-import importlib.util
 import json
 import os
 import pathlib
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 
 from hashjax import checkpoint as ckpt_lib
+from hashjax.configs_io import load_config_file
 from hashjax.dcgh import export, train
 
 pytestmark = pytest.mark.slow
@@ -24,11 +24,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _config(**over):
-  spec = importlib.util.spec_from_file_location(
-      "dcgh_wikipedia_features", ROOT / "configs" / "dcgh_wikipedia_features.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  c = mod.get_config("runlocal,bits=16")
+  c = load_config_file(str(ROOT / "configs" / "dcgh_wikipedia_features.py"),
+                       "runlocal,bits=16")
   c.num_epochs = 2                  # 8 steps an epoch (1956 items, batch 256)
   c.input.batch_size = 256
   c.input.eval_batch_size = 1024
