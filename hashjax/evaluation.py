@@ -160,11 +160,14 @@ def evaluate_cross_modal(query: Any, database: Any, encode_fn: EncodeFn, *,
     raise ValueError(
         f"query views {query.view_names} differ from database views "
         f"{database.view_names}.")
-  m = query.num_modalities
-  q = [np.asarray(encode_fn(query.views[a], a)) for a in range(m)]
-  d = [np.asarray(encode_fn(database.views[b], b)) for b in range(m)]
-  return evaluate_codes(q, d, query.labels, database.labels, query.view_names,
+  return evaluate_codes(encode_views(query, encode_fn), encode_views(database, encode_fn),
+                        query.labels, database.labels, query.view_names,
                         top_k=top_k, ks=ks, **kwargs)
+
+
+def encode_views(data: Any, encode_fn: EncodeFn) -> list[np.ndarray]:
+  """``[encode_fn(data.views[m], m) for m]``: each view's codes ``[n, b]`` in {-1, +1}."""
+  return [np.asarray(encode_fn(x, m)) for m, x in enumerate(data.views)]
 
 
 def format_table(results: Mapping[str, Mapping[str, Any]], title: str = "") -> str:

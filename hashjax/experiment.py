@@ -3,7 +3,7 @@
 ``train_and_evaluate(config, workdir)`` loads a data set, deals the semi-paired split
 of docs/rreh.md, fits the method from the registry (:mod:`hashjax.methods`), encodes query
 and database items of every modality and evaluates every ordered modality pair with
-:func:`hashjax.evaluation.evaluate_cross_modal` (the evaluation DCGH uses too).
+:func:`hashjax.evaluation.evaluate_codes` (the evaluation DCGH uses too).
 Results go to ``workdir/results.json`` (the schema of :mod:`hashjax.evaluation`), the
 fitted model to ``workdir/model.npz`` (see :mod:`hashjax.encode`).
 """
@@ -90,16 +90,16 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
   top_k = ev.get("top_r", None) if ev is not None else None
   ks = tuple(ev.get("ks", ())) if ev is not None else ()
   encode_fn = lambda x, m: method.encode(model, x, m)  # noqa: E731
-  results = evaluate_cross_modal(split.query, split.database, encode_fn,
-                                 top_k=top_k, ks=ks)
+  db_codes = evaluation.encode_views(split.database, encode_fn)   # encoded once
+  results = evaluation.evaluate_codes(
+      evaluation.encode_views(split.query, encode_fn), db_codes, split.query.labels,
+      split.database.labels, split.query.view_names, top_k=top_k, ks=ks)
   bar.update(1)
   bar.close()
   # Code health (bit balance, distinct codes) of the database, warning on collapse.
   from hashjax import diagnostics  # pylint: disable=g-import-not-at-top
-  codes = diagnostics.codes_report(
-      {v: np.asarray(encode_fn(split.database.views[m], m))
-       for m, v in enumerate(split.database.view_names)},
-      warn=jax.process_index() == 0)
+  codes = diagnostics.codes_report(dict(zip(split.database.view_names, db_codes)),
+                                   warn=jax.process_index() == 0)
   record = evaluation.results_record(
       method=name, dataset=config.data.name, bits=int(config.bits),
       num_train=train.num_items, num_query=split.query.num_items,
