@@ -91,7 +91,7 @@ def part_commands(part: str, out: pathlib.Path, dry: bool) -> list[str] | None:
 
 
 # Seconds per part on the device; they sum to 480 (the 8 minutes of a device loan).
-TIMEOUTS = {"parity": 60, "dcgh_step": 180, "map": 40, "topr": 50, "rreh": 150}
+TIMEOUTS = {"parity": 50, "dcgh_step": 220, "map": 35, "topr": 50, "rreh": 125}
 
 
 # ----------------------------------------------------------------------------- parity
