@@ -41,7 +41,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 DIMS = (4096, 1386)
 
 
-def _data(n, seed=0, memmap_dir=None, block=16384):
+def _data(n, seed=0, memmap_dir=None, block=16384, dims=DIMS):
   """Synthetic views (float32, in RAM or as ``np.memmap`` files), written in row blocks."""
   import numpy as np  # pylint: disable=g-import-not-at-top
 
@@ -50,7 +50,7 @@ def _data(n, seed=0, memmap_dir=None, block=16384):
   n_u = n - n_p
   lab = rs.integers(0, 24, n)
   views = []
-  for j, d in enumerate(DIMS):
+  for j, d in enumerate(dims):
     centers = rs.random((24, d), dtype=np.float32)
     if memmap_dir:
       x = np.memmap(os.path.join(memmap_dir, f"view{j}_{n}.f32"), np.float32, "w+",
@@ -95,14 +95,14 @@ class _AnonPeak:
     return max(self.peak_kb, self.now_kb()) / 2**20
 
 
-def _child(impl, n, k, bits, iterations, memmap_dir, warm_max_n):
+def _child(impl, n, k, bits, iterations, memmap_dir, warm_max_n, dims=DIMS):
   import resource  # pylint: disable=g-import-not-at-top
 
   import numpy as np  # pylint: disable=g-import-not-at-top
 
   anon = _AnonPeak() if os.path.exists("/proc/self/status") else None
   t0 = time.perf_counter()
-  paired, unpaired = _data(n, memmap_dir=memmap_dir)
+  paired, unpaired = _data(n, memmap_dir=memmap_dir, dims=dims)
   out = dict(impl=impl, n=n, k=k, n_paired=paired[0].shape[0],
              features="memmap float32 files" if memmap_dir else "in RAM float32",
              data_s=time.perf_counter() - t0)
@@ -140,13 +140,13 @@ def _child(impl, n, k, bits, iterations, memmap_dir, warm_max_n):
   print("RESULT " + json.dumps(out), flush=True)
 
 
-def _estimate_gb(impl, n, k, in_ram):
+def _estimate_gb(impl, n, k, in_ram, dims=DIMS):
   """Anonymous memory: features held in RAM, plus the [n, k] arrays of the fit."""
-  raw = n * sum(DIMS) * 4 if in_ram else 0
+  raw = n * sum(dims) * 4 if in_ram else 0
   if impl == "jax":   # phi, R, the W-step's Q [2, n, k] and transient copies
     return (raw + 4 * (2 * n * k * 4)) / 2**30
   n_p = 0.1 * n       # float64 kernel features, R, and the n_p x n_p V system
-  return (n * sum(DIMS) * 4 + 3 * 2 * n * k * 8 + 2 * n_p * n_p * 8) / 2**30
+  return (n * sum(dims) * 4 + 3 * 2 * n * k * 8 + 2 * n_p * n_p * 8) / 2**30
 
 
 def main():
@@ -155,6 +155,9 @@ def main():
   ap.add_argument("--anchors", default="600,2000")
   ap.add_argument("--impls", default="jax,numpy")
   ap.add_argument("--bits", type=int, default=64)
+  ap.add_argument("--dims", default=",".join(map(str, DIMS)),
+                  help="feature widths of the two synthetic views (default: Wikipedia-"
+                       "like CNN/text widths)")
   ap.add_argument("--iterations", type=int, default=20)
   ap.add_argument("--timeout", type=int, default=900, help="seconds per run")
   ap.add_argument("--mem-cap-gb", type=float, default=20.0)
@@ -173,10 +176,16 @@ def main():
                   help="log of an interrupted run: reuse its measured rows (JSON lines) "
                        "and mark the missing ones 'not run (interrupted)'")
   args = ap.parse_args()
+  try:
+    dims = tuple(int(d) for d in args.dims.split(","))
+    if len(dims) != 2 or min(dims) < 1:
+      raise ValueError
+  except ValueError:
+    ap.exit(2, f"bench_rreh: --dims must be two positive widths, got {args.dims!r}.\n")
   if args.child:
     impl, n, k, mdir = args.child
     _child(impl, int(n), int(k), args.bits, args.iterations, mdir or None,
-           args.warm_max_n)
+           args.warm_max_n, dims)
     return
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -194,7 +203,7 @@ def main():
       for impl in args.impls.split(","):
         use_mm = impl == "jax" and n >= args.memmap_from
         row = dict(impl=impl, n=n, k=k,
-                   est_gb=round(_estimate_gb(impl, n, k, not use_mm), 2))
+                   est_gb=round(_estimate_gb(impl, n, k, not use_mm, dims), 2))
         if (impl, n, k) in done:
           row = done[(impl, n, k)]
         elif impl == "numpy" and n > args.ref_max_n:
@@ -208,6 +217,7 @@ def main():
           if use_mm:
             mdir = tempfile.mkdtemp(prefix="bench_rreh_", dir=args.memmap_dir)
           cmd = [sys.executable, os.path.abspath(__file__), "--bits", str(args.bits),
+                 "--dims", args.dims,
                  "--iterations", str(args.iterations), "--warm-max-n",
                  str(args.warm_max_n), "--child", impl, str(n), str(k), mdir]
           t0 = time.perf_counter()
@@ -230,7 +240,7 @@ def main():
   report = dict(
       command="python " + " ".join(sys.argv), date=datetime.datetime.now(
           datetime.timezone.utc).isoformat(),
-      data=f"synthetic, dims {DIMS}, 10% paired, disjoint unpaired halves, "
+      data=f"synthetic, dims {dims}, 10% paired, disjoint unpaired halves, "
            f"{args.bits} bits, {args.iterations} iterations, theta=1, beta=0.1, lam=0.01",
       versions=dict(jax=jax.__version__, numpy=np.__version__,
                     python=platform.python_version()),
