@@ -197,7 +197,7 @@ def render(meta: dict, runs: list[dict]) -> str:
       "items, library defaults (theta, lam, init_v chosen without labels), no labels. "
       "Same seeds, same test queries and database. mAP@all, mean ± std (ddof 1) over "
       "seeds. 'labelled' = labelled items (train + validation) and the classes among "
-      "them (seed 0 / all seeds' range).",
+      "them (range over seeds).",
       "",
   ]
   for ds in meta["datasets"]:
@@ -247,7 +247,7 @@ def plot(runs: list[dict], meta: dict, path: str) -> None:
         s = _common.summary([r[k] for r in rreh])
         ax.axhspan(s["mean"] - s["std"], s["mean"] + s["std"], color=color, alpha=0.15)
         ax.axhline(s["mean"], color=color, ls="--", lw=1,
-                   label=f"RREH {d} (no labels, 10% paired)")
+                   label=f"RREH {d} (no labels, 10% paired; band ± std)")
     ax.set_xscale("log")
     ax.set_xticks(fs or [0.01, 1.0])
     ax.set_xticklabels([f"{100 * f:g}%" for f in (fs or [0.01, 1.0])])
