@@ -157,7 +157,10 @@ def answer(runs: list[dict], dataset: str, k: str) -> str:
     return out
 
   a, c = first_from(ahead), first_from(clear)
-  pct = lambda f: f"{100 * f:g}%"  # noqa: E731
+
+  def pct(f):
+    return f"{100 * f:g}%"
+
   if a is None:
     return "never (up to 100%)"
   text = f"from {pct(a)} (mean above RREH's)"
@@ -183,29 +186,31 @@ def render(meta: dict, runs: list[dict]) -> str:
   lines = [
       "# When does supervision beat RREH? (issue 18, item 6; open question 3)",
       "",
-      f"Commands: " + "; ".join(f"`{s['command']}` ({s['date']}, {s['seconds'] / 60:.1f} min)"
-                                for s in sess) + ".",
-      f"{meta['devices']}, {meta['cpu_count']} cores; {total / 60:.1f} min in all; "
-      f"{n_dcgh}/{meta['planned_dcgh']} DCGH and {n_rreh}/{meta['planned_rreh']} RREH "
-      f"runs; 1-min load average per run {min(run_loads, default=0):.2f}-"
-      f"{max(run_loads, default=0):.2f} (sessions: "
-      + ", ".join(f"{a[0]:.2f}" for a in loads) + ").",
+      "Commands: " + "; ".join(
+          f"`{s['command']}` ({s['date']}, {s['seconds'] / 60:.1f} min)" for s in sess)
+      + ".",
+      (f"{meta['devices']}, {meta['cpu_count']} cores; {total / 60:.1f} min in all; "
+       f"{n_dcgh}/{meta['planned_dcgh']} DCGH and {n_rreh}/{meta['planned_rreh']} RREH "
+       f"runs; 1-min load average per run {min(run_loads, default=0):.2f}-"
+       f"{max(run_loads, default=0):.2f} (before / after each session: "
+       + ", ".join(f"{a[0]:.2f}" for a in loads) + ")."),
       "",
-      f"DCGH: frozen-feature configs, {meta['bits']} bits, {', '.join(map(str, epochs))} "
-      "epochs, trained on the labelled items only, epoch selected on validation queries "
-      "drawn from the labelled items (docs/dcgh.md#labels). RREH: 10% paired + unpaired "
-      "items, library defaults (theta, lam, init_v chosen without labels), no labels. "
-      "Same seeds, same test queries and database. mAP@all, mean ± std (ddof 1) over "
-      "seeds. 'labelled' = labelled items (train + validation) and the classes among "
-      "them (range over seeds).",
+      (f"DCGH: frozen-feature configs, {meta['bits']} bits, "
+       f"{', '.join(map(str, epochs))} epochs, trained on the labelled items only, epoch "
+       "selected on validation queries drawn from the labelled items "
+       "(docs/dcgh.md#labels). RREH: 10% paired + unpaired items, library defaults "
+       "(theta, lam, init_v chosen without labels), no labels. Same seeds, same test "
+       "queries and database. mAP@all, mean ± std (ddof 1) over seeds. 'labelled' = "
+       "labelled items (train + validation) and the classes among them (range over "
+       "seeds)."),
       "",
   ]
   for ds in meta["datasets"]:
     by_f, rreh = _cells(runs, ds)
     d1, d2 = DIRECTIONS[ds]
     lines += [f"**{ds}** ({meta['bits']} bits)", "",
-              f"| method | label fraction | labelled (classes) | seeds | {d1} | {d2} | "
-              "selected epoch | s/run |",
+              (f"| method | label fraction | labelled (classes) | seeds | {d1} | {d2} | "
+               "selected epoch | s/run |"),
               "|---|---|---|---|---|---|---|---|"]
     for f, rs in by_f.items():
       cls = sorted({r["labelled_classes"] for r in rs})
