@@ -183,7 +183,8 @@ def dcgh_feature_config(a: dict, *, data: dict, num_validation: int):
   number of validation queries held out of training.
 
   Args:
-    a: parsed config arguments (bits, seed, epochs, batch, parallelism, runlocal).
+    a: parsed config arguments (bits, seed, epochs, batch, parallelism, runlocal;
+      optional label_fraction (default 1.0) and label_seed (< 0 or absent: seed)).
     data: the ``data`` fields (see :func:`hashjax.data.get_retrieval_split`).
     num_validation: training items held out as validation queries.
   """
@@ -198,6 +199,11 @@ def dcgh_feature_config(a: dict, *, data: dict, num_validation: int):
   c.data = ml_collections.ConfigDict(dict(data))
   c.validation = ml_collections.ConfigDict(dict(num_items=num_validation, seed=0,
                                                 source="train"))
+  # Label budget: only a seeded `fraction` of the training items keep their labels;
+  # DCGH trains and validates on those alone (docs/dcgh.md#labels).
+  c.labels = ml_collections.ConfigDict(dict(
+      fraction=float(a.get("label_fraction", 1.0)),
+      seed=int(a["seed"] if a.get("label_seed", -1) < 0 else a["label_seed"])))
   c.input = ml_collections.ConfigDict(dict(
       batch_size=a["batch"], eval_batch_size=512, num_threads=0, prefetch=2))
   c.model = ml_collections.ConfigDict(dict(

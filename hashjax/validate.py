@@ -152,6 +152,14 @@ def validate_dcgh(config: Any) -> None:
   _int(config, "input.prefetch", low=0)
   _int(config, "input.image_size", low=1)
   _int(config, "validation.num_items", low=1)
+  _num(config, "labels.fraction", low=0.0, high=1.0, low_open=True)
+  _int(config, "labels.seed")
+  fraction = _get(config, "labels.fraction")
+  if (fraction is not _MISSING and _is_number(fraction) and float(fraction) < 1.0
+      and _get(config, "model.kind") not in ("features", _MISSING)):
+    raise ValueError("config.labels.fraction < 1 is supported for feature data sets "
+                     f"(model.kind 'features') only, got model.kind "
+                     f"{_get(config, 'model.kind')!r}.")
   for f in ("tower_lr", "head_lr", "proxy_lr", "weight_decay", "proxy_weight_decay"):
     _num(config, f"optim.{f}", low=0.0)
   _num(config, "optim.warmup", low=0.0, high=1.0)

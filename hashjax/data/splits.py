@@ -21,6 +21,7 @@ __all__ = [
     "apply_semi_paired",
     "deal_image_text",
     "deal_validation",
+    "labelled_positions",
     "query_database_split",
     "semi_paired_split",
     "train_validation_split",
@@ -278,6 +279,36 @@ def deal_validation(train: Any, query: Any, database: Any, *, num_validation: in
                                          num_validation=num_validation, seed=seed)
   return HeldOutSplit(train=train.subset(tr_pos), validation=train.subset(val_pos),
                       query=query, database=database)
+
+
+def labelled_positions(num_items: int, fraction: float, *, seed: int) -> np.ndarray:
+  """The training items that keep their labels (a supervised method's label budget).
+
+  ``perm = default_rng(seed).permutation(n)``; the labelled items are the first
+  ``m = max(2, floor(fraction * n + 0.5))`` of ``perm`` (at most n; rounded half
+  up), returned sorted (so
+  ``fraction = 1`` gives ``arange(n)``, the full training set in its order). Every
+  fraction takes a prefix of the same permutation: for one seed the subsets are nested
+  (the 1% set lies inside the 5% set, ...). At least 2 items, so that one can be held
+  out for validation.
+
+  Args:
+    num_items: n training items (>= 2).
+    fraction: in (0, 1].
+    seed: permutation seed.
+
+  Returns:
+    int64 ``[m]`` sorted positions into the training items.
+  """
+  n = _check_num_items(num_items)
+  f = float(fraction)
+  if not 0.0 < f <= 1.0:
+    raise ValueError(f"label fraction must be in (0, 1], got {fraction!r}.")
+  if n < 2:
+    raise ValueError(f"labelled_positions needs >= 2 training items, got {n}.")
+  m = min(n, max(2, int(np.floor(f * n + 0.5))))   # rounded half up
+  perm = _permutation(n, _check_seed(seed), False)
+  return np.sort(perm[:m])
 
 
 def deal_image_text(data: Any, *, num_query: int, num_train: int | None, seed: int,

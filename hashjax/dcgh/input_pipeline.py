@@ -436,7 +436,13 @@ def build_sources(config: Any, workdir: str | None = None) -> Sources:
   ``config.model.kind == "features"``: ``config.data`` goes to
   :func:`hashjax.data.get_retrieval_split` (views 0 and 1 are the image and text
   inputs); ``config.validation.num_items`` training items (``seed``) are held out as
-  validation queries (:func:`hashjax.data.deal_validation`). ``"clip"``:
+  validation queries (:func:`hashjax.data.deal_validation`). With
+  ``config.labels.fraction < 1`` only the labelled training items
+  (:func:`hashjax.data.labelled_positions`, seed ``config.labels.seed``) train and
+  validate: the validation count is scaled by the same fraction (rounded half up, at
+  least 1)
+  and drawn from the labelled items; the database keeps every training item (its
+  labels only judge retrieval). ``"clip"``:
   ``config.data`` names an image-text data set
   (:func:`hashjax.data.get_image_text_data`) dealt by
   :func:`hashjax.data.deal_image_text` (``num_query``, ``num_train``, ``seed``,
@@ -460,14 +466,26 @@ def build_sources(config: Any, workdir: str | None = None) -> Sources:
   v = v.to_dict() if hasattr(v, "to_dict") else dict(v or {})
   num_val, v_source, v_seed = (v.get("num_items", 0), v.get("source", "train"),
                                int(v.get("seed", 0)))
+  lab = config.get("labels", None)
+  lab = lab.to_dict() if hasattr(lab, "to_dict") else dict(lab or {})
+  fraction = float(lab.get("fraction", 1.0))
   if kind == "features":
     if v_source != "train":
       raise ValueError("feature data sets support validation.source = 'train' only.")
     split = hdata.get_retrieval_split(config.data)
+    train = split.train
+    if fraction < 1.0:   # only the labelled items train and validate (docs/dcgh.md#labels)
+      n = train.num_items
+      pos = hdata.labelled_positions(n, fraction, seed=int(lab.get("seed", config.seed)))
+      num_val = min(pos.size - 1, max(1, int(np.floor(num_val * pos.size / n + 0.5))))
+      train = train.subset(pos)
     return feature_sources(hdata.deal_validation(
-        split.train, split.query, split.database, num_validation=num_val, seed=v_seed))
+        train, split.query, split.database, num_validation=num_val, seed=v_seed))
   if kind != "clip":
     raise ValueError(f"config.model.kind must be 'clip' or 'features', got {kind!r}.")
+  if fraction < 1.0:
+    raise ValueError("config.labels.fraction < 1 is supported for feature data sets "
+                     "(config.model.kind = 'features') only.")
   d = config.data
   data = hdata.get_image_text_data(
       d.name, root=d.get("root", None),

@@ -48,7 +48,7 @@ def _run(script, args, tmp_path):
 def test_the_expected_scripts_are_covered():
   assert {"rreh_headline.py", "rreh_study.py", "rreh_tune.py", "rreh_select_init.py",
           "baseline_table.py", "dcgh_frozen.py", "dcgh_coco_mini.py",
-          "make_notebooks.py"} <= set(SCRIPTS)
+          "make_notebooks.py", "supervision_study.py"} <= set(SCRIPTS)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
