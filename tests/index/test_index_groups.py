@@ -164,3 +164,11 @@ def test_sort_by_distance_paths(np_rng):
     sd, si = topk._sort_by_distance(d, i, bits=bits)
     np.testing.assert_array_equal(np.asarray(sd), np.take_along_axis(np.asarray(d), order, 1))
     np.testing.assert_array_equal(np.asarray(si), np.take_along_axis(np.asarray(i), order, 1))
+
+
+def test_cumsum_blocks(np_rng):
+  # 1 entry, one block, blocks of blocks (matmul), and > 32 blocks (sequential).
+  for r in (1, 5, 32, 33, 1025, 1100):
+    x = np_rng.integers(0, 33, size=(3, r)).astype(np.int32)
+    np.testing.assert_array_equal(np.asarray(topk._cumsum(jnp.asarray(x))),
+                                  np.cumsum(x, axis=1))
