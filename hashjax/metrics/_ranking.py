@@ -99,6 +99,10 @@ def histograms(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
   qc = qp.shape[0]
   rows = jnp.arange(qc, dtype=jnp.int32)[:, None]
   ncls = ql.shape[1]
+  nb = bits + 2
+  # Flat indices into [qc * (b + 2)] counts, in bounds by construction: a scatter
+  # with a scalar index (faster on CPU than the 2-D index [rows, d]).
+  offset = rows * nb
 
   def body(carry, xs):
     ta, tr, tg = carry
@@ -106,7 +110,9 @@ def histograms(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
     d, shared = _block_terms(qp, ql, p, l, j * chunk, n, bits)
     # One scatter of 1 + 2^16 rel: a chunk holds <= 2^14 rows, so both counts
     # fit in one int32 without reaching the sign bit.
-    both = jnp.zeros_like(ta).at[rows, d].add(1 + ((shared > 0).astype(jnp.int32) << 16))
+    both = jnp.zeros((qc * nb,), jnp.int32).at[(offset + d).reshape(-1)].add(
+        (1 + ((shared > 0).astype(jnp.int32) << 16)).reshape(-1),
+        mode="promise_in_bounds").reshape(qc, nb)
     ta = ta + (both & 0xFFFF)
     tr = tr + (both >> 16)
     if gains:
@@ -212,13 +218,14 @@ def ranked_stats(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
       rel = xs >= 0x80
     w = 1 + (rel.astype(jnp.int32) << 16)  # packed (item, relevant item) count
     inner_all, inner_rel = in_block_counts(d, rel)
+    flat = (offset + d).reshape(-1)
     if packed:
-      before = jnp.take_along_axis(sa, d, axis=1) + inner_all + (inner_rel << 16)
+      before = sa[flat].reshape(d.shape) + inner_all + (inner_rel << 16)
       rank = (before & 0xFFFF) + 1
       hits = (before >> 16) + 1
     else:
-      rank = jnp.take_along_axis(sa, d, axis=1) + inner_all + 1
-      hits = jnp.take_along_axis(sr, d, axis=1) + inner_rel + 1
+      rank = sa[flat].reshape(d.shape) + inner_all + 1
+      hits = sr[flat].reshape(d.shape) + inner_rel + 1
     prec = jnp.where(rel, hits.astype(jnp.float32) / rank.astype(jnp.float32), 0.0)
     acc = acc + jnp.sum(prec, axis=1)
     if nk:
@@ -231,10 +238,10 @@ def ranked_stats(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
         g = (2.0 ** shared - 1.0) / jnp.log2(rank.astype(jnp.float32) + 1.0)
         dcg_k = dcg_k + jnp.sum(jnp.where(in_k, g[:, :, None], 0.0), axis=1)
     if packed:
-      sa = sa.at[rows, d].add(w)
+      sa = sa.at[flat].add(w.reshape(-1), mode="promise_in_bounds")
     else:
-      sa = sa.at[rows, d].add(1)
-      sr = sr.at[rows, d].add(rel.astype(jnp.int32))
+      sa = sa.at[flat].add(1, mode="promise_in_bounds")
+      sr = sr.at[flat].add(rel.astype(jnp.int32).reshape(-1), mode="promise_in_bounds")
     return (sa, sr, acc, acc_k, acc_c, hit_k, dcg_k), None
 
   # Running counts start at the number of (relevant) items at smaller distances.
@@ -245,6 +252,8 @@ def ranked_stats(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
   sr0 = jnp.cumsum(tr, axis=1) - tr
   if packed:
     sa0, sr0 = sa0 + (sr0 << 16), jnp.zeros((qc, 1), jnp.int32)
+  sa0, sr0 = sa0.reshape(-1), sr0.reshape(-1)  # flat: indexed by offset + d
+  offset = rows * (bits + 2)
   num_rel = jnp.sum(tr, axis=1)
   # calc_map_k counts the relevant items ranked 1..min(k, R) among relevant ones.
   first_rel = jnp.minimum(kvec[None, :], num_rel[:, None])  # [qc, nk]

@@ -1,10 +1,12 @@
 """Group-scan top-k (group minimum + refine) against a plain NumPy loop, tie-heavy."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from retrieval_reference import stable_topk
 
 from hashjax import index as hindex
+from hashjax import topk
 
 
 def tie_codes(np_rng, n, bits):
@@ -122,3 +124,51 @@ def test_counting_select_sharded_and_default_method(np_rng):
   assert hindex.default_method(257, 64) == "count"
   with pytest.raises(ValueError, match="method"):
     hindex.search(sharded, q, 5, method="sort")
+
+
+@pytest.mark.parametrize("bits,n,k,chunk_size", [
+    (128, 700, 150, 96),  # 4 words; kept rows spread over many 32-row blocks
+    (6, 2000, 777, 256),  # 7 distances: the cut at the k-th falls inside blocks
+])
+def test_counting_select_blocks(np_rng, bits, n, k, chunk_size):
+  db = tie_codes(np_rng, n, bits)
+  q = np_rng.choice(np.array([-1, 1], np.int8), size=(9, bits))
+  q[0] = db[7]
+  index = hindex.add(hindex.create(bits), db)
+  ref_d, ref_i = stable_topk(q, db, k)
+  d, i = hindex.search(index, q, k, chunk_size=chunk_size, method="count")
+  np.testing.assert_array_equal(np.asarray(d), ref_d)
+  np.testing.assert_array_equal(np.asarray(i), ref_i)
+
+
+def test_block_mask_helpers(np_rng):
+  x = np_rng.integers(0, 2**32, size=400, dtype=np.uint64).astype(np.uint32)
+  x[:3] = (0, 0xFFFFFFFF, 0x80000001)
+  a = np_rng.integers(-2, 35, size=400).astype(np.int32)
+  got = np.asarray(topk._first_bits(jnp.asarray(x), jnp.asarray(a)))
+  for xv, av, g in zip(x, a, got):
+    setb = [b for b in range(32) if xv >> b & 1][:max(av, 0)]
+    assert g == sum(1 << b for b in setb), (xv, av, g)
+  r = np.array([bin(v).count("1") for v in x]) - 1
+  pos = np.asarray(topk._bit_pos(jnp.asarray(x), jnp.asarray(np.maximum(r, 0))))
+  for xv, rv, p in zip(x, r, pos):
+    if rv >= 0:
+      assert p == max(b for b in range(32) if xv >> b & 1)
+
+
+def test_sort_by_distance_paths(np_rng):
+  d = jnp.asarray(np_rng.integers(0, 9, size=(5, 300)).astype(np.int32))
+  i = jnp.asarray(np_rng.permutation(1500).reshape(5, 300).astype(np.int32))
+  order = np.argsort(np.asarray(d), axis=1, kind="stable")
+  for bits in (8, 1 << 30):  # packed int32 key; too wide: the stable two-key sort
+    sd, si = topk._sort_by_distance(d, i, bits=bits)
+    np.testing.assert_array_equal(np.asarray(sd), np.take_along_axis(np.asarray(d), order, 1))
+    np.testing.assert_array_equal(np.asarray(si), np.take_along_axis(np.asarray(i), order, 1))
+
+
+def test_cumsum_blocks(np_rng):
+  # 1 entry, one block, blocks of blocks (matmul), and > 32 blocks (sequential).
+  for r in (1, 5, 32, 33, 1025, 1100):
+    x = np_rng.integers(0, 33, size=(3, r)).astype(np.int32)
+    np.testing.assert_array_equal(np.asarray(topk._cumsum(jnp.asarray(x))),
+                                  np.cumsum(x, axis=1))
