@@ -13,10 +13,17 @@ memory grows with ``n * k``, not ``n * d``. The item axis is sharded over ``mesh
 (default: every device on one ``"data"`` axis), so the ``k x k`` Gram products
 become cross-device reductions; n is padded to a multiple of the device count with
 masked rows.
+
+Several JAX processes (docs/rreh.md#multihost): with ``process_local=True`` every
+process passes only its own block of the rows; the item axis is one block per
+process, each device computes the features of its own rows, and what needs every
+item (standardisation, anchors, kernel width) comes from small cross-process
+reductions, so the fit is that of the concatenated blocks.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from functools import partial
@@ -488,6 +495,13 @@ def _kernel_step_streamed(paired, unpaired, anchors, delta2, mask, *, n, r, chun
   return _stack(mesh)(phis, means, widths)
 
 
+@functools.lru_cache(maxsize=None)
+def _replicator(mesh: jax.sharding.Mesh):
+  """Jitted identity whose outputs are replicated over ``mesh`` (small arrays)."""
+  return jax.jit(lambda t: t, out_shardings=NamedSharding(mesh, P()))
+
+
+@functools.lru_cache(maxsize=None)
 def _stack(mesh: jax.sharding.Mesh):
   """Stacks per-modality ``phi`` (item axis sharded), means and widths (replicated)."""
   rep = NamedSharding(mesh, P())
@@ -524,9 +538,7 @@ def _anchor_rows(paired: list[np.ndarray], rows: _Rows, index: np.ndarray,
   spread = jax.make_array_from_process_local_data(
       NamedSharding(mesh, P("data")), local,
       (mesh.shape["data"], m, k, d_max))
-  total = jax.jit(lambda x: jnp.sum(x, axis=0),
-                  out_shardings=NamedSharding(mesh, P()))(spread)
-  return np.asarray(total)
+  return np.asarray(_replicator(mesh)(jnp.sum(spread, axis=0)))
 
 
 def _build_problem(paired: list[np.ndarray], unpaired: list[np.ndarray], rows: _Rows,
@@ -573,7 +585,7 @@ def _build_problem(paired: list[np.ndarray], unpaired: list[np.ndarray], rows: _
            for i, (p, u) in enumerate(zip(paired, unpaired))]
     x_dev = jax.jit(jnp.stack, out_shardings=NamedSharding(mesh, P(None, "data", None)))(raw)
     phi, mean = _linear_features(x_dev, mask_dev)
-    mean = jax.jit(lambda a: a, out_shardings=rep)(mean)
+    mean = _replicator(mesh)(mean)
     delta2 = fixed if fixed is not None else _put(np.ones((m,), np.float32), rep)
   if cfg["reconstruct_against"] == "anchors":
     ref_idx = anchor_index
@@ -826,8 +838,7 @@ def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
   state = solver.run(problem, hyper, rng_init, bits=cfg["bits"],
                      iterations=cfg["iterations"], orthogonal_v=cfg["orthogonal_v"],
                      init_v=cfg["init_v"])
-  w, objective = jax.jit(lambda a, b: (a, b), out_shardings=NamedSharding(mesh, P()))(
-      state.W, state.objective)
+  w, objective = _replicator(mesh)((state.W, state.objective))
   check_finite_state(state._replace(W=w, objective=objective))
   return RREHModel(**features._asdict(), W=w, objective=objective)
 

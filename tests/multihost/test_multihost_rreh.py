@@ -7,14 +7,16 @@ each process only its block of the rows (``rreh.fit(..., process_local=True)``).
 
 What is equal and why (measured, and asserted):
 
-* everything computed from the data before the solver (standardisation shift and
-  scale, anchor indices and anchor rows, kernel widths) is bit-identical: the float64
-  sums are exchanged exactly and summed in process order, the anchors are copied;
-* the kernel feature mean, W and the objective are not bit-identical: the item axis
-  is laid out per process (process p's paired rows, then its unpaired rows, in its
-  own block), so the device partial sums of the Gram products, the TSQR blocks and
-  the mean run over different rows than on one process (float32 rounding, ~1e-7
-  relative); asserted to 1e-4 relative;
+* the standardisation shift and scale, the anchor indices and the anchor rows are
+  bit-identical: the float64 sums are exchanged bit for bit and summed in process
+  order, the anchor rows are copied;
+* the kernel width, the kernel feature mean, W and the objective are not
+  bit-identical: the item axis is laid out per process (process p's paired rows,
+  then its unpaired rows, in its own block), so the device partial sums of every
+  reduction over items (the width, the mean, the Gram products, the TSQR blocks) run
+  over other rows than on one process, and Gloo's cross-process all-reduce adds the
+  device sums in its own order (float32 rounding: width and mean ~1 ulp, asserted
+  to 1e-6; W and the objective asserted to 1e-4 relative, measured ~1e-5);
 * codes and mAP: the database codes agree (asserted >= 99.5 % of the bits; measured:
   all of them) and the mAPs agree to 1e-4 (measured: equal);
 * the database split over processes (each encodes its own rows, the int8 codes are
@@ -72,9 +74,11 @@ def test_process_local_fit_matches_one_process(fit_runs):
 
   a, b = _load(ref / "model.npz"), _load(two / "model.npz")
   assert a.keys() == b.keys()
-  for k in ("shift", "scale", "anchors", "anchor_index", "delta2", "dims", "kernel"):
+  for k in ("shift", "scale", "anchors", "anchor_index", "dims", "kernel"):
     np.testing.assert_array_equal(b[k], a[k], err_msg=k)
-  for k in ("mean", "W", "objective"):
+  for k in ("delta2", "mean"):   # sums over the item axis in another order: ~1 ulp
+    np.testing.assert_allclose(b[k], a[k], rtol=1e-6, atol=1e-6, err_msg=k)
+  for k in ("W", "objective"):
     np.testing.assert_allclose(b[k], a[k], rtol=1e-4, atol=1e-4 * np.abs(a[k]).max(),
                                err_msg=k)
   # The fit moved W far beyond that tolerance from its start (W = 0).
@@ -125,17 +129,36 @@ def test_user_mistakes_stop_every_process_with_one_error(tmp_path, case, message
   assert "\n" not in errors[0]
 
 
+def _database_codes(workdir):
+  """int8 database codes of every view from a run's ``model.npz`` (encoded here)."""
+  from hashjax import data as hdata  # pylint: disable=g-import-not-at-top
+  from hashjax import methods, rreh  # pylint: disable=g-import-not-at-top
+  from hashjax.configs_io import load_config_file  # pylint: disable=g-import-not-at-top
+
+  db = hdata.get_retrieval_split(load_config_file(WIKI).data).database
+  model = methods.get("rreh").load(None, str(workdir / "model.npz"))
+  return [np.asarray(rreh.encode(model, v, i)) for i, v in enumerate(db.views)]
+
+
 @pytest.mark.slow
 def test_main_rreh_wikipedia_two_processes(tmp_path):
-  """``python -m hashjax.main --config=configs/rreh_wikipedia.py`` on 2 x 2 vs 1 x 4."""
+  """``python -m hashjax.main --config=configs/rreh_wikipedia.py:select=False``, 2 x 2 vs 1 x 4.
+
+  Wikipedia's 20 sign (B) steps amplify float32 reduction-order differences: a code
+  entry near 0 flips and W's column drifts. Measured against the 1 x 4 run: 2 x 2
+  (process-local rows) 99.91 % / 99.98 % equal database code bits (image / text), mAP
+  +1.1e-4 / +3.5e-5, worst scalar metric 6.9e-4 (p@100); one process with 2 devices
+  instead of 4 differs as much in mAP (-2.8e-4 / +5.1e-5, worst metric 5.2e-4). Hence
+  the tolerances: >= 99.5 % equal bits (a fit on only one process's rows, or any other
+  fit, agrees far less), mAP within 5e-4, every metric within 1e-3.
+  """
   runs = {}
   for name, procs, devs in (("p2", 2, 2), ("p1", 1, 4)):
     work = tmp_path / name
-    launch.run(["hashjax.main", f"--config={WIKI}", f"--workdir={work}"],
+    launch.run(["hashjax.main", f"--config={WIKI}:select=False", f"--workdir={work}"],
                num_processes=procs, devices_per_process=devs,
                log_dir=str(tmp_path / f"logs_{name}"), timeout=500)
     runs[name] = _json(work / "results.json")
-    assert (work / "model.npz").exists()
   r2, r1 = runs["p2"], runs["p1"]
   assert r2["details"]["process_local_fit"] is True
   assert r2["details"]["num_processes"] == 2
@@ -143,7 +166,11 @@ def test_main_rreh_wikipedia_two_processes(tmp_path):
   assert r2["num_database"] == r1["num_database"] == 2173
   assert r2["results"].keys() == r1["results"].keys()
   for d in r1["results"]:
+    assert abs(r2["results"][d]["map"] - r1["results"][d]["map"]) <= 5e-4, d
     for k, v in r1["results"][d].items():
       if isinstance(v, float):
-        assert abs(r2["results"][d][k] - v) <= 1e-4, (d, k, r2["results"][d][k], v)
+        assert abs(r2["results"][d][k] - v) <= 1e-3, (d, k, r2["results"][d][k], v)
   assert r1["results"]["image->text"]["map"] > 0.15
+  for a, b in zip(_database_codes(tmp_path / "p1"), _database_codes(tmp_path / "p2")):
+    assert a.shape == b.shape == (2173, 64)
+    assert np.mean(a == b) >= 0.995
