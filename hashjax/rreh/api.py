@@ -791,8 +791,8 @@ def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
     rng: PRNG key; split into the anchor key and the key of the initial V.
     mesh: a mesh with a ``"data"`` axis for the item axis (default
       :func:`default_mesh`).
-    chunk_rows: raw rows per streamed chunk of the kernel step (default
-      ``CHUNK_ELEMENTS // d``; rounded up to a multiple of the device count).
+    chunk_rows: raw rows per streamed chunk of the kernel step, per device
+      (default ``CHUNK_ELEMENTS // d``; at most the device's rows).
       The views may be ``np.memmap`` arrays of any real dtype: rows are read and
       converted to float32 chunk by chunk.
     process_local: False (default): every process passes every item (with more
