@@ -287,8 +287,14 @@ def _first_rows(views: Any) -> int | None:
     return None
 
 
+def _fingerprint(cfg: Mapping[str, Any], rng: jax.Array) -> str:
+  """What must be the same on every process: the settings and the PRNG key."""
+  return repr((sorted(cfg.items()), np.asarray(jax.random.key_data(rng)).tolist()))
+
+
 def _local_views(paired_views: Any, unpaired_views: Any, *, process_local: bool,
-                 mesh: jax.sharding.Mesh | None, require_paired: bool
+                 mesh: jax.sharding.Mesh | None, require_paired: bool,
+                 same: str = ""
                  ) -> tuple[list[np.ndarray], list[np.ndarray], _Rows]:
   """Checks this process's views and agrees on every process's row counts.
 
@@ -316,13 +322,17 @@ def _local_views(paired_views: Any, unpaired_views: Any, *, process_local: bool,
   if paired is not None and procs > 1 and not process_local:
     paired, unpaired = _share(paired), _share(unpaired)
   mine = {"error": error} if paired is None or error else {
-      "error": None, "paired": int(paired[0].shape[0]),
+      "error": None, "same": same, "paired": int(paired[0].shape[0]),
       "unpaired": [int(u.shape[0]) for u in unpaired],
       "dims": [int(v.shape[1]) for v in paired]}
   every = distributed.exchange(mine)
   for i, e in enumerate(every):
     if e["error"]:
       raise ValueError(f"process {i} of {procs}: {e['error']}")
+  if any(e["same"] != every[0]["same"] for e in every):
+    raise ValueError(
+        "the processes were given different settings or PRNG keys; every process "
+        "must call the fit with the same config and key.")
   dims = [e["dims"] for e in every]
   if any(d != dims[0] for d in dims):
     raise ValueError(
@@ -644,7 +654,8 @@ def make_problem(paired_views: Sequence[Any], unpaired_views: Sequence[Any],
   mesh = _resolve_mesh(mesh)
   paired, unpaired, rows = _local_views(paired_views, unpaired_views,
                                         process_local=process_local, mesh=mesh,
-                                        require_paired=True)
+                                        require_paired=True,
+                                        same=_fingerprint(cfg, rng))
   return _build_problem(paired, unpaired, rows, cfg, rng, mesh, chunk_rows)
 
 
@@ -687,9 +698,9 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
     if cfg[k] is None and k not in grid:
       cfg[k] = crit.FIXED[k]
   mesh = _resolve_mesh(mesh)
-  paired, unpaired, rows = _local_views(paired_views, unpaired_views,
-                                        process_local=process_local, mesh=mesh,
-                                        require_paired=True)
+  paired, unpaired, rows = _local_views(
+      paired_views, unpaired_views, process_local=process_local, mesh=mesh,
+      require_paired=True, same=_fingerprint(dict(cfg, grid=repr(grid)), rng))
   n_p = rows.num_paired
   h = max(2, int(round(holdout * n_p)))
   folds = max(1, min(int(folds), n_p // h))
@@ -813,9 +824,9 @@ def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
       different row counts; NaN / inf; a constant (e.g. all-zero) paired view; a
       modality whose unpaired width differs from its paired width;
       ``orthogonal_v`` with ``bits >= n_p``; with several processes also a
-      process without paired rows, processes whose widths differ, a mesh whose
-      ``"data"`` axis does not list each process's devices contiguously. Raised
-      on every process, before any collective work.
+      process without paired rows, processes whose widths, settings or keys
+      differ, a mesh whose ``"data"`` axis does not list each process's devices
+      contiguously. Raised on every process, before any collective work.
     FloatingPointError: the solve gave a non-finite W or objective.
   """
   cfg = resolve_config(config)
@@ -824,7 +835,8 @@ def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
   mesh = _resolve_mesh(mesh)
   paired, unpaired, rows = _local_views(paired_views, unpaired_views,
                                         process_local=process_local, mesh=mesh,
-                                        require_paired=True)
+                                        require_paired=True,
+                                        same=_fingerprint(cfg, rng))
   free = [k for k in crit.SELECT_KEYS if cfg[k] is None]
   if free and cfg["select"]:
     chosen, _ = select(paired, unpaired, cfg, jax.random.fold_in(rng, 1), mesh=mesh,

@@ -18,7 +18,9 @@ CASE:
   model is evaluated with the database split too: ``OUT/ref_codes.npz``,
   ``OUT/ref_results.json``.
 * ``no_paired``: process 1 passes no paired rows (a user mistake);
-* ``widths``: process 1 passes its text view one column short.
+* ``widths``: process 1 passes its text view one column short;
+* ``rows``: process 1's text view has one paired row fewer than its image view;
+* ``key``: process 1 fits with another PRNG key.
 
 On ``ValueError`` a process writes ``OUT/error<i>.txt`` and exits with status 3.
 """
@@ -90,8 +92,11 @@ def main(out: str, case: str, ref: str | None = None) -> None:
     json.dump({"paired": [int(block.start), int(block.stop)],
                "unpaired": [int(u.shape[0]) for u in mine_u],
                "devices": jax.device_count(), "processes": jax.process_count()}, f)
+  if case == "rows" and me == 1:
+    mine_p[1] = mine_p[1][:-1]
+  key = jax.random.key(1 if case == "key" and me == 1 else 0)
   try:
-    model = rreh.fit(mine_p, mine_u, CONFIG, jax.random.key(0), process_local=True)
+    model = rreh.fit(mine_p, mine_u, CONFIG, key, process_local=True)
   except ValueError as e:
     with open(os.path.join(out, f"error{me}.txt"), "w") as f:
       f.write(str(e))

@@ -110,6 +110,8 @@ def test_database_split_over_processes_gives_the_reference_map(fit_runs):
     ("no_paired", "process 1 of 2: this process holds no paired rows"),
     ("widths", "the processes disagree on the modalities: feature widths per process "
                "[[24, 16], [24, 15]]"),
+    ("rows", "process 1 of 2: row counts differ (paired_views[0]: 45, paired_views[1]: 44)"),
+    ("key", "the processes were given different settings or PRNG keys"),
 ])
 def test_user_mistakes_stop_every_process_with_one_error(tmp_path, case, message):
   """Found before any collective work: both processes exit with the same line."""
