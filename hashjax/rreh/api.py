@@ -293,8 +293,7 @@ def _fingerprint(cfg: Mapping[str, Any], rng: jax.Array) -> str:
 
 
 def _local_views(paired_views: Any, unpaired_views: Any, *, process_local: bool,
-                 mesh: jax.sharding.Mesh | None, require_paired: bool,
-                 same: str = ""
+                 mesh: jax.sharding.Mesh | None, same: str = ""
                  ) -> tuple[list[np.ndarray], list[np.ndarray], _Rows]:
   """Checks this process's views and agrees on every process's row counts.
 
@@ -340,7 +339,7 @@ def _local_views(paired_views: Any, unpaired_views: Any, *, process_local: bool,
         f"{dims}; every process passes the same M views with the same widths.")
   rows = _Rows(np.asarray([e["paired"] for e in every], np.int64),
                np.asarray([e["unpaired"] for e in every], np.int64), tuple(dims[0]))
-  if require_paired and procs > 1 and not rows.paired.all():
+  if procs > 1 and not rows.paired.all():
     empty = [i for i in range(procs) if rows.paired[i] == 0]
     raise ValueError(
         f"process(es) {empty} of {procs} hold no paired rows (paired rows per process: "
@@ -505,13 +504,13 @@ def _kernel_step_streamed(paired, unpaired, anchors, delta2, mask, *, n, r, chun
   return _stack(mesh)(phis, means, widths)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _replicator(mesh: jax.sharding.Mesh):
   """Jitted identity whose outputs are replicated over ``mesh`` (small arrays)."""
   return jax.jit(lambda t: t, out_shardings=NamedSharding(mesh, P()))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _stack(mesh: jax.sharding.Mesh):
   """Stacks per-modality ``phi`` (item axis sharded), means and widths (replicated)."""
   rep = NamedSharding(mesh, P())
@@ -654,7 +653,6 @@ def make_problem(paired_views: Sequence[Any], unpaired_views: Sequence[Any],
   mesh = _resolve_mesh(mesh)
   paired, unpaired, rows = _local_views(paired_views, unpaired_views,
                                         process_local=process_local, mesh=mesh,
-                                        require_paired=True,
                                         same=_fingerprint(cfg, rng))
   return _build_problem(paired, unpaired, rows, cfg, rng, mesh, chunk_rows)
 
@@ -700,7 +698,7 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
   mesh = _resolve_mesh(mesh)
   paired, unpaired, rows = _local_views(
       paired_views, unpaired_views, process_local=process_local, mesh=mesh,
-      require_paired=True, same=_fingerprint(dict(cfg, grid=repr(grid)), rng))
+      same=_fingerprint(dict(cfg, grid=repr(grid)), rng))
   n_p = rows.num_paired
   h = max(2, int(round(holdout * n_p)))
   folds = max(1, min(int(folds), n_p // h))
@@ -728,7 +726,7 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
     fold_rows = _Rows(rows.paired - [len(x) for x in own_held],
                       rows.unpaired + np.asarray([len(x) for x in own_held])[:, None],
                       rows.dims)
-    n, r, _, _ = _layout(fold_rows, mesh.shape["data"])
+    _, r, _, _ = _layout(fold_rows, mesh.shape["data"])
     # Row of held-out item j in modality i: its process's block, after that
     # process's kept paired rows and its own unpaired rows.
     held_rows = [np.concatenate([
@@ -835,7 +833,6 @@ def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
   mesh = _resolve_mesh(mesh)
   paired, unpaired, rows = _local_views(paired_views, unpaired_views,
                                         process_local=process_local, mesh=mesh,
-                                        require_paired=True,
                                         same=_fingerprint(cfg, rng))
   free = [k for k in crit.SELECT_KEYS if cfg[k] is None]
   if free and cfg["select"]:

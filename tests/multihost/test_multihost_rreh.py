@@ -24,7 +24,6 @@ What is equal and why (measured, and asserted):
 """
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -108,8 +107,8 @@ def test_database_split_over_processes_gives_the_reference_map(fit_runs):
 
 @pytest.mark.parametrize("case, message", [
     ("no_paired", "process 1 of 2: this process holds no paired rows"),
-    ("widths", "the processes disagree on the modalities: feature widths per process "
-               "[[24, 16], [24, 15]]"),
+    ("widths", ("the processes disagree on the modalities: feature widths per "
+                "process [[24, 16], [24, 15]]")),
     ("rows", "process 1 of 2: row counts differ (paired_views[0]: 45, paired_views[1]: 44)"),
     ("key", "the processes were given different settings or PRNG keys"),
 ])
