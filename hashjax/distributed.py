@@ -16,12 +16,15 @@ See experiments/CLUSTER.md for launch recipes.
 
 from __future__ import annotations
 
+import json
 import os
+from typing import Any
 
 import jax
 import numpy as np
 
-__all__ = ["host_shard", "initialize", "is_multi_host"]
+__all__ = ["allgather_exact", "exchange", "host_rows", "host_shard", "initialize",
+           "is_multi_host"]
 
 _ENV_COORDINATOR = "HASHJAX_COORDINATOR"
 _ENV_NUM_PROCESSES = "HASHJAX_NUM_PROCESSES"
@@ -132,3 +135,64 @@ def host_shard(indices: np.ndarray, *, process_index: int | None = None,
         "global batch a multiple of the host count.")
   per = indices.shape[0] // pc
   return indices[pi * per:(pi + 1) * per]
+
+
+def host_rows(n: int, *, process_index: int | None = None,
+              process_count: int | None = None) -> slice:
+  """This host's contiguous block of ``n`` rows (any n; block sizes differ by <= 1).
+
+  Process p gets rows ``[p * n // P, (p + 1) * n // P)``, so the blocks in process
+  order are ``0 .. n``. Use it to read a host's share of a data set's rows (the
+  process-local RREH fit, :func:`hashjax.rreh.fit` with ``process_local=True``);
+  :func:`host_shard` is the even split of one global batch.
+  """
+  pi = jax.process_index() if process_index is None else int(process_index)
+  pc = jax.process_count() if process_count is None else int(process_count)
+  if pc < 1 or not 0 <= pi < pc:
+    raise ValueError(f"expected 0 <= process_index < process_count, got {pi} of {pc}.")
+  n = int(n)
+  return slice(pi * n // pc, (pi + 1) * n // pc)
+
+
+def allgather_exact(x: Any) -> np.ndarray:
+  """``[P, ...]``: ``x`` of every process, in process order, bit for bit.
+
+  ``x`` must have the same shape and dtype on every process. The bytes travel, so
+  float64 stays float64 whatever ``jax_enable_x64`` says (a plain
+  ``process_allgather`` would round it to float32). One process: ``x[None]``.
+  """
+  x = np.ascontiguousarray(x)
+  if jax.process_count() == 1:
+    return x[None]
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  raw = np.frombuffer(x.tobytes(), np.uint8)
+  got = np.asarray(multihost_utils.process_allgather(raw))       # [P, nbytes]
+  return np.stack([np.frombuffer(row.tobytes(), x.dtype).reshape(x.shape)
+                   for row in got])
+
+
+_EXCHANGE_BYTES = 1 << 16
+
+
+def exchange(obj: Any) -> list[Any]:
+  """Every process's JSON-serialisable ``obj``, in process order (one collective).
+
+  For small facts that must agree before collective work starts (row counts,
+  widths, an error message): every process reaches this call, so a mistake found on
+  one process is reported by all of them instead of leaving the others waiting in
+  a collective. At most 64 KiB of JSON per process.
+  """
+  if jax.process_count() == 1:
+    return [obj]
+  raw = json.dumps(obj).encode()
+  if len(raw) > _EXCHANGE_BYTES - 4:
+    raise ValueError(f"exchange: {len(raw)} bytes of JSON, more than "
+                     f"{_EXCHANGE_BYTES - 4}.")
+  buf = np.zeros(_EXCHANGE_BYTES, np.uint8)
+  buf[:4] = np.frombuffer(np.uint32(len(raw)).tobytes(), np.uint8)
+  buf[4:4 + len(raw)] = np.frombuffer(raw, np.uint8)
+  out = []
+  for row in allgather_exact(buf):
+    size = int(np.frombuffer(row[:4].tobytes(), np.uint32)[0])
+    out.append(json.loads(row[4:4 + size].tobytes().decode()))
+  return out

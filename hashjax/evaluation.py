@@ -63,6 +63,7 @@ from hashjax import fileio
 __all__ = [
     "MAP_AT_K_DEFINITIONS",
     "SCHEMA",
+    "encode_views",
     "evaluate_codes",
     "evaluate_cross_modal",
     "format_table",
@@ -138,10 +139,53 @@ def evaluate_codes(
   return out
 
 
+def encode_views(data: Any, encode_fn: EncodeFn) -> list[np.ndarray]:
+  """int8 codes ``[n, b]`` of every view of ``data``, on every process.
+
+  With more than one JAX process the items are split: each process encodes only its
+  :func:`hashjax.distributed.host_rows` block of every view, and the codes (``n x b``
+  int8, small) are gathered so that every process holds all of them in item order.
+  The raw rows are not exchanged. One process encodes everything.
+
+  Args:
+    data: :class:`hashjax.data.MultiModalData` (``views[m]`` ``[n, d_m]``).
+    encode_fn: ``encode_fn(x [n, d_m], m) -> codes [n, b]`` in {-1, +1}.
+
+  Returns:
+    M arrays ``[n, b]`` int8.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+
+  from hashjax import distributed  # pylint: disable=g-import-not-at-top
+
+  procs = jax.process_count()
+  out = []
+  for m, x in enumerate(data.views):
+    n = x.shape[0]
+    if procs == 1:
+      out.append(np.asarray(encode_fn(x, m)).astype(np.int8))
+      continue
+    if n < procs:
+      raise ValueError(f"view {m} has {n} items, fewer than the {procs} processes that "
+                       "split it.")
+    block = distributed.host_rows(n)
+    codes = np.asarray(encode_fn(x[block], m)).astype(np.int8)
+    per = -(-n // procs)
+    padded = np.zeros((per, codes.shape[1]), np.int8)
+    padded[:codes.shape[0]] = codes
+    every = distributed.allgather_exact(padded)                    # [P, per, b]
+    sizes = [len(range(n)[distributed.host_rows(n, process_index=p)])
+             for p in range(procs)]
+    out.append(np.concatenate([every[p, :sizes[p]] for p in range(procs)]))
+  return out
+
+
 def evaluate_cross_modal(query: Any, database: Any, encode_fn: EncodeFn, *,
                          top_k: int | None = None, ks: Sequence[int] = (),
                          **kwargs: Any) -> dict[str, dict[str, Any]]:
   """Encodes every view of ``query`` / ``database`` and calls :func:`evaluate_codes`.
+
+  Encoding is :func:`encode_views` (split over the processes when there are several).
 
   Args:
     query: :class:`hashjax.data.MultiModalData`; ``query.views[a]`` is ``[nq, d_a]``.
@@ -160,14 +204,9 @@ def evaluate_cross_modal(query: Any, database: Any, encode_fn: EncodeFn, *,
     raise ValueError(
         f"query views {query.view_names} differ from database views "
         f"{database.view_names}.")
-  return evaluate_codes(encode_views(query, encode_fn), encode_views(database, encode_fn),
-                        query.labels, database.labels, query.view_names,
+  q, d = encode_views(query, encode_fn), encode_views(database, encode_fn)
+  return evaluate_codes(q, d, query.labels, database.labels, query.view_names,
                         top_k=top_k, ks=ks, **kwargs)
-
-
-def encode_views(data: Any, encode_fn: EncodeFn) -> list[np.ndarray]:
-  """``[encode_fn(data.views[m], m) for m]``: each view's codes ``[n, b]`` in {-1, +1}."""
-  return [np.asarray(encode_fn(x, m)) for m, x in enumerate(data.views)]
 
 
 def format_table(results: Mapping[str, Mapping[str, Any]], title: str = "") -> str:

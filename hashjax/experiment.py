@@ -3,7 +3,7 @@
 ``train_and_evaluate(config, workdir)`` loads a data set, deals the semi-paired split
 of docs/rreh.md, fits the method from the registry (:mod:`hashjax.methods`), encodes query
 and database items of every modality and evaluates every ordered modality pair with
-:func:`hashjax.evaluation.evaluate_codes` (the evaluation DCGH uses too).
+:func:`hashjax.evaluation.evaluate_cross_modal` (the evaluation DCGH uses too).
 Results go to ``workdir/results.json`` (the schema of :mod:`hashjax.evaluation`), the
 fitted model to ``workdir/model.npz`` (see :mod:`hashjax.encode`).
 """
@@ -42,6 +42,15 @@ def fit_method(method: str, paired_views: Sequence[np.ndarray],
   return model, lambda x, i: m.encode(model, x, i)
 
 
+def _host_block(sp: Any) -> Any:
+  """The semi-paired split cut to this process's block of every index list."""
+  from hashjax import distributed  # pylint: disable=g-import-not-at-top
+
+  return sp._replace(
+      paired=sp.paired[distributed.host_rows(len(sp.paired))],
+      unpaired=tuple(u[distributed.host_rows(len(u))] for u in sp.unpaired))
+
+
 def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
   """Runs one shallow-method experiment described by ``config``.
 
@@ -72,7 +81,18 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
   sp = hdata.semi_paired_split(
       train.num_items, sp_cfg.paired_ratio, train.num_modalities,
       sp_cfg.mode, sp_cfg.seed)
-  paired, unpaired = hdata.apply_semi_paired(train, sp)
+  # With several processes a method that fits from process-local rows (RREH) gets
+  # only this process's block of the paired items and of every modality's unpaired
+  # items (hashjax.distributed.host_rows): the data file is read whole, but only
+  # these rows are cut out and passed on. Other methods fit on every row, the same
+  # on every process.
+  local = method.process_local and jax.process_count() > 1
+  if local and len(sp.paired) < jax.process_count():
+    raise ValueError(
+        f"{len(sp.paired)} paired training items cannot be split over "
+        f"{jax.process_count()} processes (each needs at least one); raise "
+        "semi_paired.paired_ratio or run fewer processes.")
+  paired, unpaired = hdata.apply_semi_paired(train, _host_block(sp) if local else sp)
 
   rng = jax.random.key(config.seed)
   # Progress by stage (the fit itself is one compiled program, no inner steps).
@@ -81,7 +101,8 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
              f"{len(sp.paired)} paired + {sum(len(u) for u in sp.unpaired)} unpaired",
              disable=jax.process_index() != 0 or not config.get("progress_bar", True))
   t0 = time.perf_counter()
-  model = method.fit(paired, unpaired, config, rng)
+  model = method.fit(paired, unpaired, config, rng, **(
+      {"process_local": True} if local else {}))
   jax.block_until_ready(jax.tree_util.tree_leaves(model))
   fit_s = time.perf_counter() - t0
   bar.update(1)
@@ -90,7 +111,9 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
   top_k = ev.get("top_r", None) if ev is not None else None
   ks = tuple(ev.get("ks", ())) if ev is not None else ()
   encode_fn = lambda x, m: method.encode(model, x, m)  # noqa: E731
-  db_codes = evaluation.encode_views(split.database, encode_fn)   # encoded once
+  # Several processes: each encodes its block of the query and database items, and
+  # the codes are gathered (evaluation.encode_views).
+  db_codes = evaluation.encode_views(split.database, encode_fn)
   results = evaluation.evaluate_codes(
       evaluation.encode_views(split.query, encode_fn), db_codes, split.query.labels,
       split.database.labels, split.query.view_names, top_k=top_k, ks=ks)
@@ -98,8 +121,8 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
   bar.close()
   # Code health (bit balance, distinct codes) of the database, warning on collapse.
   from hashjax import diagnostics  # pylint: disable=g-import-not-at-top
-  codes = diagnostics.codes_report(dict(zip(split.database.view_names, db_codes)),
-                                   warn=jax.process_index() == 0)
+  codes = diagnostics.codes_report(
+      dict(zip(split.database.view_names, db_codes)), warn=jax.process_index() == 0)
   record = evaluation.results_record(
       method=name, dataset=config.data.name, bits=int(config.bits),
       num_train=train.num_items, num_query=split.query.num_items,
@@ -108,7 +131,9 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
       ks=ks, codes=codes,
       details={"paired_ratio": float(sp_cfg.paired_ratio),
                "num_paired": int(len(sp.paired)),
-               "num_unpaired": [int(len(u)) for u in sp.unpaired]})
+               "num_unpaired": [int(len(u)) for u in sp.unpaired],
+               "num_processes": jax.process_count(),
+               "process_local_fit": bool(local)})
   title = (f"{name} on {config.data.name}, {config.bits} bits, "
            f"paired ratio {sp_cfg.paired_ratio}")
   print(format_table(results, title=f"### {title}"))

@@ -65,6 +65,9 @@ class Method:
     load: ``load(config, checkpoint) -> model``.
     encode_split: ``encode_split(config, checkpoint, split, modality)`` -> the
       ``codes.npz`` arrays of one modality of one split, dealt as in training.
+    process_local: ``fit(..., process_local=True)`` fits from each process's own
+      block of the rows (RREH; see :func:`hashjax.rreh.fit`); the others fit on
+      every row in every process.
   """
 
   name: str
@@ -76,6 +79,7 @@ class Method:
   save: Callable[..., None]
   load: Callable[[Any, str], Any]
   encode_split: Callable[..., dict[str, np.ndarray]]
+  process_local: bool = False
 
   def train_and_evaluate_fn(self) -> Callable[[Any, str | None], dict[str, Any]]:
     """``train_and_evaluate(config, workdir)`` of :attr:`trainer` (imported now)."""
@@ -95,7 +99,7 @@ def _impl(name: str) -> Any:
 
 def _shallow_fit(name: str) -> Callable[..., Any]:
   def fit(paired_views: Sequence[np.ndarray], unpaired_views: Sequence[np.ndarray],
-          config: Any, rng: Any) -> Any:
+          config: Any, rng: Any, **kwargs: Any) -> Any:
     """Fits on semi-paired data: RREH uses both parts, baselines the paired items.
 
     Args:
@@ -103,13 +107,17 @@ def _shallow_fit(name: str) -> Callable[..., Any]:
       unpaired_views: M arrays ``[n_u_m, d_m]`` (may have 0 rows).
       config: ``bits`` and ``rreh`` (RREH) or ``baseline`` (hyper-parameters).
       rng: PRNG key.
+      **kwargs: RREH only: ``process_local`` (see :func:`hashjax.rreh.fit`).
     """
     from hashjax import checks  # pylint: disable=g-import-not-at-top
 
     bits = checks.check_bits(_get(config, "bits"))
     if name == "rreh":
       cfg = dict(_as_dict(_get(config, "rreh")), bits=bits)
-      return _impl(name).fit(list(paired_views), list(unpaired_views), cfg, rng)
+      return _impl(name).fit(list(paired_views), list(unpaired_views), cfg, rng,
+                             **kwargs)
+    if kwargs:
+      raise ValueError(f"{name} takes no {sorted(kwargs)}.")
     hyper = _as_dict(_get(config, "baseline"))
     return _impl(name).fit(list(paired_views), bits=bits, rng=rng, **hyper)
   return fit
@@ -176,7 +184,8 @@ def _shallow(name: str) -> Method:
   return Method(name=name, family="shallow", trainer="hashjax.experiment",
                 checkpoint="model.npz", fit=_shallow_fit(name),
                 encode=_shallow_encode(name), save=_shallow_save(name),
-                load=_shallow_load(name), encode_split=_shallow_encode_split(name))
+                load=_shallow_load(name), encode_split=_shallow_encode_split(name),
+                process_local=name == "rreh")
 
 
 # ----------------------------------------------------------------------------- dcgh

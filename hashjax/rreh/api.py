@@ -13,10 +13,17 @@ memory grows with ``n * k``, not ``n * d``. The item axis is sharded over ``mesh
 (default: every device on one ``"data"`` axis), so the ``k x k`` Gram products
 become cross-device reductions; n is padded to a multiple of the device count with
 masked rows.
+
+Several JAX processes (docs/rreh.md#multihost): with ``process_local=True`` every
+process passes only its own block of the rows; the item axis is one block per
+process, each device computes the features of its own rows, and what needs every
+item (standardisation, anchors, kernel width) comes from small cross-process
+reductions, so the fit is that of the concatenated blocks.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from functools import partial
@@ -28,7 +35,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from hashjax import checks
+from hashjax import checks, distributed
 from hashjax.codes import binarize, modality_index
 from hashjax.rreh import criterion as crit
 from hashjax.rreh import solver, steps
@@ -223,15 +230,148 @@ def _check_views(paired_views: Any, unpaired_views: Any
   return paired, unpaired
 
 
-def _layout(paired: list[np.ndarray], unpaired: list[np.ndarray], multiple: int
-            ) -> tuple[int, np.ndarray]:
-  """Padded item count n (a multiple of ``multiple``) and the ``[M, n]`` row mask."""
-  n_p = paired[0].shape[0]
-  n = -(-(n_p + max(u.shape[0] for u in unpaired)) // multiple) * multiple
-  mask = np.zeros((len(paired), n), np.float32)
-  for i, u in enumerate(unpaired):
-    mask[i, :n_p + u.shape[0]] = 1.0
-  return n, mask
+class _Rows(NamedTuple):
+  """How many rows every process holds (the same on every process after exchange).
+
+  Attributes:
+    paired: int ``[P]`` paired rows of every process.
+    unpaired: int ``[P, M]`` unpaired rows of every process and modality.
+    dims: raw feature width of every modality.
+  """
+
+  paired: np.ndarray
+  unpaired: np.ndarray
+  dims: tuple[int, ...]
+
+  @property
+  def num_paired(self) -> int:
+    return int(self.paired.sum())
+
+  def paired_offset(self, p: int) -> int:
+    """Global index (in ``[0, n_p)``) of process p's first paired item."""
+    return int(self.paired[:p].sum())
+
+
+def _mesh_error(mesh: jax.sharding.Mesh) -> str | None:
+  """Why ``mesh`` cannot hold process blocks of the item axis (None: it can).
+
+  The item axis is one block per process (see :func:`_layout`), so each process's
+  devices must be a contiguous run of the ``"data"`` axis, in process order.
+  """
+  if "data" not in mesh.axis_names:
+    return f"mesh needs a 'data' axis, got axes {mesh.axis_names}."
+  procs = jax.process_count()
+  size = mesh.shape["data"]
+  if size % procs:
+    return (f"the mesh's 'data' axis has {size} devices, not a multiple of the "
+            f"{procs} processes.")
+  axis = mesh.axis_names.index("data")
+  order = np.moveaxis(np.vectorize(lambda d: d.process_index)(mesh.devices), axis, 0)
+  order = order.reshape(size, -1)[:, 0]
+  if list(order) != sorted(order) or len(set(order)) != procs:
+    return ("every process's devices must form one contiguous run of the mesh's 'data' "
+            f"axis, in process order; got processes {order.tolist()} along it.")
+  return None
+
+
+def _share(views: list[np.ndarray]) -> list[np.ndarray]:
+  """This process's contiguous block of every view's rows (:func:`host_rows`)."""
+  return [v[distributed.host_rows(v.shape[0])] for v in views]
+
+
+def _first_rows(views: Any) -> int | None:
+  """Row count of the first view (None if there is no such array)."""
+  try:
+    return int(np.shape(views[0])[0])
+  except (TypeError, IndexError, KeyError):
+    return None
+
+
+def _fingerprint(cfg: Mapping[str, Any], rng: jax.Array) -> str:
+  """What must be the same on every process: the settings and the PRNG key."""
+  return repr((sorted(cfg.items()), np.asarray(jax.random.key_data(rng)).tolist()))
+
+
+def _local_views(paired_views: Any, unpaired_views: Any, *, process_local: bool,
+                 mesh: jax.sharding.Mesh | None, same: str = ""
+                 ) -> tuple[list[np.ndarray], list[np.ndarray], _Rows]:
+  """Checks this process's views and agrees on every process's row counts.
+
+  With ``process_local`` false on more than one process, every process holds every
+  row and keeps its :func:`hashjax.distributed.host_rows` block of each view. Every
+  process takes part in one :func:`hashjax.distributed.exchange` of its counts and
+  widths (or its error), so a mistake on one process raises the same ``ValueError``
+  on every process instead of leaving the others waiting in a collective.
+  """
+  procs = jax.process_count()
+  error = None if mesh is None else _mesh_error(mesh)
+  paired = unpaired = None
+  try:
+    if procs > 1 and process_local and _first_rows(paired_views) == 0:
+      raise ValueError(
+          "this process holds no paired rows; every process needs a block of the "
+          "paired items (hashjax.distributed.host_rows).")
+    paired, unpaired = _check_views(paired_views, unpaired_views)
+  except ValueError as e:
+    if procs == 1:
+      raise
+    error = error or str(e)
+  if error and procs == 1:
+    raise ValueError(error)
+  if paired is not None and procs > 1 and not process_local:
+    paired, unpaired = _share(paired), _share(unpaired)
+  mine = {"error": error} if paired is None or error else {
+      "error": None, "same": same, "paired": int(paired[0].shape[0]),
+      "unpaired": [int(u.shape[0]) for u in unpaired],
+      "dims": [int(v.shape[1]) for v in paired]}
+  every = distributed.exchange(mine)
+  for i, e in enumerate(every):
+    if e["error"]:
+      raise ValueError(f"process {i} of {procs}: {e['error']}")
+  if any(e["same"] != every[0]["same"] for e in every):
+    raise ValueError(
+        "the processes were given different settings or PRNG keys; every process "
+        "must call the fit with the same config and key.")
+  dims = [e["dims"] for e in every]
+  if any(d != dims[0] for d in dims):
+    raise ValueError(
+        "the processes disagree on the modalities: feature widths per process "
+        f"{dims}; every process passes the same M views with the same widths.")
+  rows = _Rows(np.asarray([e["paired"] for e in every], np.int64),
+               np.asarray([e["unpaired"] for e in every], np.int64), tuple(dims[0]))
+  if procs > 1 and not rows.paired.all():
+    empty = [i for i in range(procs) if rows.paired[i] == 0]
+    raise ValueError(
+        f"process(es) {empty} of {procs} hold no paired rows (paired rows per process: "
+        f"{rows.paired.tolist()}); give every process a block of the paired items "
+        "(hashjax.distributed.host_rows).")
+  if rows.num_paired == 0:
+    raise ValueError("there are no paired items; RREH needs at least one.")
+  return paired, unpaired, rows
+
+
+def _layout(rows: _Rows, devices: int) -> tuple[int, int, np.ndarray, np.ndarray | None]:
+  """The item axis: one block of ``r`` rows per process, ``n = P r`` rows in all.
+
+  Block p holds process p's paired rows, then its unpaired rows of the modality,
+  then padding; ``r`` is a multiple of the process's share of the ``devices``. With
+  one process this is rows ``[0, n_p)`` paired, then the unpaired rows, then padding.
+
+  Returns:
+    ``(n, r, mask [M, n], paired_rows [n_p] or None (one process: arange(n_p)))``.
+  """
+  procs, m = rows.unpaired.shape
+  per = devices // procs
+  used = int((rows.paired[:, None] + rows.unpaired).max())
+  r = max(-(-used // per) * per, per)
+  n = procs * r
+  mask = np.zeros((m, n), np.float32)
+  for p in range(procs):
+    for i in range(m):
+      mask[i, p * r:p * r + rows.paired[p] + rows.unpaired[p, i]] = 1.0
+  paired_rows = None if procs == 1 else np.concatenate(
+      [p * r + np.arange(rows.paired[p]) for p in range(procs)]).astype(np.int32)
+  return n, r, mask, paired_rows
 
 
 def _standardise(x: Any, shift: np.ndarray, scale: float) -> np.ndarray:
@@ -239,11 +379,13 @@ def _standardise(x: Any, shift: np.ndarray, scale: float) -> np.ndarray:
   return ((np.asarray(x, np.float64) - shift) / scale).astype(np.float32)
 
 
-def _standardisation(p: np.ndarray, name: str, chunk: int
+def _standardisation(p: np.ndarray, name: str, chunk: int, num_paired: int
                      ) -> tuple[np.ndarray, float]:
   """Shift (column mean) and scale (RMS centred row norm) of one modality's paired rows.
 
-  Read in row chunks, accumulated in float64.
+  ``p`` is this process's ``[n_p_local, d]`` block of the ``num_paired`` paired rows;
+  the float64 sums of every process are summed in process order
+  (:func:`hashjax.distributed.allgather_exact`, ``d + 1`` numbers per process).
 
   Raises:
     ValueError: every paired row is the same (all-zero or constant view): the
@@ -253,11 +395,12 @@ def _standardisation(p: np.ndarray, name: str, chunk: int
   total = np.zeros(d)
   for start in range(0, n, chunk):
     total += np.asarray(p[start:start + chunk], np.float64).sum(axis=0)
-  shift = total / n
+  shift = distributed.allgather_exact(total).sum(axis=0) / num_paired
   ss = 0.0
   for start in range(0, n, chunk):
     ss += float(np.sum((np.asarray(p[start:start + chunk], np.float64) - shift) ** 2))
-  scale = math.sqrt(ss / n)
+  ss = float(distributed.allgather_exact(np.float64(ss)).sum())
+  scale = math.sqrt(ss / num_paired)
   if not math.isfinite(scale) or scale == 0.0 or scale < 1e-300:
     raise ValueError(
         f"{name} is constant (every paired item has the same features): it carries no "
@@ -267,84 +410,112 @@ def _standardisation(p: np.ndarray, name: str, chunk: int
 
 def _rows(p: np.ndarray, u: np.ndarray, start: int, stop: int, shift: np.ndarray,
           scale: float) -> np.ndarray:
-  """Standardised float32 rows ``[start, stop)`` of a modality's ``[paired; unpaired]``."""
+  """Standardised float32 rows ``[start, stop)`` of a modality's ``[paired; unpaired]``
+  (rows past the end are left out)."""
   n_p = p.shape[0]
   parts = [p[start:min(stop, n_p)], u[max(start - n_p, 0):max(stop - n_p, 0)]]
-  return np.concatenate([_standardise(x, shift, scale) for x in parts if len(x)])
-
-
-def _chunks(p: np.ndarray, u: np.ndarray, chunk: int, shift: np.ndarray, scale: float):
-  """Yields ``[chunk, d]`` standardised float32 row blocks of ``[p; u]``, the last
-  zero-padded.
-
-  Every chunk has the same shape, so a jitted consumer compiles once.
-  """
-  total = p.shape[0] + u.shape[0]
-  for start in range(0, total, chunk):
-    block = _rows(p, u, start, min(start + chunk, total), shift, scale)
-    yield np.pad(block, ((0, chunk - block.shape[0]), (0, 0)))
+  out = [_standardise(x, shift, scale) for x in parts if len(x)]
+  return np.concatenate(out) if out else np.zeros((0, p.shape[1]), np.float32)
 
 
 def _chunk_rows(chunk_rows: int | None, d: int, total: int, multiple: int) -> int:
-  c = min(chunk_rows or max(1, CHUNK_ELEMENTS // d), total)
+  c = min(chunk_rows or max(1, CHUNK_ELEMENTS // d), max(total, 1))
   return -(-c // multiple) * multiple
 
 
 _distances = jax.jit(steps.squared_distances)
 
 
-@partial(jax.jit, static_argnames=("n", "sharding"))
-def _kernel_rows(dist, mask, delta2, *, n, sharding):
-  """Pads/cuts the streamed distances to n rows, then the kernel step of one modality."""
-  dist = jnp.pad(dist, ((0, max(n - dist.shape[0], 0)), (0, 0)))[:n]
+def _put(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
+  """A host array that is the same on every process, laid out as ``sharding``."""
+  x = np.asarray(x)
+  return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+
+def _sharded_rows(p: np.ndarray, u: np.ndarray, fn, *, width: int, n: int, r: int,
+                  mesh: jax.sharding.Mesh, chunk_rows: int | None, shift: np.ndarray,
+                  scale: float) -> jax.Array:
+  """``[n, width]`` rows ``fn(standardised raw rows)`` of one modality, item axis sharded.
+
+  Every device of this process computes its own rows of the process's block (see
+  :func:`_layout`) from this process's raw rows ``[p; u]``, streamed in chunks of
+  ``chunk_rows`` (default ``CHUNK_ELEMENTS // d``); rows past them are computed from
+  zeros (padding, masked). No raw row leaves its process.
+
+  Args:
+    p, u: this process's paired ``[n_p_local, d]`` and unpaired ``[n_u_local, d]``
+      rows of the modality.
+    fn: ``fn(x [c, d] on one device) -> [c, width]`` (row by row).
+  """
+  sharding = NamedSharding(mesh, P("data", None))
+  base = jax.process_index() * r
+  total = p.shape[0] + u.shape[0]
+  shards = []
+  for device, idx in sharding.addressable_devices_indices_map((n, width)).items():
+    lo, hi = idx[0].start or 0, n if idx[0].stop is None else idx[0].stop
+    lo, hi = lo - base, hi - base                     # rows of this process's block
+    chunk = _chunk_rows(chunk_rows, p.shape[1], hi - lo, 1)
+    parts = []
+    for start in range(lo, hi, chunk):
+      block = _rows(p, u, min(start, total), min(start + chunk, total), shift, scale)
+      block = np.pad(block, ((0, chunk - block.shape[0]), (0, 0)))
+      parts.append(fn(jax.device_put(block, device))[:min(chunk, hi - start)])
+    shards.append(parts[0] if len(parts) == 1 else jnp.concatenate(parts))
+  return jax.make_array_from_single_device_arrays((n, width), sharding, shards)
+
+
+@partial(jax.jit, static_argnames=("sharding",))
+def _kernel_rows(dist, mask, delta2, *, sharding):
+  """The kernel step of one modality from its sharded ``[n, k]`` distances."""
   return steps.kernel_from_distances(
       jax.lax.with_sharding_constraint(dist, sharding), mask, delta2)
 
 
-def _kernel_step_streamed(paired, unpaired, anchors, delta2, mask, *, n, chunk_rows,
+def _kernel_step_streamed(paired, unpaired, anchors, delta2, mask, *, n, r, chunk_rows,
                           mesh, shifts, scales):
-  """Kernel features of every modality from raw rows streamed in chunks.
+  """Kernel features of every modality from this process's raw rows, streamed.
 
-  Per modality only the ``[n, k]`` distances are materialised (computed chunk by
-  chunk, every chunk sharded over the mesh's ``"data"`` axis), never a padded
-  ``[M, n, d_max]`` stack of raw features.
+  Per modality only the ``[n, k]`` distances are materialised (each device computes
+  its own rows, :func:`_sharded_rows`), never a padded ``[M, n, d_max]`` stack of
+  raw features. The kernel width and the feature mean are reductions over the
+  sharded item axis (over every process).
 
   Returns:
     ``(phi [M, n, k] centred, padded rows 0; mean [M, k]; delta2 [M])``.
   """
-  devices = mesh.shape["data"]
   row_sh = NamedSharding(mesh, P("data", None))
-  rep = NamedSharding(mesh, P())
   phis, means, widths = [], [], []
   for i, (p, u) in enumerate(zip(paired, unpaired)):
     d = p.shape[1]
-    chunk = _chunk_rows(chunk_rows, d, p.shape[0] + u.shape[0], devices)
-    a = jax.device_put(anchors[i, :, :d], rep)
-    parts = [_distances(jax.device_put(block, row_sh), a)
-             for block in _chunks(p, u, chunk, shifts[i], scales[i])]
-    dist = parts[0] if len(parts) == 1 else jnp.concatenate(parts)
-    del parts
+    a = {dev: jax.device_put(anchors[i, :, :d], dev)
+         for dev in row_sh.addressable_devices}
+    dist = _sharded_rows(
+        p, u, lambda x, a=a: _distances(x, a[next(iter(x.devices()))]),
+        width=anchors.shape[1], n=n, r=r, mesh=mesh, chunk_rows=chunk_rows,
+        shift=shifts[i], scale=scales[i])
     # Rows past the modality's items are padding: masked out of delta2 and phi.
     phi, mean, width = _kernel_rows(
-        dist, jax.device_put(mask[i], NamedSharding(mesh, P("data"))),
-        None if delta2 is None else delta2[i], n=n, sharding=row_sh)
+        dist, _put(mask[i], NamedSharding(mesh, P("data"))),
+        None if delta2 is None else delta2[i], sharding=row_sh)
     del dist
     phis.append(phi)
     means.append(mean)
     widths.append(width)
-  phi = jax.device_put(jnp.stack(phis), NamedSharding(mesh, P(None, "data", None)))
-  return phi, jnp.stack(means), jnp.stack(widths)
+  return _stack(mesh)(phis, means, widths)
 
 
-def _stack_raw(paired: list[np.ndarray], unpaired: list[np.ndarray], n: int,
-               shifts, scales) -> np.ndarray:
-  """``[M, n, d_max]`` standardised float32 rows paired | unpaired | zero padding."""
-  d_max = max(p.shape[1] for p in paired)
-  x = np.zeros((len(paired), n, d_max), np.float32)
-  for i, (p, u) in enumerate(zip(paired, unpaired)):
-    x[i, :p.shape[0] + u.shape[0], :p.shape[1]] = _rows(
-        p, u, 0, p.shape[0] + u.shape[0], shifts[i], scales[i])
-  return x
+@functools.cache
+def _replicator(mesh: jax.sharding.Mesh):
+  """Jitted identity whose outputs are replicated over ``mesh`` (small arrays)."""
+  return jax.jit(lambda t: t, out_shardings=NamedSharding(mesh, P()))
+
+
+@functools.cache
+def _stack(mesh: jax.sharding.Mesh):
+  """Stacks per-modality ``phi`` (item axis sharded), means and widths (replicated)."""
+  rep = NamedSharding(mesh, P())
+  return jax.jit(lambda ps, ms, ws: (jnp.stack(ps), jnp.stack(ms), jnp.stack(ws)),
+                 out_shardings=(NamedSharding(mesh, P(None, "data", None)), rep, rep))
 
 
 @jax.jit
@@ -352,9 +523,104 @@ def _linear_features(x: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Arra
   return jax.vmap(steps.center_features)(x, mask)
 
 
+def _anchor_rows(paired: list[np.ndarray], rows: _Rows, index: np.ndarray,
+                 shifts: list[np.ndarray], scales: np.ndarray,
+                 mesh: jax.sharding.Mesh) -> np.ndarray:
+  """``[M, k, d_max]`` standardised anchor rows, on every process.
+
+  Anchor j is paired item ``index[j]``; the process holding it contributes the row,
+  every other process zeros, and the contributions are summed over the mesh (an
+  all-reduce of ``k x d_max`` per device: exact, each sum has one non-zero term).
+  Only anchors travel between processes, never other rows.
+  """
+  m, k, d_max = len(paired), len(index), max(rows.dims)
+  mine = np.zeros((m, k, d_max), np.float32)
+  lo = rows.paired_offset(jax.process_index())
+  own = (index >= lo) & (index < lo + paired[0].shape[0])
+  for i, p in enumerate(paired):
+    if own.any():
+      mine[i, own, :p.shape[1]] = _standardise(p[index[own] - lo], shifts[i], scales[i])
+  if jax.process_count() == 1:
+    return mine
+  local = np.zeros((mesh.shape["data"] // jax.process_count(), m, k, d_max), np.float32)
+  local[0] = mine
+  spread = jax.make_array_from_process_local_data(
+      NamedSharding(mesh, P("data")), local,
+      (mesh.shape["data"], m, k, d_max))
+  return np.asarray(_replicator(mesh)(jnp.sum(spread, axis=0)))
+
+
+def _build_problem(paired: list[np.ndarray], unpaired: list[np.ndarray], rows: _Rows,
+                   cfg: dict[str, Any], rng: jax.Array, mesh: jax.sharding.Mesh,
+                   chunk_rows: int | None
+                   ) -> tuple[solver.RREHProblem, RREHFeatures]:
+  """:func:`make_problem` on checked process-local views (see there)."""
+  m, n_p = len(rows.dims), rows.num_paired
+  if cfg["orthogonal_v"] and cfg["bits"] >= n_p:
+    raise ValueError(
+        f"orthogonal_v needs bits < n_p (balanced, decorrelated V), got "
+        f"bits={cfg['bits']}, n_p={n_p}.")
+  if isinstance(cfg["delta2"], tuple) and len(cfg["delta2"]) != m:
+    raise ValueError(f"delta2 must have one value per modality ({m}), got "
+                     f"{len(cfg['delta2'])}.")
+  stats = [_standardisation(p, f"paired_views[{i}]",
+                            chunk_rows or max(1, CHUNK_ELEMENTS // p.shape[1]), n_p)
+           for i, p in enumerate(paired)]
+  shifts = [st[0] for st in stats]
+  scales = np.asarray([st[1] for st in stats])
+  rep = NamedSharding(mesh, P())
+
+  n, r, mask, paired_rows = _layout(rows, mesh.shape["data"])
+  mask_dev = _put(mask, NamedSharding(mesh, P(None, "data")))
+
+  anchor_index = np.asarray(steps.sample_anchors(rng, n_p, cfg["num_anchors"]))
+  anchors_host = _anchor_rows(paired, rows, anchor_index, shifts, scales, mesh)
+  d_max = max(rows.dims)
+  shift_host = np.zeros((m, d_max), np.float32)
+  for i, p in enumerate(paired):
+    shift_host[i, :p.shape[1]] = shifts[i]
+  # A fixed delta2 is given in raw units: in standardised units it is / scale^2.
+  fixed = None if cfg["delta2"] is None else _put(np.asarray(
+      np.broadcast_to(np.asarray(cfg["delta2"], np.float64), (m,)) / scales ** 2,
+      np.float32), rep)
+  if cfg["kernel"]:
+    phi, mean, delta2 = _kernel_step_streamed(
+        paired, unpaired, anchors_host, fixed, mask, n=n, r=r, chunk_rows=chunk_rows,
+        mesh=mesh, shifts=shifts, scales=scales)
+  else:
+    raw = [_sharded_rows(p, u, lambda x, d=p.shape[1]: jnp.pad(x, ((0, 0), (0, d_max - d))),
+                         width=d_max, n=n, r=r, mesh=mesh, chunk_rows=chunk_rows,
+                         shift=shifts[i], scale=scales[i])
+           for i, (p, u) in enumerate(zip(paired, unpaired))]
+    x_dev = jax.jit(jnp.stack, out_shardings=NamedSharding(mesh, P(None, "data", None)))(raw)
+    phi, mean = _linear_features(x_dev, mask_dev)
+    mean = _replicator(mesh)(mean)
+    delta2 = fixed if fixed is not None else _put(np.ones((m,), np.float32), rep)
+  if cfg["reconstruct_against"] == "anchors":
+    ref_idx = anchor_index
+  else:
+    ref_idx = np.arange(n_p, dtype=np.int32)
+  width = (np.full(m, phi.shape[-1]) if cfg["kernel"] else np.asarray(rows.dims))
+  problem = solver.RREHProblem(
+      phi=phi, mask=mask_dev, ref_idx=_put(ref_idx.astype(np.int32), rep),
+      num_paired=n_p, width=_put(width.astype(np.float32), rep), mesh=mesh,
+      paired_rows=None if paired_rows is None else _put(paired_rows, rep))
+  features = RREHFeatures(
+      shift=_put(shift_host, rep), scale=_put(scales.astype(np.float32), rep),
+      anchors=_put(anchors_host, rep), delta2=delta2, mean=mean,
+      dims=_put(np.asarray(rows.dims, np.int32), rep),
+      anchor_index=_put(anchor_index.astype(np.int32), rep),
+      kernel=_put(np.asarray(cfg["kernel"]), rep))
+  return problem, features
+
+
+def _resolve_mesh(mesh: jax.sharding.Mesh | None) -> jax.sharding.Mesh:
+  return _auto_mesh(default_mesh() if mesh is None else mesh)
+
+
 def make_problem(paired_views: Sequence[Any], unpaired_views: Sequence[Any],
                  config: Any, rng: jax.Array, *, mesh: jax.sharding.Mesh | None = None,
-                 chunk_rows: int | None = None
+                 chunk_rows: int | None = None, process_local: bool = False
                  ) -> tuple[solver.RREHProblem, RREHFeatures]:
   """The solver's problem from semi-paired views: standardise, anchors, kernel step.
 
@@ -367,7 +633,7 @@ def make_problem(paired_views: Sequence[Any], unpaired_views: Sequence[Any],
                            objective=state.objective)
 
   Args:
-    paired_views, unpaired_views, mesh, chunk_rows: as :func:`fit`.
+    paired_views, unpaired_views, mesh, chunk_rows, process_local: as :func:`fit`.
     config: as :func:`fit`; ``num_anchors``, ``kernel``, ``delta2``,
       ``reconstruct_against`` shape the problem (``bits`` and ``orthogonal_v`` are
       only checked).
@@ -375,7 +641,8 @@ def make_problem(paired_views: Sequence[Any], unpaired_views: Sequence[Any],
 
   Returns:
     ``(problem, features)``: :class:`hashjax.rreh.RREHProblem` (item axis sharded
-    over the mesh's ``"data"`` axis) and :class:`RREHFeatures`.
+    over the mesh's ``"data"`` axis, one block per process) and
+    :class:`RREHFeatures` (replicated).
 
   Raises:
     ValueError: as :func:`fit`.
@@ -383,79 +650,24 @@ def make_problem(paired_views: Sequence[Any], unpaired_views: Sequence[Any],
   cfg = resolve_config(config)
   if chunk_rows is not None:
     chunk_rows = checks.check_positive_int("chunk_rows", chunk_rows)
-  paired, unpaired = _check_views(paired_views, unpaired_views)
-  m, n_p = len(paired), paired[0].shape[0]
-  if cfg["orthogonal_v"] and cfg["bits"] >= n_p:
-    raise ValueError(
-        f"orthogonal_v needs bits < n_p (balanced, decorrelated V), got "
-        f"bits={cfg['bits']}, n_p={n_p}.")
-  if isinstance(cfg["delta2"], tuple) and len(cfg["delta2"]) != m:
-    raise ValueError(f"delta2 must have one value per modality ({m}), got "
-                     f"{len(cfg['delta2'])}.")
-  stats = [_standardisation(p, f"paired_views[{i}]",
-                            chunk_rows or max(1, CHUNK_ELEMENTS // p.shape[1]))
-           for i, p in enumerate(paired)]
-  shifts = [st[0] for st in stats]
-  scales = np.asarray([st[1] for st in stats])
-  mesh = default_mesh() if mesh is None else mesh
-  if "data" not in mesh.axis_names:
-    raise ValueError(f"mesh needs a 'data' axis, got axes {mesh.axis_names}.")
-  mesh = _auto_mesh(mesh)
-
-  n, mask = _layout(paired, unpaired, mesh.shape["data"])
-  mask_dev = jax.device_put(mask, NamedSharding(mesh, P(None, "data")))
-  rep = NamedSharding(mesh, P())
-
-  anchor_index = steps.sample_anchors(rng, n_p, cfg["num_anchors"])
-  idx = np.asarray(anchor_index)
-  d_max = max(p.shape[1] for p in paired)
-  anchors_host = np.zeros((m, len(idx), d_max), np.float32)
-  shift_host = np.zeros((m, d_max), np.float32)
-  for i, p in enumerate(paired):
-    anchors_host[i, :, :p.shape[1]] = _standardise(p[idx], shifts[i], scales[i])
-    shift_host[i, :p.shape[1]] = shifts[i]
-  anchors = jax.device_put(anchors_host, rep)                       # [M, k, d_max]
-  # A fixed delta2 is given in raw units: in standardised units it is / scale^2.
-  fixed = None if cfg["delta2"] is None else jnp.asarray(
-      np.broadcast_to(np.asarray(cfg["delta2"], np.float64), (m,)) / scales ** 2,
-      jnp.float32)
-  if cfg["kernel"]:
-    phi, mean, delta2 = _kernel_step_streamed(
-        paired, unpaired, anchors_host, fixed, mask, n=n, chunk_rows=chunk_rows,
-        mesh=mesh, shifts=shifts, scales=scales)
-  else:
-    x_dev = jax.device_put(_stack_raw(paired, unpaired, n, shifts, scales),
-                           NamedSharding(mesh, P(None, "data", None)))
-    phi, mean = _linear_features(x_dev, mask_dev)
-    delta2 = fixed if fixed is not None else jnp.ones((m,), jnp.float32)
-  if cfg["reconstruct_against"] == "anchors":
-    ref_idx = anchor_index
-  else:
-    ref_idx = jnp.arange(n_p, dtype=jnp.int32)
-  width = (np.full(m, phi.shape[-1]) if cfg["kernel"]
-           else np.asarray([p.shape[1] for p in paired]))
-  problem = solver.RREHProblem(
-      phi=phi, mask=mask_dev, ref_idx=jax.device_put(ref_idx, rep), num_paired=n_p,
-      width=jax.device_put(jnp.asarray(width, jnp.float32), rep), mesh=mesh)
-  features = RREHFeatures(
-      shift=jax.device_put(shift_host, rep),
-      scale=jnp.asarray(scales, jnp.float32), anchors=anchors, delta2=delta2,
-      mean=mean, dims=jnp.asarray([p.shape[1] for p in paired], jnp.int32),
-      anchor_index=anchor_index, kernel=jnp.asarray(cfg["kernel"]))
-  return problem, features
+  mesh = _resolve_mesh(mesh)
+  paired, unpaired, rows = _local_views(paired_views, unpaired_views,
+                                        process_local=process_local, mesh=mesh,
+                                        same=_fingerprint(cfg, rng))
+  return _build_problem(paired, unpaired, rows, cfg, rng, mesh, chunk_rows)
 
 
 def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
            rng: jax.Array, *, grid: Mapping[str, Sequence[Any]] | None = None,
            folds: int = 3, holdout: float = 0.2,
-           mesh: jax.sharding.Mesh | None = None
+           mesh: jax.sharding.Mesh | None = None, process_local: bool = False
            ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
   """Chooses hyper-parameters by held-out pair retrieval (no labels).
 
   See :mod:`hashjax.rreh.criterion` for the criterion.
 
   Args:
-    paired_views, unpaired_views: as :func:`fit`.
+    paired_views, unpaired_views, mesh, process_local: as :func:`fit`.
     config: as :func:`fit`; keys in the grid are searched, the others
       are fixed (theta / lam / init_v left None and not searched:
       :data:`hashjax.rreh.criterion.FIXED`).
@@ -483,8 +695,11 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
   for k in crit.SELECT_KEYS:
     if cfg[k] is None and k not in grid:
       cfg[k] = crit.FIXED[k]
-  paired, unpaired = _check_views(paired_views, unpaired_views)
-  n_p = paired[0].shape[0]
+  mesh = _resolve_mesh(mesh)
+  paired, unpaired, rows = _local_views(
+      paired_views, unpaired_views, process_local=process_local, mesh=mesh,
+      same=_fingerprint(dict(cfg, grid=repr(grid)), rng))
+  n_p = rows.num_paired
   h = max(2, int(round(holdout * n_p)))
   folds = max(1, min(int(folds), n_p // h))
   if n_p - h < 2:
@@ -494,15 +709,32 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
   rng_perm, rng_fold = jax.random.split(rng)
   perm = np.asarray(jax.random.permutation(rng_perm, n_p))
   scores = np.full((len(points), folds), -np.inf)
+  procs, me = jax.process_count(), jax.process_index()
+  rep = NamedSharding(mesh, P())
   for f in range(folds):
     held = np.sort(perm[f * h:(f + 1) * h])
-    keep = np.setdiff1d(np.arange(n_p), held)
+    # Every process keeps its own paired items that are not held out and moves its
+    # held-out items to the end of its unpaired rows (in index order), so the held-out
+    # items are the same rows of the same problem as on one process.
+    lo = [rows.paired_offset(p) for p in range(procs)]
+    own_held = [held[(held >= lo[p]) & (held < lo[p] + rows.paired[p])] - lo[p]
+                for p in range(procs)]
+    keep = np.setdiff1d(np.arange(rows.paired[me]), own_held[me])
     tp = [p[keep] for p in paired]
-    tu = [np.concatenate([np.asarray(u), p[held]]) for p, u in zip(paired, unpaired)]
-    rows = [keep.size + u.shape[0] + np.arange(h) for u in unpaired]
+    tu = [np.concatenate([np.asarray(u), p[own_held[me]]])
+          for p, u in zip(paired, unpaired)]
+    fold_rows = _Rows(rows.paired - [len(x) for x in own_held],
+                      rows.unpaired + np.asarray([len(x) for x in own_held])[:, None],
+                      rows.dims)
+    _, r, _, _ = _layout(fold_rows, mesh.shape["data"])
+    # Row of held-out item j in modality i: its process's block, after that
+    # process's kept paired rows and its own unpaired rows.
+    held_rows = [np.concatenate([
+        p * r + fold_rows.paired[p] + rows.unpaired[p, i] + np.arange(len(own_held[p]))
+        for p in range(procs)]).astype(np.int32) for i in range(len(rows.dims))]
     rng_anchor, rng_init = jax.random.split(jax.random.fold_in(rng_fold, f))
-    problem, _ = make_problem(tp, tu, dict(cfg, init_v=cfg["init_v"] or "pca"),
-                                  rng_anchor, mesh=mesh)
+    problem, _ = _build_problem(tp, tu, fold_rows, dict(cfg, init_v=cfg["init_v"] or "pca"),
+                                rng_anchor, mesh, None)
     by_init = {}
     for j, pt in enumerate(points):
       by_init.setdefault(pt.get("init_v", cfg["init_v"]), []).append(j)
@@ -513,15 +745,27 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
           problem, solver.RREHHyper(hv["theta"], hv["beta"], hv["lam"]), rng_init,
           bits=cfg["bits"], iterations=cfg["iterations"],
           orthogonal_v=cfg["orthogonal_v"], init_v=init_v)
-      w_ok = np.asarray(jnp.all(jnp.isfinite(state.W), axis=(1, 2, 3)))
-      b = np.asarray(state.B)                                     # [G, M, n, bits]
+      w_ok, b = _held_codes(state, held_rows, rep)   # [G], M x [G, h, bits]
       for g, j in enumerate(idx):
         if w_ok[g]:
-          scores[j, f] = crit.pair_score([b[g, i, rows[i]] for i in range(len(paired))])
+          scores[j, f] = crit.pair_score([x[g] for x in b])
   mean = scores.mean(axis=1)
   table = [dict(pt, score=float(mean[j]), fold_scores=scores[j].tolist())
            for j, pt in enumerate(points)]
   return dict(points[crit.choose(table)]), table
+
+
+def _held_codes(state: solver.RREHState, held_rows: list[np.ndarray],
+                rep: NamedSharding) -> tuple[np.ndarray, list[np.ndarray]]:
+  """Whether each grid point's W is finite ``[G]`` and the held-out rows of B.
+
+  Only the ``[G, h, bits]`` held-out codes of every modality leave the devices
+  (replicated on every process), never the whole sharded B.
+  """
+  ok, b = jax.jit(lambda w, bb: (jnp.all(jnp.isfinite(w), axis=(1, 2, 3)),
+                                 [bb[:, i, x] for i, x in enumerate(held_rows)]),
+                  out_shardings=rep)(state.W, state.B)
+  return np.asarray(ok), [np.asarray(x) for x in b]
 
 
 def check_finite_state(state: solver.RREHState) -> None:
@@ -535,7 +779,7 @@ def check_finite_state(state: solver.RREHState) -> None:
 
 def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
         rng: jax.Array, *, mesh: jax.sharding.Mesh | None = None,
-        chunk_rows: int | None = None) -> RREHModel:
+        chunk_rows: int | None = None, process_local: bool = False) -> RREHModel:
   """Fits RREH on semi-paired data (docs/rreh.md).
 
   Args:
@@ -556,41 +800,56 @@ def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
     rng: PRNG key; split into the anchor key and the key of the initial V.
     mesh: a mesh with a ``"data"`` axis for the item axis (default
       :func:`default_mesh`).
-    chunk_rows: raw rows per streamed chunk of the kernel step (default
-      ``CHUNK_ELEMENTS // d``; rounded up to a multiple of the device count).
+    chunk_rows: raw rows per streamed chunk of the kernel step, per device
+      (default ``CHUNK_ELEMENTS // d``; at most the device's rows).
       The views may be ``np.memmap`` arrays of any real dtype: rows are read and
       converted to float32 chunk by chunk.
+    process_local: False (default): every process passes every item (with more
+      than one process each keeps its :func:`hashjax.distributed.host_rows` block
+      of every view). True: every process passes only its own items, a block of
+      the paired items (in process order: the paired items of process 0, then of
+      process 1, ...) and a block of each modality's unpaired items. The fit is
+      the fit of the concatenation of the blocks in process order (the same model
+      as one process given that concatenation, up to float rounding; see
+      docs/rreh.md#multihost); no raw row leaves its process (the anchors do).
+      Every process must call ``fit`` with the same config and key.
 
   Returns:
-    :class:`RREHModel`.
+    :class:`RREHModel` (every leaf replicated over the mesh).
 
   Raises:
     ValueError: invalid settings; fewer than 2 modalities; paired views with
       different row counts; NaN / inf; a constant (e.g. all-zero) paired view; a
       modality whose unpaired width differs from its paired width;
-      ``orthogonal_v`` with ``bits >= n_p``.
+      ``orthogonal_v`` with ``bits >= n_p``; with several processes also a
+      process without paired rows, processes whose widths, settings or keys
+      differ, a mesh whose ``"data"`` axis does not list each process's devices
+      contiguously. Raised on every process, before any collective work.
     FloatingPointError: the solve gave a non-finite W or objective.
   """
   cfg = resolve_config(config)
   if chunk_rows is not None:
     chunk_rows = checks.check_positive_int("chunk_rows", chunk_rows)
-  if mesh is not None and "data" not in mesh.axis_names:
-    raise ValueError(f"mesh needs a 'data' axis, got axes {mesh.axis_names}.")
+  mesh = _resolve_mesh(mesh)
+  paired, unpaired, rows = _local_views(paired_views, unpaired_views,
+                                        process_local=process_local, mesh=mesh,
+                                        same=_fingerprint(cfg, rng))
   free = [k for k in crit.SELECT_KEYS if cfg[k] is None]
   if free and cfg["select"]:
-    chosen, _ = select(paired_views, unpaired_views, cfg, jax.random.fold_in(rng, 1),
-                       mesh=mesh)
+    chosen, _ = select(paired, unpaired, cfg, jax.random.fold_in(rng, 1), mesh=mesh,
+                       process_local=True)
     cfg.update(chosen)
   cfg.update({k: crit.FIXED[k] for k in free if cfg[k] is None})
   rng_anchor, rng_init = jax.random.split(rng)
-  problem, features = make_problem(paired_views, unpaired_views, cfg, rng_anchor,
-                                   mesh=mesh, chunk_rows=chunk_rows)
+  problem, features = _build_problem(paired, unpaired, rows, cfg, rng_anchor, mesh,
+                                     chunk_rows)
   hyper = solver.make_hyper(theta=cfg["theta"], beta=cfg["beta"], lam=cfg["lam"])
   state = solver.run(problem, hyper, rng_init, bits=cfg["bits"],
                      iterations=cfg["iterations"], orthogonal_v=cfg["orthogonal_v"],
                      init_v=cfg["init_v"])
-  check_finite_state(state)
-  return RREHModel(**features._asdict(), W=state.W, objective=state.objective)
+  w, objective = _replicator(mesh)((state.W, state.objective))
+  check_finite_state(state._replace(W=w, objective=objective))
+  return RREHModel(**features._asdict(), W=w, objective=objective)
 
 
 @partial(jax.jit, static_argnames=("kernel",))
@@ -624,6 +883,8 @@ def encode(model: RREHModel, x: Any, modality: int, *,
   num = int(np.shape(model.dims)[0])
   mi = modality_index(modality, num)
   d = int(np.asarray(model.dims)[mi])
+  # The model's leaves may be replicated over a multi-process mesh: read them back
+  # (small) so that this process encodes its own rows on its own devices.
   checks.check_matrix("x", x, cols=d)
   if chunk_rows is not None:
     chunk_rows = checks.check_positive_int("chunk_rows", chunk_rows)
@@ -631,11 +892,11 @@ def encode(model: RREHModel, x: Any, modality: int, *,
   x = x if isinstance(x, jax.Array) else np.asarray(x)
   kernel = bool(np.asarray(model.kernel))
   # Only the modality's own d columns: the padded columns of anchors are 0.
-  anchors = jnp.asarray(model.anchors[mi])[:, :d]
-  mean, w = jnp.asarray(model.mean[mi]), jnp.asarray(model.W[mi])
+  anchors = jnp.asarray(np.asarray(model.anchors)[mi, :, :d])
+  mean, w = jnp.asarray(np.asarray(model.mean)[mi]), jnp.asarray(np.asarray(model.W)[mi])
   if not kernel:
     mean, w = mean[:d], w[:d]
-  delta2 = jnp.asarray(model.delta2[mi])
+  delta2 = jnp.asarray(np.asarray(model.delta2)[mi])
   shift = np.asarray(model.shift[mi], np.float64)[:d]
   scale = float(np.asarray(model.scale[mi]))
   n = x.shape[0]

@@ -48,23 +48,30 @@ __all__ = [
 
 
 @partial(jax.tree_util.register_dataclass,
-         data_fields=["phi", "mask", "ref_idx", "width"],
+         data_fields=["phi", "mask", "ref_idx", "width", "paired_rows"],
          meta_fields=["num_paired", "mesh"])
 @dataclasses.dataclass(frozen=True)
 class RREHProblem:
   """One RREH problem on the padded item axis.
 
   Attributes:
-    phi: ``[M, n, k]`` centred kernel features; rows ``[0, n_p)`` are the paired
-      items (the same items in every modality), then each modality's unpaired
-      items, then padding (rows of 0).
+    phi: ``[M, n, k]`` centred kernel features; paired item i is row
+      ``paired_rows[i]`` in every modality (the same row index in every modality),
+      every other real row is an unpaired item of its modality, and padded rows are 0.
+      One process: rows ``[0, n_p)`` are the paired items, then each modality's
+      unpaired items, then padding. P processes: the item axis is P blocks of equal
+      size, block p laid out that way with process p's own rows (see
+      :func:`hashjax.rreh.make_problem`).
     mask: ``[M, n]`` float, 1 for real rows, 0 for padding.
-    ref_idx: int32 ``[s]`` paired rows the unpaired items are reconstructed from:
-      the anchors (``s = k``) or all paired items (``s = n_p``).
+    ref_idx: int32 ``[s]`` paired items (indices into ``[0, n_p)``) the unpaired
+      items are reconstructed from: the anchors (``s = k``) or all paired items
+      (``s = n_p``).
     num_paired: n_p (static).
     width: float ``[M]`` real feature width of every modality (the columns past it
       are zero padding; raw features without the kernel step differ in width), or
       None: every modality is ``k`` wide. Scales the relative ridge ``lam``.
+    paired_rows: int32 ``[n_p]`` row of paired item i on the item axis, or None:
+      ``arange(n_p)`` (the single-process layout).
     mesh: the mesh whose ``"data"`` axis shards the item axis (static), or None.
       With more than one device on it, the W-step's QR is a TSQR
       (:func:`hashjax.rreh.steps.tsqr`): per-device memory falls with the device
@@ -77,6 +84,13 @@ class RREHProblem:
   num_paired: int
   width: jax.Array | None = None
   mesh: jax.sharding.Mesh | None = None
+  paired_rows: jax.Array | None = None
+
+  def paired_index(self) -> jax.Array:
+    """int32 ``[n_p]`` row of every paired item (default ``arange(n_p)``)."""
+    if self.paired_rows is None:
+      return jnp.arange(self.num_paired, dtype=jnp.int32)
+    return self.paired_rows
 
 
 class RREHHyper(NamedTuple):
@@ -129,8 +143,11 @@ def make_hyper(*, theta: float, beta: float, lam: float,
 
 
 def _paired_mask(problem: RREHProblem) -> jax.Array:
+  """``[n]`` 1 on the rows of paired items, 0 elsewhere."""
   n = problem.phi.shape[1]
-  return (jnp.arange(n) < problem.num_paired).astype(problem.phi.dtype)
+  if problem.paired_rows is None:
+    return (jnp.arange(n) < problem.num_paired).astype(problem.phi.dtype)
+  return jnp.zeros((n,), problem.phi.dtype).at[problem.paired_rows].set(1.0)
 
 
 def prepare(problem: RREHProblem, hyper: RREHHyper) -> RREHAux:
@@ -145,7 +162,7 @@ def prepare(problem: RREHProblem, hyper: RREHHyper) -> RREHAux:
   """
   phi, ref_idx = problem.phi, problem.ref_idx
   unpaired = (1.0 - _paired_mask(problem))[None, :, None]
-  phi_s = phi[:, ref_idx]                                       # [M, s, k]
+  phi_s = phi[:, problem.paired_index()[ref_idx]]               # [M, s, k]
   m = phi.shape[0]
   width = (jnp.full((m,), phi.shape[-1], phi.dtype) if problem.width is None
            else problem.width.astype(phi.dtype))
@@ -164,8 +181,9 @@ def prepare(problem: RREHProblem, hyper: RREHHyper) -> RREHAux:
                  lam=jnp.stack(lam))
 
 
-def _targets(v: jax.Array, aux: RREHAux, ref_idx: jax.Array) -> jax.Array:
-  return jax.vmap(steps.latent_targets, in_axes=(None, 0, None))(v, aux.r, ref_idx)
+def _targets(v: jax.Array, aux: RREHAux, problem: RREHProblem) -> jax.Array:
+  return jax.vmap(steps.latent_targets, in_axes=(None, 0, None, None))(
+      v, aux.r, problem.ref_idx, problem.paired_rows)
 
 
 INIT_V = ("gaussian", "pca")
@@ -216,13 +234,13 @@ def init(problem: RREHProblem, aux: RREHAux, rng: jax.Array, *, bits: int,
   m, _, k = phi.shape
   if init_v == "gaussian":
     g = jax.random.normal(rng, (k, bits), phi.dtype)
-    v = steps.binarize(steps.matmul(phi[0, :problem.num_paired], g))
+    v = steps.binarize(steps.matmul(phi[0, problem.paired_index()], g))
   elif init_v == "pca":
     u = _pca_directions(problem, rng, bits)
-    v = steps.binarize(steps.matmul(jnp.mean(phi, axis=0)[:problem.num_paired], u))
+    v = steps.binarize(steps.matmul(jnp.mean(phi, axis=0)[problem.paired_index()], u))
   else:
     raise ValueError(f"init_v must be one of {INIT_V}, got {init_v!r}.")
-  z = _targets(v, aux, problem.ref_idx)
+  z = _targets(v, aux, problem)
   return RREHState(
       W=jnp.zeros((m, k, bits), phi.dtype),
       B=steps.binarize(z),
@@ -246,14 +264,14 @@ def update(state: RREHState, problem: RREHProblem, aux: RREHAux, hyper: RREHHype
     the new state.
   """
   phi, ref_idx = problem.phi, problem.ref_idx
-  z = _targets(state.V, aux, ref_idx)
+  z = _targets(state.V, aux, problem)
   w = jax.vmap(lambda q, p, zz, bb, mm: steps.w_step(q, p, zz, bb, mm, beta=hyper.beta))(
       aux.w_q, aux.w_p, z, state.B, problem.mask)
   b = jax.vmap(steps.b_step)(phi, w)
   p = jax.vmap(steps.matmul)(phi, w)
   v = steps.v_step(p, aux.r, aux.v_inv, ref_idx, n_paired=problem.num_paired,
-                   orthogonal=orthogonal_v)
-  z = _targets(v, aux, ref_idx)
+                   orthogonal=orthogonal_v, paired_rows=problem.paired_rows)
+  z = _targets(v, aux, problem)
   obj = jnp.sum(jax.vmap(partial(steps.objective, beta=hyper.beta))(
       phi, problem.mask, w, b, z, lam=aux.lam))
   return RREHState(W=w, B=b, V=v,

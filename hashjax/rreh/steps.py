@@ -195,19 +195,26 @@ def reconstruction_step(phi_u: jax.Array, phi_s: jax.Array,
   return matmul(phi_u, g)
 
 
-def latent_targets(v: jax.Array, r: jax.Array, ref_idx: jax.Array) -> jax.Array:
+def latent_targets(v: jax.Array, r: jax.Array, ref_idx: jax.Array,
+                   paired_rows: jax.Array | None = None) -> jax.Array:
   """``Z = [V ; R V_S]`` for one modality, on the padded item axis.
 
   Args:
     v: ``[n_p, b]`` shared latent of the paired items.
     r: ``[n, s]`` reconstruction coefficients (0 in paired and padded rows).
     ref_idx: int ``[s]`` rows of ``v`` that form the reference set.
+    paired_rows: int ``[n_p]`` item-axis row of every paired item, or None:
+      rows ``[0, n_p)``.
 
   Returns:
-    ``[n, b]``: rows ``[0, n_p)`` are ``V``, the rest ``R V_S`` (0 for padding).
+    ``[n, b]``: the paired rows are ``V``, the others ``R V_S`` (0 for padding).
   """
   n, n_p = r.shape[0], v.shape[0]
-  return jnp.pad(v, ((0, n - n_p), (0, 0))) + matmul(r, v[ref_idx])
+  if paired_rows is None:
+    placed = jnp.pad(v, ((0, n - n_p), (0, 0)))
+  else:
+    placed = jnp.zeros((n, v.shape[1]), v.dtype).at[paired_rows].set(v)
+  return placed + matmul(r, v[ref_idx])
 
 
 # ----------------------------------------------------------------------------
@@ -361,7 +368,8 @@ def orthogonalize(v: jax.Array) -> jax.Array:
 
 
 def v_step(p: jax.Array, r: jax.Array, v_inv: jax.Array, ref_idx: jax.Array, *,
-           n_paired: int, orthogonal: bool = False) -> jax.Array:
+           n_paired: int, orthogonal: bool = False,
+           paired_rows: jax.Array | None = None) -> jax.Array:
   """V-step: least squares in V given ``P_i = Phi_i W_i``.
 
   Minimises ``sum_i ||V - P_i^paired||^2 + ||R_i V_S - P_i^unpaired||^2``. Rows of V
@@ -374,13 +382,18 @@ def v_step(p: jax.Array, r: jax.Array, v_inv: jax.Array, ref_idx: jax.Array, *,
     r: ``[M, n, s]`` reconstruction coefficients (0 in paired and padded rows).
     v_inv: ``[s, s]`` from :func:`v_inverse`.
     ref_idx: int ``[s]`` reference rows among the n_p paired rows.
-    n_paired: n_p (a Python int); rows ``[0, n_p)`` of ``p`` are the paired items.
+    n_paired: n_p (a Python int).
     orthogonal: project onto ``V^T 1 = 0, V^T V = n_p I`` afterwards (a bool).
+    paired_rows: int ``[n_p]`` rows of ``p`` holding the paired items, or None:
+      rows ``[0, n_p)``.
 
   Returns:
     ``V`` ``[n_p, b]``.
   """
-  p_paired = p[:, :n_paired]                                   # [M, n_p, b]
+  if paired_rows is None:
+    p_paired = p[:, :n_paired]                                 # [M, n_p, b]
+  else:
+    p_paired = p[:, paired_rows]
   v = jnp.mean(p_paired, axis=0)
   rhs = jnp.sum(p_paired[:, ref_idx], axis=0) + jnp.sum(
       jax.vmap(lambda ri, pi: matmul(ri.T, pi))(r, p), axis=0)

@@ -108,3 +108,24 @@ def test_host_shard_explicit_arguments_match_block_split():
 def test_host_shard_rejects_bad_inputs(kw, arg, match):
   with pytest.raises(ValueError, match=match):
     distributed.host_shard(arg, **kw)
+
+
+@pytest.mark.parametrize("n, procs", [(10, 3), (7, 2), (4, 4), (90, 2)])
+def test_host_rows_blocks_cover_every_row_once(n, procs):
+  blocks = [distributed.host_rows(n, process_index=p, process_count=procs)
+            for p in range(procs)]
+  rows = np.concatenate([np.arange(n)[b] for b in blocks])
+  np.testing.assert_array_equal(rows, np.arange(n))
+  sizes = [b.stop - b.start for b in blocks]
+  assert max(sizes) - min(sizes) <= 1
+  assert distributed.host_rows(n) == slice(0, n)          # one process: everything
+  with pytest.raises(ValueError, match="process_index"):
+    distributed.host_rows(n, process_index=procs, process_count=procs)
+
+
+def test_allgather_exact_and_exchange_on_one_process():
+  x = np.asarray([1.0 + 2.0 ** -50, -3.0])              # float64 bits must survive
+  got = distributed.allgather_exact(x)
+  assert got.shape == (1, 2) and got.dtype == np.float64
+  np.testing.assert_array_equal(got[0], x)
+  assert distributed.exchange({"a": [1, 2], "b": None}) == [{"a": [1, 2], "b": None}]
