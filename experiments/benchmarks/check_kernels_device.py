@@ -1,15 +1,18 @@
 """Retrieval kernels on the default device (GPU when there is one): exact vs NumPy, then timed.
 
-  PYTHONPATH=. python experiments/benchmarks/check_kernels_device.py [--time]
+  PYTHONPATH=. python experiments/benchmarks/check_kernels_device.py [--time] [--out DIR]
 
 Correctness: ``hashjax.topk.topk_kernel`` (group scan and counting select, 16, 64 and
 128 bits, ties at the k-th distance, k = n) and ``metrics.mean_average_precision``
 against the NumPy references of tests/retrieval_reference.py. ``--time``: the
 counting select and the group scan on 2000 x 1M random codes (64 and 128 bits, R =
 100, 1000, 10000) and mAP@all on 5000 x 20000 x 64 bits, min of 3 after a first call.
-Needs only jax and numpy (no faiss). Prints one JSON line per check.
+Needs only jax and numpy (no faiss). Prints one JSON line per check and, with
+``--out``, writes them to ``DIR/kernels.json``; exits 1 when a check is not exact.
+The device check (device_check.py, part ``kernels``) runs it without ``--time``.
 """
 
+import argparse
 import json
 import os
 import sys
@@ -35,6 +38,14 @@ def codes(rng, n, bits, dup=True):
   return c
 
 
+ROWS: list[dict] = []
+
+
+def emit(row: dict) -> None:
+  ROWS.append(row)
+  print(json.dumps(row), flush=True)
+
+
 def check():
   rng = np.random.default_rng(0)
   for bits, n, k, chunk in ((16, 3000, 1000, 256), (64, 2000, 300, 1024),
@@ -47,15 +58,15 @@ def check():
                               jnp.asarray(pack_host(q)), jnp.int32(n), k=k, bits=bits,
                               chunk_size=chunk, mesh=None, method=method)
       ok = bool(np.array_equal(np.asarray(d), ref_d) and np.array_equal(np.asarray(i), ref_i))
-      print(json.dumps({"check": "topk", "bits": bits, "n": n, "k": k, "method": method,
-                        "exact": ok}), flush=True)
+      emit({"check": "topk", "bits": bits, "n": n, "k": k, "method": method,
+            "exact": ok})
   for bits in (16, 64):
     db, q = codes(rng, 3000, bits), codes(rng, 300, bits, dup=False)
     dl = (rng.random((3000, 10)) < 0.2).astype(np.float32)
     ql = (rng.random((300, 10)) < 0.2).astype(np.float32)
     got, ref = float(metrics.mean_average_precision(q, db, ql, dl)), mean_ap(q, db, ql, dl)
-    print(json.dumps({"check": "map", "bits": bits, "hashjax": got, "numpy": ref,
-                      "abs_diff": abs(got - ref)}), flush=True)
+    emit({"check": "map", "bits": bits, "hashjax": got, "numpy": ref,
+          "abs_diff": abs(got - ref), "exact": abs(got - ref) <= 1e-6})
 
 
 def best(f, reps=3):
@@ -81,19 +92,30 @@ def timed():
           continue
         s = best(lambda: topk.topk_kernel(db, ids, q, jnp.int32(n), k=r, bits=bits,  # noqa: B023
                                           chunk_size=32768, mesh=None, method=method))  # noqa: B023
-        print(json.dumps({"time": "topk_kernel", "nq": nq, "n": n, "bits": bits, "R": r,
-                          "method": method, "s": round(s, 4), "qps": round(nq / s)}),
-              flush=True)
+        emit({"time": "topk_kernel", "nq": nq, "n": n, "bits": bits, "R": r,
+              "method": method, "s": round(s, 4), "qps": round(nq / s)})
   q, db = codes(rng, 5000, 64, dup=False), codes(rng, 20000, 64, dup=False)
   ql = (rng.random((5000, 24)) < 0.1).astype(np.float32)
   dl = (rng.random((20000, 24)) < 0.1).astype(np.float32)
   s = best(lambda: metrics.mean_average_precision(q, db, ql, dl))
-  print(json.dumps({"time": "mAP@all", "shape": "5000x20000x64", "s": round(s, 4)}),
-        flush=True)
+  emit({"time": "mAP@all", "shape": "5000x20000x64", "s": round(s, 4)})
+
+
+def main(argv=None) -> int:
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--time", action="store_true", help="also time the kernels")
+  ap.add_argument("--out", default=None, help="folder for kernels.json")
+  a = ap.parse_args(argv)
+  emit({"devices": [str(d) for d in jax.devices()]})
+  check()
+  if a.time:
+    timed()
+  if a.out:
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "kernels.json"), "w") as f:
+      json.dump(ROWS, f, indent=1)
+  return 0 if all(r.get("exact", True) for r in ROWS) else 1
 
 
 if __name__ == "__main__":
-  print(json.dumps({"devices": [str(d) for d in jax.devices()]}), flush=True)
-  check()
-  if "--time" in sys.argv:
-    timed()
+  sys.exit(main())

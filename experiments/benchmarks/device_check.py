@@ -16,10 +16,13 @@ others still run):
    (ViT-B/32 + text tower, batch 128): jit and pmap, float32 and bfloat16, compile time,
    step time, pairs/s, MFU, memory; the PyTorch step of the same model and loss when
    torch is importable.
-3. ``map``: experiments/benchmarks/bench_map.py (5000 x 20000 x 64 bits).
-4. ``topr``: experiments/benchmarks/bench_retrieval.py (top-100/1000 Hamming search,
+3. ``kernels``: experiments/benchmarks/check_kernels_device.py: top-R (group scan and
+   counting select, 16-128 bits, ties at the R-th distance) and mAP on the device
+   against the NumPy references.
+4. ``map``: experiments/benchmarks/bench_map.py (5000 x 20000 x 64 bits).
+5. ``topr``: experiments/benchmarks/bench_retrieval.py (top-100/1000 Hamming search,
    5000 x 20000 and 2000 x 1M; needs faiss-cpu).
-5. ``rreh``: experiments/benchmarks/bench_rreh.py, RREH fit at 1M items (k = 600, in
+6. ``rreh``: experiments/benchmarks/bench_rreh.py, RREH fit at 1M items (k = 600, in
    memory, 512- and 128-wide synthetic views, JAX only).
 
 ``--dry-run`` runs every part at a tiny size on CPU (``JAX_PLATFORMS=cpu``) so that CI
@@ -53,7 +56,7 @@ import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-PARTS = ("parity", "dcgh_step", "map", "topr", "rreh")
+PARTS = ("parity", "dcgh_step", "kernels", "map", "topr", "rreh")
 
 
 def part_commands(part: str, out: pathlib.Path, dry: bool) -> list[str] | None:
@@ -69,6 +72,8 @@ def part_commands(part: str, out: pathlib.Path, dry: bool) -> list[str] | None:
       return cmd + ["--config-arg", "runlocal=True", "--layers", "1", "--batch", "8",
                     "--steps", "2", "--warmup", "0", "--torch", "auto"]
     return cmd + ["--steps", "5", "--warmup", "1", "--torch", "auto"]
+  if part == "kernels":   # exactness of top-R (both methods) and mAP on the device
+    return [py, str(HERE / "check_kernels_device.py"), "--out", str(out)]
   if part == "map":
     cmd = [py, str(HERE / "bench_map.py"), f"--out={out}"]
     # The load gate protects CPU timings on 2-core boxes; the GPU host has 16+ cores.
@@ -99,7 +104,8 @@ def part_commands(part: str, out: pathlib.Path, dry: bool) -> list[str] | None:
 # less the machine's start and the transfers). The first H200 loan (2026-12-04) ran
 # with 480 s in all and every part hit its limit on the cold machine (CUDA and torch
 # start-up, 35 s per full-size compile): these are sized from what it measured.
-TIMEOUTS = {"parity": 70, "dcgh_step": 250, "map": 40, "topr": 80, "rreh": 100}
+TIMEOUTS = {"parity": 70, "dcgh_step": 240, "kernels": 30, "map": 40, "topr": 60,
+            "rreh": 100}
 
 
 def _host_load_gate() -> float:
@@ -247,6 +253,10 @@ def _summary(part: dict) -> str:
           f"{x.get('framework', 'jax')} {x['dtype']} {x['parallelism']}: "
           f"{x['pairs_per_second']:.1f} pairs/s"
           + (f", MFU {x['mfu']:.1%}" if x.get("mfu") else "") for x in rows)
+    if part["part"] == "kernels" and "kernels.json" in r:
+      rows = [x for x in r["kernels.json"] if "check" in x]
+      bad = [x for x in rows if not x.get("exact", False)]
+      return f"{len(rows) - len(bad)} of {len(rows)} checks exact against NumPy"
     if part["part"] == "map" and "bench_map.json" in r:
       return "; ".join(f"{x['metric']}: {x['hashjax_s']:.3f} s, {x['speedup_vs_numpy']:.2f}x "
                        "NumPy" for x in r["bench_map.json"]["results"])
