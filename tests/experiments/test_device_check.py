@@ -18,7 +18,7 @@ def test_dry_run_runs_every_part(tmp_path):
   assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
   report = json.loads((tmp_path / "device_check.json").read_text())
   parts = {r["part"]: r for r in report["parts"]}
-  assert list(parts) == ["parity", "dcgh_step", "map", "topr", "rreh"]
+  assert list(parts) == ["parity", "dcgh_step", "kernels", "map", "topr", "rreh"]
   for name, r in parts.items():
     assert r["status"] in ("ok", "skipped"), (name, r["log_tail"])
   if parts["parity"]["status"] == "ok":
@@ -29,6 +29,8 @@ def test_dry_run_runs_every_part(tmp_path):
   assert {(r["dtype"], r["parallelism"]) for r in runs} == {
       (d, p) for d in ("float32", "bfloat16") for p in ("jit", "pmap")}
   assert all(r["finite_loss"] and r["params_changed"] for r in runs)
+  checks = [r for r in parts["kernels"]["results"]["kernels.json"] if "check" in r]
+  assert len(checks) >= 10 and all(r["exact"] for r in checks)
   assert (tmp_path / "device_check.md").read_text().startswith("# Device check (dry run")
 
 
