@@ -292,6 +292,20 @@ def _fingerprint(cfg: Mapping[str, Any], rng: jax.Array) -> str:
   return repr((sorted(cfg.items()), np.asarray(jax.random.key_data(rng)).tolist()))
 
 
+def _checked_inputs(paired_views: Any, unpaired_views: Any, cfg: Mapping[str, Any],
+                    rng: jax.Array, *, mesh: jax.sharding.Mesh | None,
+                    chunk_rows: int | None, process_local: bool):
+  """``(chunk_rows, mesh, paired, unpaired, rows)`` checked, as :func:`make_problem`
+  and :func:`fit` take them (:func:`_local_views` with the settings' fingerprint)."""
+  if chunk_rows is not None:
+    chunk_rows = checks.check_positive_int("chunk_rows", chunk_rows)
+  mesh = _resolve_mesh(mesh)
+  paired, unpaired, rows = _local_views(paired_views, unpaired_views,
+                                        process_local=process_local, mesh=mesh,
+                                        same=_fingerprint(cfg, rng))
+  return chunk_rows, mesh, paired, unpaired, rows
+
+
 def _local_views(paired_views: Any, unpaired_views: Any, *, process_local: bool,
                  mesh: jax.sharding.Mesh | None, same: str = ""
                  ) -> tuple[list[np.ndarray], list[np.ndarray], _Rows]:
@@ -648,12 +662,9 @@ def make_problem(paired_views: Sequence[Any], unpaired_views: Sequence[Any],
     ValueError: as :func:`fit`.
   """
   cfg = resolve_config(config)
-  if chunk_rows is not None:
-    chunk_rows = checks.check_positive_int("chunk_rows", chunk_rows)
-  mesh = _resolve_mesh(mesh)
-  paired, unpaired, rows = _local_views(paired_views, unpaired_views,
-                                        process_local=process_local, mesh=mesh,
-                                        same=_fingerprint(cfg, rng))
+  chunk_rows, mesh, paired, unpaired, rows = _checked_inputs(
+      paired_views, unpaired_views, cfg, rng, mesh=mesh, chunk_rows=chunk_rows,
+      process_local=process_local)
   return _build_problem(paired, unpaired, rows, cfg, rng, mesh, chunk_rows)
 
 
@@ -828,12 +839,9 @@ def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
     FloatingPointError: the solve gave a non-finite W or objective.
   """
   cfg = resolve_config(config)
-  if chunk_rows is not None:
-    chunk_rows = checks.check_positive_int("chunk_rows", chunk_rows)
-  mesh = _resolve_mesh(mesh)
-  paired, unpaired, rows = _local_views(paired_views, unpaired_views,
-                                        process_local=process_local, mesh=mesh,
-                                        same=_fingerprint(cfg, rng))
+  chunk_rows, mesh, paired, unpaired, rows = _checked_inputs(
+      paired_views, unpaired_views, cfg, rng, mesh=mesh, chunk_rows=chunk_rows,
+      process_local=process_local)
   free = [k for k in crit.SELECT_KEYS if cfg[k] is None]
   if free and cfg["select"]:
     chosen, _ = select(paired, unpaired, cfg, jax.random.fold_in(rng, 1), mesh=mesh,
