@@ -146,28 +146,37 @@ def _position_major(x: jax.Array, block: int) -> jax.Array:
   return x.reshape((c // block, block) + x.shape[1:]).swapaxes(0, 1).reshape(x.shape)
 
 
-def _in_block_counts(d: jax.Array, rel: jax.Array, bits: int):
+def _bit_masks(block: int, ndim: int):
+  """``(shifts, below)`` uint32 ``[block, 1...]`` (``ndim - 2`` ones): position
+  ``i`` and the mask of the positions before it."""
+  shifts = jnp.arange(block, dtype=jnp.uint32).reshape((block,) + (1,) * (ndim - 2))
+  return shifts, (jnp.uint32(1) << shifts) - jnp.uint32(1)
+
+
+def _in_block_counts(d: jax.Array, rel: jax.Array, bits: int, masks=None):
   """Same-distance items before each item inside its block, (I) of the docstring.
 
   Args:
-    d: ``[qc, block, nblk]`` int32 distances in ``[0, b + 1]``, ``[:, pos, blk]``
-      the item at position ``pos`` of block ``blk``.
-    rel: ``[qc, block, nblk]`` bool relevance.
+    d: ``[qc, block, ...]`` int32 distances in ``[0, b + 1]``: ``[qc, block]``
+      (one block) or ``[qc, block, nblk]``, ``[:, pos, blk]`` the item at
+      position ``pos`` of block ``blk``.
+    rel: bool relevance, shaped like ``d``.
     bits: code length ``b``.
+    masks: None or ``_bit_masks(block, d.ndim)`` made outside a loop body (as
+      loop invariants the ``"scan"`` pass is about 20% faster on CPU).
 
   Returns:
-    ``(all, relevant)`` int32 ``[qc, block, nblk]``: items ``i < j`` of j's block
+    ``(all, relevant)`` int32 shaped like ``d``: items ``i < j`` of j's block
     with ``d_i = d_j`` (and those of them that are relevant).
   """
-  block = d.shape[1]
+  block, tail = d.shape[1], (1,) * (d.ndim - 2)
   if block > 32:
     local = jnp.arange(block, dtype=jnp.int32)
-    earlier = (local[None, :] < local[:, None])[:, :, None]  # [j, i, 1]
-    same = (d[:, :, None, :] == d[:, None, :, :]) & earlier  # [qc, j, i, nblk]
+    earlier = (local[None, :] < local[:, None]).reshape((block, block) + tail)  # [j, i]
+    same = (jnp.expand_dims(d, 2) == jnp.expand_dims(d, 1)) & earlier  # [qc, j, i, ...]
     return (jnp.sum(same, axis=2, dtype=jnp.int32),
-            jnp.sum(same & rel[:, None, :, :], axis=2, dtype=jnp.int32))
-  shifts = jnp.arange(block, dtype=jnp.uint32)[:, None]
-  below = (jnp.uint32(1) << shifts) - jnp.uint32(1)  # items before j, as a mask
+            jnp.sum(same & jnp.expand_dims(rel, 1), axis=2, dtype=jnp.int32))
+  shifts, below = _bit_masks(block, d.ndim) if masks is None else masks
   du = d.astype(jnp.uint32)
   differ = jnp.zeros_like(du)  # bit i set: item i's distance differs from j's
   for k in range((bits + 1).bit_length()):  # bits of a distance in [0, b + 1]
@@ -397,6 +406,7 @@ def _sums_scan(qp, dp, ql, dl, n, ta, tr, kept, kvec, first_rel, init, *, bits,
   if packed:
     sa0, sr0 = sa0 + (sr0 << _HIGH), jnp.zeros((qc, 1), jnp.int32)
   sa0, sr0 = sa0.reshape(-1), sr0.reshape(-1)  # flat: indexed by offset + d
+  masks = _bit_masks(block, 2) if block <= 32 else None
 
   def body(carry, xs):
     sa, sr, sums = carry
@@ -408,22 +418,22 @@ def _sums_scan(qp, dp, ql, dl, n, ta, tr, kept, kvec, first_rel, init, *, bits,
     else:
       d = (xs & 0x7F).astype(jnp.int32)
       rel = xs >= 0x80
-    # In-block counts on [qc, block, 1]: one block, position-major.
-    inner_all, inner_rel = _in_block_counts(d[:, :, None], rel[:, :, None], bits)
-    inner_all, inner_rel = inner_all[:, :, 0], inner_rel[:, :, 0]
+    inner_all, inner_rel = _in_block_counts(d, rel, bits, masks)
     flat = (offset + d).reshape(-1)
     if packed:
       before = sa[flat].reshape(d.shape) + inner_all + (inner_rel << _HIGH)
       rank = (before & 0xFFFF) + 1
       hits = (before >> _HIGH) + 1
-      sa = sa.at[flat].add((1 + (rel.astype(jnp.int32) << _HIGH)).reshape(-1),
-                           mode="promise_in_bounds")
     else:
       rank = sa[flat].reshape(d.shape) + inner_all + 1
       hits = sr[flat].reshape(d.shape) + inner_rel + 1
+    sums = _accumulate(sums, rank, hits, rel, shared, kvec, first_rel, ndcg)
+    if packed:
+      sa = sa.at[flat].add((1 + (rel.astype(jnp.int32) << _HIGH)).reshape(-1),
+                           mode="promise_in_bounds")
+    else:
       sa = sa.at[flat].add(1, mode="promise_in_bounds")
       sr = sr.at[flat].add(rel.astype(jnp.int32).reshape(-1), mode="promise_in_bounds")
-    sums = _accumulate(sums, rank, hits, rel, shared, kvec, first_rel, ndcg)
     return (sa, sr, sums), None
 
   nb = dp.shape[0] // block
