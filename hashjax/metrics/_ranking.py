@@ -63,11 +63,10 @@ popcounts of that mask below j (and of its relevant part) are the counts, about
 ``2 log2(b + 2)`` word operations per item. Larger blocks compare ``[block,
 block]`` pairs.
 
-Memory per query chunk is ``O(qc * (chunk + (m / chunk) * b))`` int32, plus
-``O(qc * block^2)`` for ``"scan"`` and ``O(qc * chunk * ((b + 2) / block +
-max(block - 32, 0)))`` for ``"blocks"`` (its per-block histograms take ``4 * qc *
-chunk * (b + 2) / block`` bytes: 8.7 MB at 256 queries, chunk 4096, 64 bits,
-block 32). Neither pass builds a ``[num_queries, num_database]`` matrix, except
+Memory per query chunk is ``O(qc * (chunk + (m / chunk) * b + block^2))``
+int32, plus ``O(qc * chunk * (b + 2) / block)`` for the per-block histograms of
+``"blocks"`` (``4 * qc * chunk * (b + 2) / block`` bytes: 8.7 MB at 256 queries,
+chunk 4096, 64 bits, block 32). Neither pass builds a ``[num_queries, num_database]`` matrix, except
 the kept values (``keep``: ``qc * m`` bytes for ``"scan"``, ``4 * qc * m`` for
 ``"blocks"``, which the callers bound). Database rows are padded to whole chunks
 with a sentinel distance ``b + 1`` (ranked after every real item, never
@@ -167,15 +166,20 @@ def _in_block_counts(d: jax.Array, rel: jax.Array, bits: int, masks=None):
 
   Returns:
     ``(all, relevant)`` int32 shaped like ``d``: items ``i < j`` of j's block
-    with ``d_i = d_j`` (and those of them that are relevant).
+    with ``d_i = d_j`` (and those of them that are relevant). Blocks above 32
+    compare ``[qc, block, block]`` pairs, one block at a time.
   """
-  block, tail = d.shape[1], (1,) * (d.ndim - 2)
+  block = d.shape[1]
   if block > 32:
+    if d.ndim == 3:  # one block at a time: memory O(qc * block^2), not * chunk
+      counts = lax.map(lambda x: _in_block_counts(x[0], x[1], bits),
+                       (jnp.moveaxis(d, 2, 0), jnp.moveaxis(rel, 2, 0)))
+      return tuple(jnp.moveaxis(x, 0, 2) for x in counts)
     local = jnp.arange(block, dtype=jnp.int32)
-    earlier = (local[None, :] < local[:, None]).reshape((block, block) + tail)  # [j, i]
-    same = (jnp.expand_dims(d, 2) == jnp.expand_dims(d, 1)) & earlier  # [qc, j, i, ...]
+    earlier = local[None, :] < local[:, None]  # [j, i]: i before j in the block
+    same = (d[:, :, None] == d[:, None, :]) & earlier  # [qc, j, i]
     return (jnp.sum(same, axis=2, dtype=jnp.int32),
-            jnp.sum(same & jnp.expand_dims(rel, 1), axis=2, dtype=jnp.int32))
+            jnp.sum(same & rel[:, None, :], axis=2, dtype=jnp.int32))
   shifts, below = _bit_masks(block, d.ndim) if masks is None else masks
   du = d.astype(jnp.uint32)
   differ = jnp.zeros_like(du)  # bit i set: item i's distance differs from j's

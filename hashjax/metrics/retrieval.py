@@ -267,11 +267,10 @@ def mean_average_precision(query_codes, db_codes, query_labels, db_labels,
       lie in ``[0, C)``; default ``max id + 1`` or the other array's C),
       ``query_chunk`` (queries per jitted call, default 256), ``block``
       (database rows per block of the rank pass, default 32; above 32 the
-      in-block counts compare pairs: memory ``query_chunk * chunk * block``
-      bytes with ``rank_method="blocks"``), ``chunk`` (rows per pass step,
-      default 4096), ``rank_method`` (``"scan"`` or ``"blocks"``, see
-      :mod:`hashjax.metrics._ranking`; default: ``"scan"`` on CPU, ``"blocks"``
-      on accelerators; same values).
+      in-block counts compare pairs: memory ``query_chunk * block^2``),
+      ``chunk`` (rows per pass step, default 4096), ``rank_method``
+      (``"scan"`` or ``"blocks"``, see :mod:`hashjax.metrics._ranking`;
+      default: ``"scan"`` on CPU, ``"blocks"`` on accelerators; same values).
 
   Returns:
     float32 scalar; a query without relevant items (in the top k, for
