@@ -211,7 +211,8 @@ def to_markdown(res):
       f"{a['classes']} classes (p={a['label_p']}); {m['platform']}, {m['cpu_count']} "
       f"CPUs, {m['devices']}; jax {m['jax']}, numpy {m['numpy']}; NumPy BLAS threads "
       f"{a['np_threads']}; hashjax query_chunk {a['query_chunk']}, block {a['block']}, "
-      f"chunk {a['chunk']}, rank_method {a.get('rank_method') or 'default'}. Load average (1 min) {res['load_average_at_start'][0]:.1f} at "
+      f"chunk {a['chunk']}, rank_method {a.get('rank_method') or 'default'}. "
+      f"Load average (1 min) {res['load_average_at_start'][0]:.1f} at "
       f"start, {res['load_average_at_end'][0]:.1f} at end; per timing before/after "
       f"below (LOADED: still above {a['max_load']} after {a['retries']} repeats).", "",
       f"Command: `{m['command']}` ({m['date']})", "",

@@ -50,10 +50,11 @@ that the in-block reductions run along a major axis.
 per step, carrying per-query running counts per distance (``[qc, b + 2]``,
 starting at the first terms); a block gathers the carried counts at each item's
 distance, adds (I), and scatters its items into the carry. The carry stays in
-L1, which makes this 2-3x faster than ``"blocks"`` on CPU (XLA's CPU scatter,
-gather and scan over the ``[qc, chunk / block, b + 2]`` tables cost several ns
-per pair; 5000 x 20000 x 64 bits), but its ``m / block`` small sequential steps
-starve an accelerator. ``keep`` stores ``d | relevant << 7`` (one byte a pair).
+L1, which makes this about 3.5x faster than ``"blocks"`` on CPU (mAP@all of
+5000 x 20000 x 64 bits: 1.0-1.2 s against 3.7-4.2 s, 2 cores at load 8-10; XLA's
+CPU scatter, gather and scan over the ``[qc, chunk / block, b + 2]`` tables cost
+several ns per pair), but its ``m / block`` small sequential steps starve an
+accelerator. ``keep`` stores ``d | relevant << 7`` (one byte a pair).
 
 (I), the same-distance items before ``j`` inside its block, is bit-parallel for
 ``block <= 32``: each bit k of the distances becomes one 32-bit plane per query
@@ -66,11 +67,11 @@ block]`` pairs.
 Memory per query chunk is ``O(qc * (chunk + (m / chunk) * b + block^2))``
 int32, plus ``O(qc * chunk * (b + 2) / block)`` for the per-block histograms of
 ``"blocks"`` (``4 * qc * chunk * (b + 2) / block`` bytes: 8.7 MB at 256 queries,
-chunk 4096, 64 bits, block 32). Neither pass builds a ``[num_queries, num_database]`` matrix, except
-the kept values (``keep``: ``qc * m`` bytes for ``"scan"``, ``4 * qc * m`` for
-``"blocks"``, which the callers bound). Database rows are padded to whole chunks
-with a sentinel distance ``b + 1`` (ranked after every real item, never
-relevant).
+chunk 4096, 64 bits, block 32). Neither pass builds a ``[num_queries,
+num_database]`` matrix, except the kept values (``keep``: ``qc * m`` bytes for
+``"scan"``, ``4 * qc * m`` for ``"blocks"``, which the callers bound). Database
+rows are padded to whole chunks with a sentinel distance ``b + 1`` (ranked after
+every real item, never relevant).
 """
 
 from __future__ import annotations
@@ -97,8 +98,8 @@ _UNROLL = 4
 def default_method(backend: str | None = None) -> str:
   """The rank pass for a backend (default: JAX's default backend).
 
-  ``"scan"`` on CPU, where its running counts stay in L1 and it is 2-3x faster
-  than ``"blocks"`` (5000 x 20000 x 64 bits, session-7 measurements);
+  ``"scan"`` on CPU, where its running counts stay in L1 and it is about 3.5x
+  faster than ``"blocks"`` (5000 x 20000 x 64 bits, see the module docstring);
   ``"blocks"`` elsewhere: its steps are whole chunks with no carried counts, where
   ``"scan"``'s thousands of small sequential steps starve an accelerator.
   """
@@ -280,7 +281,8 @@ def histograms(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
     ta, tr, tg = carry
     p, l, j = xs
     # Position-major columns when keeping words (their order).
-    d, shared = _block_terms(qp, ql, p, l, j * chunk, n, bits, block if blocks else None)
+    d, shared = _block_terms(qp, ql, p, l, j * chunk, n, bits,
+                             block if blocks else None)
     rel = shared > 0
     kept = None
     if blocks:
@@ -450,7 +452,8 @@ def _sums_scan(qp, dp, ql, dl, n, ta, tr, kept, kvec, first_rel, init, *, bits,
   return lax.scan(body, (sa0, sr0, init), xs, unroll=_UNROLL)[0][2]
 
 
-@functools.partial(jax.jit, static_argnames=("bits", "chunk", "block", "ndcg", "method"))
+@functools.partial(jax.jit,
+                   static_argnames=("bits", "chunk", "block", "ndcg", "method"))
 def ranked_stats(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
                  n: jax.Array, ta: jax.Array, tr: jax.Array, tg: jax.Array,
                  per_chunk: jax.Array, kvec: jax.Array, kept: jax.Array | None = None,
