@@ -68,6 +68,7 @@ __all__ = [
     "DEFAULT_GROUP_SIZE",
     "MAX_REFINE_CANDIDATES",
     "METHODS",
+    "SMALL_DB_ROWS",
     "count_kernel",
     "default_group_size",
     "default_method",
@@ -90,21 +91,33 @@ def default_group_size(k: int) -> int:
   return DEFAULT_GROUP_SIZE if k * DEFAULT_GROUP_SIZE <= MAX_REFINE_CANDIDATES else 1
 
 
-def default_method(k: int, bits: int) -> str:
-  """Top-k kernel for ``k`` neighbours of ``bits``-bit codes: "group" or "count".
+# Up to this many rows the counting select also wins at k in (224, 256].
+SMALL_DB_ROWS = 40_000
+
+
+def default_method(k: int, bits: int, n: int | None = None) -> str:
+  """Top-k kernel for ``k`` neighbours of ``bits``-bit codes in ``n`` rows.
 
   The group scan while its group size is the full ``DEFAULT_GROUP_SIZE``
   (``k <= 256``), else the counting select, whose cost does not grow with
-  ``k``. Measured on 2 loaded CPU cores (load 17-20, 256 queries x 50k rows,
-  64 bits): group scan 0.07 s / counting 0.6 s at k = 100, 1.2 s / 0.4 s at
-  k = 1000, 5.5 s / 2.2 s at k = 10000. After the block-level compaction
-  (1.5-3.5x faster counting select) the group scan still wins below the
-  crossover: 0.49 s / 2.24 s at k = 100 and 1.04 s / 2.78 s at k = 256 (1024 x
-  200k x 64 bits, load 20-22). ``bits`` does not move the crossover in those
-  measurements; it is an argument so that the rule can.
+  ``k``; also the counting select for ``224 < k <= 256`` when ``n <=
+  SMALL_DB_ROWS`` (``n`` None: not known, the rule on ``k`` alone). Measured on
+  2 loaded CPU cores (load 17-20, 256 queries x 50k rows, 64 bits): group scan
+  0.07 s / counting 0.6 s at k = 100, 1.2 s / 0.4 s at k = 1000, 5.5 s / 2.2 s
+  at k = 10000. After the block-level compaction (1.5-3.5x faster counting
+  select) the group scan still wins below the crossover: 0.49 s / 2.24 s at k =
+  100 and 1.04 s / 2.78 s at k = 256 (1024 x 200k x 64 bits, load 20-22). By
+  ``n`` (1024 queries, 64 bits, load 8, group / count seconds, session 7): at
+  k = 256, 0.18 / 0.09 (20k rows), 0.21 / 0.16 (32k), 0.31 / 0.32 (50k), 0.31 /
+  0.56 (100k); at k = 224, 0.15 / 0.14 (20k), 0.17 / 0.20 (32k); at k <= 160
+  the group scan wins at every n (0.10 / 0.17 at 20k, k = 160). ``bits`` does
+  not move the crossover in those measurements; it is an argument so that the
+  rule can.
   """
   del bits
-  return "group" if k * DEFAULT_GROUP_SIZE <= MAX_REFINE_CANDIDATES else "count"
+  if k * DEFAULT_GROUP_SIZE > MAX_REFINE_CANDIDATES:
+    return "count"
+  return "count" if n is not None and n <= SMALL_DB_ROWS and k > 224 else "group"
 
 
 def _columns(db, c):
@@ -454,14 +467,15 @@ def topk_kernel(packed, ids, queries, count, *, k, bits, chunk_size, mesh,
     chunk_size: rows per scan step (the counting select uses at most 1024).
     mesh: None or the mesh of ``packed``.
     group_size: rows per group of the group scan; None: :func:`default_group_size`.
-    method: "group", "count" or None (:func:`default_method`; "group" when
-      ``group_size`` is given).
+    method: "group", "count" or None (:func:`default_method` of ``k``, ``bits``
+      and the ``m`` rows; "group" when ``group_size`` is given).
 
   Returns:
     ``(distances, ids)`` ``[nq, k]``, ascending by (distance, row).
   """
   if method is None:
-    method = "group" if group_size is not None else default_method(k, bits)
+    method = ("group" if group_size is not None
+              else default_method(k, bits, packed.shape[0]))
   if method not in METHODS:
     raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
   if method == "count":

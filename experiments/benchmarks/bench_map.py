@@ -49,6 +49,8 @@ def _parse(argv):
   p.add_argument("--query_chunk", type=int, default=256)
   p.add_argument("--block", type=int, default=32)
   p.add_argument("--chunk", type=int, default=4096)
+  p.add_argument("--rank_method", default=None, choices=("scan", "blocks"),
+                 help="rank pass (default: 'scan' on CPU, 'blocks' on accelerators).")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--max_load", type=float, default=1.5,
                  help="repeat a timing taken above this 1-minute load average.")
@@ -142,7 +144,8 @@ def main():
   d = np.where(rng.random((a.n, a.bits)) < 0.5, 1, -1).astype(np.float32)
   ql = (rng.random((a.nq, a.classes)) < a.label_p).astype(np.float32)
   dl = (rng.random((a.n, a.classes)) < a.label_p).astype(np.float32)
-  opts = dict(query_chunk=a.query_chunk, block=a.block, chunk=a.chunk)
+  opts = dict(query_chunk=a.query_chunk, block=a.block, chunk=a.chunk,
+              rank_method=a.rank_method)
   nnp = a.nq if a.np_queries <= 0 else min(a.np_queries, a.nq)
   gate = dict(max_load=a.max_load, retries=a.retries, wait_s=a.wait_s)
   load_start = os.getloadavg()
@@ -208,7 +211,8 @@ def to_markdown(res):
       f"{a['classes']} classes (p={a['label_p']}); {m['platform']}, {m['cpu_count']} "
       f"CPUs, {m['devices']}; jax {m['jax']}, numpy {m['numpy']}; NumPy BLAS threads "
       f"{a['np_threads']}; hashjax query_chunk {a['query_chunk']}, block {a['block']}, "
-      f"chunk {a['chunk']}. Load average (1 min) {res['load_average_at_start'][0]:.1f} at "
+      f"chunk {a['chunk']}, rank_method {a.get('rank_method') or 'default'}. "
+      f"Load average (1 min) {res['load_average_at_start'][0]:.1f} at "
       f"start, {res['load_average_at_end'][0]:.1f} at end; per timing before/after "
       f"below (LOADED: still above {a['max_load']} after {a['retries']} repeats).", "",
       f"Command: `{m['command']}` ({m['date']})", "",

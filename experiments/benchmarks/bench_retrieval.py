@@ -179,7 +179,7 @@ def to_markdown(res):
             "queries. hashjax times exclude compilation and include validation and "
             "packing of the database on every call. method auto = "
             "hashjax.topk.default_method (group scan for R <= 256, else counting "
-            "select)."]
+            "select; counting for R > 224 up to 40k rows)."]
   return "\n".join(lines) + "\n"
 
 

@@ -305,7 +305,8 @@ def iter_search(index: HammingIndex, queries: Any, k: int, *,
   if method is not None and method not in METHODS:
     raise ValueError(f"method must be one of {METHODS} or None, got {method!r}.")
   if method is None:
-    method = "group" if group_size is not None else default_method(k, index.bits)
+    method = ("group" if group_size is not None
+              else default_method(k, index.bits, index.count))
   if method == "group":
     if group_size is None:
       group_size = default_group_size(k)
@@ -347,7 +348,8 @@ def search(index: HammingIndex, queries: Any, k: int, *,
       :func:`default_group_size` (32 for ``k <= 256``, else 1). Any positive
       value gives the same results.
     method: "group" (group scan), "count" (counting select) or None:
-      :func:`default_method` (group scan for ``k <= 256``, else counting), or
+      :func:`default_method` (group scan for ``k <= 256``, else counting; also
+      counting for ``k > 224`` in at most 40k rows), or
       the group scan when ``group_size`` is given. Both give the same results.
 
   Returns:

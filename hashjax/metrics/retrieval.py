@@ -38,9 +38,11 @@ ids ``[n]`` / ``[n, 1]``. The public metric functions (:func:`mean_average_preci
 are **host-level**: they validate concrete values (so they raise under
 ``jax.jit``), pack the codes into uint32 words, loop over query chunks in Python
 and call jitted kernels (:mod:`hashjax.metrics._ranking`, :mod:`hashjax.topk`)
-that stream the database, so memory is ``O(query_chunk * (block^2 + chunk + b))``
-plus, for the rank pass, at most ``KEEP_PAIRS_BYTES`` (64 MB) of kept per-pair
-distances (one byte per query-item pair of a query chunk, used while they fit).
+that stream the database, so memory is ``O(query_chunk * (chunk * (1 + b / block)
++ (n / chunk) * b))`` (see :mod:`hashjax.metrics._ranking`) plus, for the rank
+pass, at most ``KEEP_PAIRS_BYTES`` (64 MB) of kept per-pair values (1 byte per
+query-item pair of a query chunk with ``rank_method="scan"``, 4 with
+``"blocks"``; used while they fit).
 Per-query values are computed in float32 and averaged in float64.
 
 Inside a jitted step use the **jittable cores** for fixed shapes:
@@ -140,8 +142,9 @@ class _Prepared:
 
   def __init__(self, query_codes, db_codes, query_labels, db_labels, *,
                num_classes=None, query_chunk=DEFAULT_QUERY_CHUNK,
-               block=DEFAULT_BLOCK, chunk=DEFAULT_CHUNK):
+               block=DEFAULT_BLOCK, chunk=DEFAULT_CHUNK, rank_method=None):
     q, d, self.bits = _codes(query_codes, db_codes)
+    self.rank_method = _rank_method(rank_method)
     ql, dl = _labels(query_labels, db_labels, q.shape[0], d.shape[0], num_classes)
     self.query_chunk = checks.check_positive_int("query_chunk", query_chunk)
     self.block = checks.check_positive_int("block", block)
@@ -186,8 +189,22 @@ def _check_k(name: str, k: Any, n: int) -> int:
   return k
 
 
-def _keep_pairs(qc: int, m: int, bits: int, ndcg: bool) -> bool:
-  return not ndcg and bits <= _ranking.MAX_KEPT_BITS and qc * m <= KEEP_PAIRS_BYTES
+def _keep_pairs(qc: int, m: int, bits: int, chunk: int, block: int, method: str,
+                ndcg: bool) -> bool:
+  """Whether pass 1 keeps per-pair values for pass 2 (1 byte a pair for "scan",
+  4 for "blocks") within ``KEEP_PAIRS_BYTES``."""
+  size = 1 if method == "scan" else 4
+  return (not ndcg and _ranking.can_keep(bits, chunk, block, method)
+          and size * qc * m <= KEEP_PAIRS_BYTES)
+
+
+def _rank_method(method: Any) -> str:
+  if method is None:
+    return _ranking.default_method()
+  if method not in _ranking.METHODS:
+    raise ValueError(f"rank_method must be one of {_ranking.METHODS} or None, got "
+                     f"{method!r}.")
+  return method
 
 
 def _per_query(prep: _Prepared, ks: tuple[int, ...], *, ranks: bool, ndcg: bool
@@ -196,15 +213,17 @@ def _per_query(prep: _Prepared, ks: tuple[int, ...], *, ranks: bool, ndcg: bool
   n = jnp.int32(prep.n)
   parts: dict[str, list[np.ndarray]] = {}
   for _, m, qp, ql in prep.query_batches():
-    keep = ranks and _keep_pairs(qp.shape[0], prep.dp.shape[0], prep.bits, ndcg)
-    ta, tr, tg, pairs = _ranking.histograms(qp, prep.dp, ql, prep.dl, n,
-                                            bits=prep.bits, chunk=prep.chunk,
-                                            gains=ndcg, keep=keep)
+    keep = ranks and _keep_pairs(qp.shape[0], prep.dp.shape[0], prep.bits,
+                                 prep.chunk, prep.block, prep.rank_method, ndcg)
+    ta, tr, tg, per_chunk, kept = _ranking.histograms(
+        qp, prep.dp, ql, prep.dl, n, bits=prep.bits, chunk=prep.chunk, gains=ndcg,
+        keep=keep, block=prep.block, method=prep.rank_method)
     res = {"hist_all": ta[:, :prep.bits + 1], "hist_rel": tr[:, :prep.bits + 1]}
     if ranks:
-      res.update(_ranking.ranked_stats(qp, prep.dp, ql, prep.dl, n, ta, tr, tg,
-                                       jnp.asarray(ks, jnp.int32).reshape(-1), pairs,
-                                       bits=prep.bits, block=prep.block, ndcg=ndcg))
+      res.update(_ranking.ranked_stats(
+          qp, prep.dp, ql, prep.dl, n, ta, tr, tg, per_chunk,
+          jnp.asarray(ks, jnp.int32).reshape(-1), kept, bits=prep.bits,
+          chunk=prep.chunk, block=prep.block, ndcg=ndcg, method=prep.rank_method))
     for key, v in res.items():
       parts.setdefault(key, []).append(np.asarray(v)[:m])
   return {key: np.concatenate(v) for key, v in parts.items()}
@@ -247,8 +266,11 @@ def mean_average_precision(query_codes, db_codes, query_labels, db_labels,
     **opts: keyword-only options: ``num_classes`` (for class ids: C, ids must
       lie in ``[0, C)``; default ``max id + 1`` or the other array's C),
       ``query_chunk`` (queries per jitted call, default 256), ``block``
-      (database rows per rank-pass step, memory ``query_chunk * block^2``,
-      default 32), ``chunk`` (rows per histogram-pass step, default 4096).
+      (database rows per block of the rank pass, default 32; above 32 the
+      in-block counts compare pairs: memory ``query_chunk * block^2``),
+      ``chunk`` (rows per pass step, default 4096), ``rank_method``
+      (``"scan"`` or ``"blocks"``, see :mod:`hashjax.metrics._ranking`;
+      default: ``"scan"`` on CPU, ``"blocks"`` on accelerators; same values).
 
   Returns:
     float32 scalar; a query without relevant items (in the top k, for
@@ -348,7 +370,8 @@ def evaluate_retrieval(query_codes, db_codes, query_labels, db_labels, *,
     radius: Hamming radius of ``p@r<radius>`` (precision within the radius).
     map_k_definition: definition of ``map@R``: ``"calc_map_k"`` (default) or
       ``"truncated"`` (see the module docstring).
-    **opts: keyword-only ``num_classes``, ``query_chunk``, ``block``, ``chunk``.
+    **opts: keyword-only ``num_classes``, ``query_chunk``, ``block``, ``chunk``,
+      ``rank_method``.
 
   Returns:
     ``{"map", "map@R", "map@k_definition", "p@R", "ndcg@R", "p@k"..., "p@r2",
@@ -444,7 +467,8 @@ def retrieval_core(query_codes: jax.Array, db_codes: jax.Array,
                    query_labels: jax.Array, db_labels: jax.Array, *, ks=(),
                    map_k_definition: str = DEFAULT_MAP_K_DEFINITION,
                    query_chunk: int = DEFAULT_QUERY_CHUNK, block: int = DEFAULT_BLOCK,
-                   chunk: int = DEFAULT_CHUNK) -> dict[str, jax.Array]:
+                   chunk: int = DEFAULT_CHUNK, rank_method: str | None = None
+                   ) -> dict[str, jax.Array]:
   """Jittable mAP@all, mAP@k and P@k for fixed shapes (same kernels and values).
 
   Traceable end to end: pack, then ``lax.map`` over query chunks of the two
@@ -458,7 +482,7 @@ def retrieval_core(query_codes: jax.Array, db_codes: jax.Array,
     db_labels: ``[n, C]`` multi-hot.
     ks: static cut-offs, each ``1 <= k <= n``.
     map_k_definition: ``"calc_map_k"`` (default) or ``"truncated"``.
-    query_chunk, block, chunk: as in :func:`mean_average_precision`.
+    query_chunk, block, chunk, rank_method: as in :func:`mean_average_precision`.
 
   Returns:
     dict of float32 scalars (means over queries, in float32): ``"map"`` and,
@@ -472,6 +496,7 @@ def retrieval_core(query_codes: jax.Array, db_codes: jax.Array,
     raise ValueError(f"labels must be multi-hot [nq, C] and [n, C] matching the codes, "
                      f"got {query_labels.shape} and {db_labels.shape}.")
   ks = tuple(_check_k("k", k, n) for k in ks)
+  method = _rank_method(rank_method)
   block = checks.check_positive_int("block", block)
   size = min(checks.check_positive_int("query_chunk", query_chunk), nq)
   ch = block * max(1, min(checks.check_positive_int("chunk", chunk) // block,
@@ -489,11 +514,13 @@ def retrieval_core(query_codes: jax.Array, db_codes: jax.Array,
 
   def one(args):
     q, l = args
-    keep = _keep_pairs(size, dp.shape[0], bits, False)
-    ta, tr, tg, pairs = _ranking.histograms(q, dp, l, dl, count, bits=bits, chunk=ch,
-                                            gains=False, keep=keep)
-    st = _ranking.ranked_stats(q, dp, l, dl, count, ta, tr, tg, kvec, pairs,
-                               bits=bits, block=block, ndcg=False)
+    keep = _keep_pairs(size, dp.shape[0], bits, ch, block, method, False)
+    ta, tr, tg, per_chunk, kept = _ranking.histograms(
+        q, dp, l, dl, count, bits=bits, chunk=ch, gains=False, keep=keep, block=block,
+        method=method)
+    st = _ranking.ranked_stats(q, dp, l, dl, count, ta, tr, tg, per_chunk, kvec, kept,
+                               bits=bits, chunk=ch, block=block, ndcg=False,
+                               method=method)
     return {key: v for key, v in st.items() if key != "ndcg_k"}
 
   stats = jax.tree.map(lambda v: v.reshape((-1,) + v.shape[2:])[:nq],

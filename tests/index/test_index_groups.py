@@ -122,6 +122,12 @@ def test_counting_select_sharded_and_default_method(np_rng):
     np.testing.assert_array_equal(np.asarray(i), ref_i)
   assert hindex.default_method(256, 64) == "group"
   assert hindex.default_method(257, 64) == "count"
+  # By database size: counting for 224 < k <= 256 up to 40k rows only.
+  assert hindex.default_method(256, 64, 40_000) == "count"
+  assert hindex.default_method(225, 64, 1000) == "count"
+  assert hindex.default_method(224, 64, 1000) == "group"
+  assert hindex.default_method(256, 64, 40_001) == "group"
+  assert hindex.default_method(1000, 64, 10**6) == "count"
   with pytest.raises(ValueError, match="method"):
     hindex.search(sharded, q, 5, method="sort")
 
@@ -172,3 +178,19 @@ def test_cumsum_blocks(np_rng):
     x = np_rng.integers(0, 33, size=(3, r)).astype(np.int32)
     np.testing.assert_array_equal(np.asarray(topk._cumsum(jnp.asarray(x))),
                                   np.cumsum(x, axis=1))
+
+
+def test_default_method_by_size_is_exact(np_rng):
+  # k = 240 in 700 rows: the default is now the counting select (small database);
+  # the result must still be the stable NumPy top-k, as with the group scan.
+  bits, n, k = 12, 700, 240
+  db = tie_codes(np_rng, n, bits)
+  q = np_rng.choice(np.array([-1, 1], np.int8), size=(5, bits))
+  q[0] = db[10]
+  index = hindex.add(hindex.create(bits), db)
+  assert hindex.default_method(k, bits, index.count) == "count"
+  ref_d, ref_i = stable_topk(q, db, k)
+  for method in (None, "group"):
+    d, i = hindex.search(index, q, k, chunk_size=64, method=method)
+    np.testing.assert_array_equal(np.asarray(d), ref_d)
+    np.testing.assert_array_equal(np.asarray(i), ref_i)
