@@ -405,13 +405,14 @@ def v_step(p: jax.Array, r: jax.Array, v_inv: jax.Array, ref_idx: jax.Array, *,
     p_paired = p[:, :n_paired]                                 # [M, n_p, b]
   else:
     p_paired = p[:, paired_rows]
-  back = jax.vmap(lambda ri, pi: matmul(ri.T, pi))(r, p)       # [M, s, b]
   if weights is None:
     v = jnp.mean(p_paired, axis=0)
-    rhs = jnp.sum(p_paired[:, ref_idx], axis=0) + jnp.sum(back, axis=0)
+    rhs = jnp.sum(p_paired[:, ref_idx], axis=0) + jnp.sum(
+        jax.vmap(lambda ri, pi: matmul(ri.T, pi))(r, p), axis=0)
   else:
     a = weights.astype(p.dtype)[:, None, None]
     v = jnp.sum(a * p_paired, axis=0) / jnp.sum(a)
+    back = jax.vmap(lambda ri, pi: matmul(ri.T, pi))(r, p)     # [M, s, b]
     rhs = jnp.sum(a * p_paired[:, ref_idx], axis=0) + jnp.sum(a * back, axis=0)
   v_ref = matmul(v_inv, rhs)
   v = v.at[ref_idx].set(v_ref)
