@@ -15,14 +15,14 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from rreh_reference import (  # noqa: E402
+from rreh_reference import (
     encode_reference,
     fit_reference,
     project_reference,
 )
 
-from hashjax import checks, rreh  # noqa: E402
-from hashjax.rreh import criterion, solver, steps  # noqa: E402
+from hashjax import checks, rreh
+from hashjax.rreh import criterion, solver, steps
 
 BITS, K = 8, 12
 FIXED = dict(theta=1.0, beta=0.5, lam=1.0, iterations=6, select=False)
