@@ -217,6 +217,9 @@ def test_weight_candidates_and_view_quality_by_hand():
 
 
 def test_auto_weights_down_weight_a_noise_view():
+  # Also the regression check of run_grid's sequential weighted PCA starts: with the
+  # starts vmapped (a batched eigh) this select aborted the process on 8 forced CPU
+  # devices (jaxlib 0.10, 2 cores); test_rreh_grid's 1-device grid did not.
   # Views 0 and 1 share the item's class; view 2 is pure noise, unrelated to it.
   paired, unpaired = _data(6, 120, [60, 60, 60], [8, 6, 5], c=6, noise=0.4)
   rs = np.random.default_rng(1)
