@@ -6,10 +6,14 @@ fac, fou, kar, mor, pix, zer: M = 6). Training: ``paired_ratio`` (default 0.1) o
 training items keep every view; the rest is dealt out disjointly over the views.
 theta, lam and init_v are chosen without labels by ``hashjax.rreh.select`` unless
 given (``theta``, ``lam``, ``init_v`` arguments; ``select=false`` uses
-hashjax.rreh.criterion.FIXED).
+hashjax.rreh.criterion.FIXED). ``view_weights``: per-view weights of the joint fit
+(docs/rreh.md#weights): empty = uniform, ``auto`` = chosen without labels, or one
+weight per view joined by ``+`` (``views=all,view_weights=1+1+1+0.2+1+1``).
 
   python -m hashjax.main --config=configs/rreh_uci.py --workdir=/tmp/hashjax/rreh_uci
   python -m hashjax.main --config=configs/rreh_uci.py:views=all --workdir=/tmp/hashjax/rreh_uci6
+  python -m hashjax.main --config=configs/rreh_uci.py:views=all,view_weights=auto \
+      --workdir=/tmp/hashjax/rreh_uci6w
 """
 
 from hashjax.config_utils import RREH_ARGS, parse_arg, rreh_config

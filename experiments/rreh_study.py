@@ -9,6 +9,9 @@ ones; mAP@all, mean +- sample std over seeds):
 * ``anchors``: number of anchors k (capped at the number of paired items), 64 bits.
 * ``views``: UCI, all six views: every ordered view pair, RREH fit jointly on the six
   views vs fit on the two views of the pair only.
+* ``views_weighted``: UCI, all six views, 10% paired, 64 bits: the joint six-view fit
+  with uniform view weights (library default) and with label-free weights
+  (``view_weights="auto"``, issue 18.7) against the pairwise fits.
 * ``sensitivity``: kernel on/off and one-at-a-time theta / beta / lambda sweeps,
   Wikipedia 64 bits 10% paired.
 * ``objective``: the RREH objective per iteration on Wikipedia and UCI.
@@ -434,6 +437,142 @@ def study_views(args, seeds, out) -> None:
                        pairwise=pair.tolist(), records=records), "\n".join(md), out)
 
 
+def _matrix_md(title: str, mat: np.ndarray, names: list[str]) -> list[str]:
+  m = len(names)
+  md = [f"## {title} (row = query view, column = database view)", "",
+        "| query \\ db | " + " | ".join(names) + " |", "|---|" + "---|" * m]
+  for i in range(m):
+    md.append(f"| {names[i]} | " + " | ".join(
+        "—" if not np.isfinite(mat[i, j]) else f"{mat[i, j]:.4f}" for j in range(m))
+        + " |")
+  return md + [""]
+
+
+def study_views_weighted(args, seeds, out) -> None:
+  """Joint six-view fit, uniform vs label-free view weights, vs pairwise fits."""
+  ratio = 0.1 if not args.quick else 0.5
+  cfg, src = load_rreh_config("uci")
+  names = list(UCI_VIEWS)
+  m = len(names)
+  fits = ("uniform", "weighted", "pairwise")
+  maps = {f: np.full((len(seeds), m, m), np.nan) for f in fits}
+  records, chosen_w, load = [], [], [os.getloadavg()]
+  pairs = [(a, b) for a in range(m) for b in range(a + 1, m)]
+  if args.quick:
+    pairs = pairs[:2]
+
+  def put(fit, si, r):
+    for d, v in r["map"].items():
+      a, b = d.split("->")
+      maps[fit][si, names.index(a), names.index(b)] = v
+
+  for si, seed in enumerate(seeds):
+    data = semi_paired("uci6", ratio, seed)
+    r = run_one("rreh", "uci6", bits=64, ratio=ratio, seed=seed, rreh_cfg=cfg, data=data)
+    put("uniform", si, r)
+    records.append(dict(_clean(r), fit="uniform"))
+    # fit(view_weights="auto") = select(key fold_in(key, 1)) then the fit with the
+    # chosen values; done in two calls here to record the choice and its table.
+    t0 = time.perf_counter()
+    auto = dict(cfg, view_weights="auto")
+    chosen, table = rreh.select(data[0], data[1], dict(auto, bits=64),
+                                jax.random.fold_in(jax.random.key(seed), 1))
+    t_select = time.perf_counter() - t0
+    wcfg = dict(cfg, **chosen)
+    r = run_one("rreh", "uci6", bits=64, ratio=ratio, seed=seed, rreh_cfg=wcfg,
+                data=data)
+    put("weighted", si, r)
+    wrows = [t for t in table if "candidate" in t]
+    records.append(dict(_clean(r), fit="weighted", select_seconds=t_select,
+                        chosen={k: v for k, v in chosen.items()},
+                        weight_candidates=wrows))
+    chosen_w.append(dict(seed=seed, chosen=chosen, candidates=wrows,
+                         select_seconds=t_select, fit_seconds=r["train_seconds"]))
+    for a, b in pairs:
+      r = run_one("rreh", "uci6", bits=64, ratio=ratio, seed=seed, rreh_cfg=cfg,
+                  data=data, views=(a, b))
+      maps["pairwise"][si, a, b] = r["map"][f"{names[a]}->{names[b]}"]
+      maps["pairwise"][si, b, a] = r["map"][f"{names[b]}->{names[a]}"]
+      records.append(dict(_clean(r), fit="pairwise"))
+    load.append(os.getloadavg())
+    print(f"[views_weighted] seed {seed} done", flush=True)
+    _views_weighted_report(args, seeds[:si + 1], out, cfg, src, ratio, names,
+                           {f: x[:si + 1] for f, x in maps.items()}, records,
+                           chosen_w, load)
+
+
+def _views_weighted_report(args, seeds, out, cfg, src, ratio, names, maps, records,
+                           chosen_w, load) -> None:
+  m = len(names)
+  mean = {f: np.nanmean(x, 0) for f, x in maps.items()}
+  off = ~np.eye(m, dtype=bool) & np.isfinite(mean["pairwise"])
+  n_off = int(off.sum())
+  md = [f"# RREH on UCI, six views: uniform vs label-free view weights vs pairwise "
+        f"(64 bits, {int(ratio * 100)}% paired, mAP@all, mean over {len(seeds)} "
+        f"seed(s): {list(seeds)})", "",
+        f"Command: `{_common.command()}`; settings {src} (theta, lam, init_v chosen "
+        "by the label-free criterion, library default). Load average (1, 5, 15 min) "
+        "at the start and after each seed: "
+        + ", ".join("(" + ", ".join(f"{x:.2f}" for x in la) + ")" for la in load)
+        + ". The machine's 2 cores were shared with other jobs.", "",
+        "Same semi-paired split for every fit (the six-view split; a pairwise fit sees "
+        "the paired rows and the two views' own unpaired rows). Weighted = "
+        "`view_weights=\"auto\"` (docs/rreh.md#weights).", ""]
+  md += ["## Summary over the 30 ordered view pairs", "",
+         "| fit | mean mAP | best of the three in | beats pairwise in |",
+         "|---|---|---|---|"]
+  stack = np.stack([mean[f] for f in ("uniform", "weighted", "pairwise")])
+  best = np.argmax(np.where(np.isfinite(stack), stack, -np.inf), axis=0)
+  for k, f in enumerate(("uniform", "weighted", "pairwise")):
+    beats = "—" if f == "pairwise" else (
+        f"{int((mean[f][off] > mean['pairwise'][off]).sum())} of {n_off}")
+    md.append(f"| {f} | {mean[f][off].mean():.4f} | {int((best[off] == k).sum())} of "
+              f"{n_off} | {beats} |")
+  md.append("")
+  md.append(f"Weighted vs uniform (joint fits): weighted better in "
+            f"{int((mean['weighted'][off] > mean['uniform'][off]).sum())} of {n_off}, "
+            f"mean difference {(mean['weighted'] - mean['uniform'])[off].mean():+.4f}.")
+  md.append("")
+  md += ["## Chosen weights (normalised to sum 6) and the criterion's scores", "",
+         "| seed | chosen | " + " | ".join(names) + " | select s | fit s |",
+         "|---|---|" + "---|" * m + "---|---|"]
+  for c in chosen_w:
+    w = c["chosen"].get("view_weights") or (1.0,) * m
+    win = max(c["candidates"], key=lambda r: r["score"])["candidate"]
+    md.append(f"| {c['seed']} | {win} | " + " | ".join(f"{x:.3f}" for x in w)
+              + f" | {c['select_seconds']:.1f} | {c['fit_seconds']:.1f} |")
+  md.append("")
+  md += ["| seed | " + " | ".join(r["candidate"] for r in chosen_w[0]["candidates"])
+         + " |", "|---|" + "---|" * len(chosen_w[0]["candidates"])]
+  for c in chosen_w:
+    md.append(f"| {c['seed']} | " + " | ".join(f"{r['score']:.4f}"
+                                              for r in c["candidates"]) + " |")
+  md += ["", "(held-out pair MRR, mean over 3 folds; down_i: view i at weight 0.1 "
+         "before normalising; views in order " + ", ".join(
+             f"{i}={n}" for i, n in enumerate(names)) + ")", ""]
+  secs = {f: [r["train_seconds"] for r in records if r.get("fit") == f]
+          for f in ("uniform", "weighted", "pairwise")}
+  md += ["## Timings (train_seconds: selection + final fit, per fit)", "",
+         "| fit | fits | mean s | total s |", "|---|---|---|---|"]
+  for f, v in secs.items():
+    extra = [c["select_seconds"] for c in chosen_w] if f == "weighted" else [0] * len(v)
+    tot = np.asarray(v) + np.asarray(extra)
+    md.append(f"| {f} | {len(v)} | {tot.mean():.1f} | {tot.sum():.1f} |")
+  md += ["", "(weighted: the `select` call with the weight search plus the final fit "
+         "with the chosen values, i.e. what `fit(view_weights=\"auto\")` costs.)", ""]
+  md += _matrix_md("joint, uniform weights", mean["uniform"], names)
+  md += _matrix_md("joint, label-free weights", mean["weighted"], names)
+  md += _matrix_md("pairwise fits (2 views)", mean["pairwise"], names)
+  md += _matrix_md("weighted minus uniform", mean["weighted"] - mean["uniform"], names)
+  md += _matrix_md("weighted minus pairwise", mean["weighted"] - mean["pairwise"],
+                   names)
+  _write("views_weighted", dict(
+      env=_env(args, seeds), load_average=load,
+      rreh_config=dict(source=src, values=cfg), ratio=ratio, views=names,
+      maps={f: x.tolist() for f, x in maps.items()}, weights=chosen_w,
+      records=records), "\n".join(md), out)
+
+
 def study_sensitivity(args, seeds, out) -> None:
   cfg, src = load_rreh_config("wikipedia")
   grid = (0.1, 1.0, 10.0) if args.quick else (0.01, 0.1, 1.0, 10.0, 100.0)
@@ -509,6 +648,7 @@ def study_objective(args, seeds, out) -> None:
 
 
 STUDIES = dict(main=study_main, anchors=study_anchors, views=study_views,
+               views_weighted=study_views_weighted,
                sensitivity=study_sensitivity, objective=study_objective)
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "check_matrix",
     "check_positive_int",
     "check_same_rows",
+    "check_view_weights",
 ]
 
 
@@ -115,3 +116,52 @@ def check_same_rows(names: Sequence[str], arrays: Sequence[Any]) -> None:
   if len(set(rows)) > 1:
     desc = ", ".join(f"{n}: {r}" for n, r in zip(names, rows))
     raise ValueError(f"row counts differ ({desc}); rows must be the same items.")
+
+
+VIEW_WEIGHTS_AUTO = "auto"
+
+
+def check_view_weights(name: str, value: Any, num_views: int | None = None
+                       ) -> None | str | tuple[float, ...]:
+  """Validates per-view weights and normalises them to sum to the number of views.
+
+  Args:
+    name: the argument's name (for the message).
+    value: None (uniform), ``"auto"`` (chosen without labels), or a sequence of
+      positive finite numbers, one per view.
+    num_views: the number of views M, if known (then the length must match).
+
+  Returns:
+    None, ``"auto"``, or a tuple of M floats ``M w_i / sum_j w_j`` (computed in
+    float64, so weights that differ by a common factor give the same tuple up to
+    rounding, and ``(1, ..., 1)`` stays exactly ones).
+
+  Raises:
+    ValueError: anything else: a string other than ``"auto"``, a scalar, fewer than 2
+      or (``num_views`` given) not M weights, a weight that is 0, negative, NaN, inf
+      or not a number.
+  """
+  if value is None:
+    return None
+  if isinstance(value, str):
+    if value == VIEW_WEIGHTS_AUTO:
+      return value
+    raise ValueError(f"{name} must be None, 'auto' or one positive number per view, "
+                     f"got {value!r}.")
+  if isinstance(value, np.ndarray):
+    value = value.tolist()
+  if not isinstance(value, Sequence):
+    raise ValueError(  # noqa: TRY004 (config errors are ValueErrors: one CLI line)
+        f"{name} must be None, 'auto' or one positive number per view, got {value!r}.")
+  if any(isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating))
+         for v in value):
+    raise ValueError(f"{name} must hold numbers, got {list(value)!r}.")
+  w = np.asarray(value, np.float64)
+  if w.ndim != 1 or w.size < 2:
+    raise ValueError(f"{name} needs one weight per view (at least 2), got "
+                     f"{list(value)!r}.")
+  if num_views is not None and w.size != num_views:
+    raise ValueError(f"{name} has {w.size} weights but there are {num_views} views.")
+  if not np.all(np.isfinite(w)) or np.any(w <= 0):
+    raise ValueError(f"{name} must be > 0 and finite, got {list(value)!r}.")
+  return tuple(float(x) for x in w * (w.size / np.sum(w)))

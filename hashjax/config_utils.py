@@ -123,7 +123,8 @@ def rreh_config(a: dict, *, data: dict, num_anchors: int, beta: float):
 
   Args:
     a: parsed config arguments (bits, paired_ratio, mode, seed, iterations, theta,
-      lam, init_v ("" = chosen), select, runlocal).
+      lam, init_v ("" = chosen), select, runlocal, view_weights ("" = uniform,
+      "auto" = chosen, or weights joined by "+": :func:`parse_view_weights`)).
     data: the ``data`` fields (see :func:`hashjax.data.get_retrieval_split`).
     num_anchors, beta: the data set's fixed RREH hyper-parameters.
   """
@@ -146,13 +147,29 @@ def rreh_config(a: dict, *, data: dict, num_anchors: int, beta: float):
   c.rreh.lam = ml_collections.FieldReference(
       float(a["lam"]) if a["lam"] else None, field_type=float)
   c.rreh.init_v = ml_collections.FieldReference(a["init_v"] or None, field_type=str)
+  c.rreh.view_weights = parse_view_weights(a.get("view_weights", ""))
   c.eval = ml_collections.ConfigDict(dict(top_r=100, ks=()))
   if a["runlocal"]:
     c.rreh.iterations = min(c.rreh.iterations, 3)
   return c
 
 
-RREH_ARGS = dict(theta="", lam="", init_v="", select=True)
+RREH_ARGS = dict(theta="", lam="", init_v="", select=True, view_weights="")
+
+
+def parse_view_weights(raw: str):
+  """The ``view_weights`` config argument: "" -> None (uniform), "auto", or weights
+  joined by "+" (``view_weights=1+1+1+0.2+1+1``) -> a tuple of floats (checked,
+  like every RREH field, by :func:`hashjax.validate.validate_config`)."""
+  if not raw:
+    return None
+  if raw == "auto":
+    return raw
+  try:
+    return tuple(float(x) for x in raw.split("+"))
+  except ValueError:
+    raise ValueError(f"config argument view_weights={raw!r} must be 'auto' or numbers "
+                     "joined by '+' (e.g. 1+1+0.2).") from None
 
 
 def rreh_feature_config(arg: str | None, *, image_key: str, num_classes: int | None):

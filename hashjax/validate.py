@@ -16,7 +16,7 @@ import os
 import tempfile
 from typing import Any
 
-from hashjax import methods
+from hashjax import checks, methods
 
 __all__ = ["DCGH_METHODS", "ON_DAMAGE", "SHALLOW_METHODS", "check_model_bits",
            "check_workdir", "validate_config", "validate_dcgh", "validate_shallow"]
@@ -135,6 +135,20 @@ def validate_shallow(config: Any) -> None:
     if _get(config, "rreh.select") is not _MISSING:
       _bool(config, "rreh.select")
     _choice(config, "rreh.reconstruct_against", ("anchors", "paired"))
+    _view_weights(config)
+
+
+def _view_weights(config: Any) -> None:
+  """``rreh.view_weights``: None, "auto" (with selection on) or one weight per view."""
+  v = _get(config, "rreh.view_weights")
+  if v is _MISSING or v is None:
+    return
+  views = _get(config, "data.views")
+  n = len(views) if isinstance(views, (list, tuple)) else None
+  checks.check_view_weights("config.rreh.view_weights", v, n)
+  if v == checks.VIEW_WEIGHTS_AUTO and _get(config, "rreh.select") is False:
+    raise ValueError("config.rreh.view_weights='auto' is chosen by label-free "
+                     "selection; it needs config.rreh.select=True.")
 
 
 def validate_dcgh(config: Any) -> None:

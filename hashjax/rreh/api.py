@@ -63,11 +63,13 @@ CHUNK_ELEMENTS = 1 << 24
 
 # theta, lam, init_v = None: chosen without labels by :func:`select` (``select``
 # True) or taken from hashjax.rreh.criterion.FIXED (``select`` False). theta and lam are
-# relative ridges (see hashjax.rreh.RREHHyper).
+# relative ridges (see hashjax.rreh.RREHHyper). view_weights: None (uniform, the
+# unweighted model), one positive weight per view (normalised to sum to M), or
+# "auto" (chosen without labels by :func:`select`; docs/rreh.md#weights).
 DEFAULTS: dict[str, Any] = dict(
     bits=64, num_anchors=600, theta=None, beta=0.1, lam=None, iterations=20,
     orthogonal_v=False, kernel=True, delta2=None, reconstruct_against="anchors",
-    init_v=None, select=True)
+    init_v=None, select=True, view_weights=None)
 
 
 class RREHModel(NamedTuple):
@@ -183,6 +185,10 @@ def resolve_config(config: Any) -> dict[str, Any]:
     raise ValueError(
         f"reconstruct_against must be one of {RECONSTRUCT_AGAINST}, got "
         f"{out['reconstruct_against']!r}.")
+  out["view_weights"] = checks.check_view_weights("view_weights", out["view_weights"])
+  if out["view_weights"] == checks.VIEW_WEIGHTS_AUTO and not out["select"]:
+    raise ValueError("view_weights='auto' is chosen by label-free selection; it needs "
+                     "select=True (or give the weights).")
   d2 = out["delta2"]
   if d2 is not None:
     if isinstance(d2, (list, tuple, np.ndarray)):
@@ -303,6 +309,7 @@ def _checked_inputs(paired_views: Any, unpaired_views: Any, cfg: Mapping[str, An
   paired, unpaired, rows = _local_views(paired_views, unpaired_views,
                                         process_local=process_local, mesh=mesh,
                                         same=_fingerprint(cfg, rng))
+  checks.check_view_weights("view_weights", cfg["view_weights"], len(rows.dims))
   return chunk_rows, mesh, paired, unpaired, rows
 
 
@@ -710,6 +717,12 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
   paired, unpaired, rows = _local_views(
       paired_views, unpaired_views, process_local=process_local, mesh=mesh,
       same=_fingerprint(dict(cfg, grid=repr(grid)), rng))
+  m = len(rows.dims)
+  checks.check_view_weights("view_weights", cfg["view_weights"], m)
+  auto = cfg["view_weights"] == checks.VIEW_WEIGHTS_AUTO
+  # Given weights apply to every grid point; "auto" picks the grid point unweighted,
+  # then the weights (:func:`_select_weights`).
+  given = None if auto else cfg["view_weights"]
   n_p = rows.num_paired
   h = max(2, int(round(holdout * n_p)))
   folds = max(1, min(int(folds), n_p // h))
@@ -722,6 +735,7 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
   scores = np.full((len(points), folds), -np.inf)
   procs, me = jax.process_count(), jax.process_index()
   rep = NamedSharding(mesh, P())
+  kept = []     # per fold, for the weight search: (problem, held_rows, key, codes)
   for f in range(folds):
     held = np.sort(perm[f * h:(f + 1) * h])
     # Every process keeps its own paired items that are not held out and moves its
@@ -749,21 +763,79 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
     by_init = {}
     for j, pt in enumerate(points):
       by_init.setdefault(pt.get("init_v", cfg["init_v"]), []).append(j)
+    codes = {}
     for init_v, idx in by_init.items():
       hv = {k: jnp.asarray([points[j].get(k, cfg[k]) for j in idx], jnp.float32)
             for k in ("theta", "beta", "lam")}
+      weights = None if given is None else jnp.tile(
+          jnp.asarray(given, jnp.float32), (len(idx), 1))
       state = solver.run_grid(
-          problem, solver.RREHHyper(hv["theta"], hv["beta"], hv["lam"]), rng_init,
-          bits=cfg["bits"], iterations=cfg["iterations"],
+          problem, solver.RREHHyper(hv["theta"], hv["beta"], hv["lam"], weights),
+          rng_init, bits=cfg["bits"], iterations=cfg["iterations"],
           orthogonal_v=cfg["orthogonal_v"], init_v=init_v)
       w_ok, b = _held_codes(state, held_rows, rep)   # [G], M x [G, h, bits]
       for g, j in enumerate(idx):
         if w_ok[g]:
           scores[j, f] = crit.pair_score([x[g] for x in b])
+          codes[j] = [x[g] for x in b]
+    if auto:
+      kept.append((problem, held_rows, rng_init, codes))
   mean = scores.mean(axis=1)
   table = [dict(pt, score=float(mean[j]), fold_scores=scores[j].tolist())
            for j, pt in enumerate(points)]
-  return dict(points[crit.choose(table)]), table
+  chosen = dict(points[crit.choose(table)])
+  if given is not None:
+    chosen["view_weights"] = given
+  if auto:
+    best = crit.choose(table)
+    point = {k: chosen.get(k, cfg[k]) for k in ("theta", "beta", "lam", "init_v")}
+    chosen["view_weights"], rows_w = _select_weights(
+        kept, best, scores[best], point, cfg, m, rep)
+    table += rows_w
+  return chosen, table
+
+
+def _select_weights(kept: list, best: int, uniform_scores: np.ndarray,
+                    point: Mapping[str, Any], cfg: Mapping[str, Any], m: int,
+                    rep: NamedSharding
+                    ) -> tuple[tuple[float, ...] | None, list[dict[str, Any]]]:
+  """``view_weights="auto"``: picks view weights by the held-out pair criterion.
+
+  With the chosen grid point fixed, scores the candidates of
+  :func:`hashjax.rreh.criterion.weight_candidates` (each view down-weighted; weights
+  proportional to each view's held-out pair MRR under the uniform fit, measured on
+  the same folds) on the folds of :func:`select` (their problems and held-out rows
+  are reused), all candidates of a fold in one :func:`hashjax.rreh.run_grid`; the
+  uniform fit's scores are the grid point's own. The best mean score wins (ties:
+  uniform).
+
+  Returns:
+    ``(weights, rows)``: None (uniform) or the winning normalised weights, and one
+    table row per candidate (``view_weights``, ``candidate``, ``score``,
+    ``fold_scores``).
+  """
+  quality = np.mean([crit.view_quality(c[best]) for _, _, _, c in kept], axis=0)
+  cands = crit.weight_candidates(m, quality)
+  scores = np.full((len(cands), len(kept)), -np.inf)
+  weights = jnp.asarray([w for _, w in cands], jnp.float32)               # [G, M]
+  g = len(cands)
+  hyper = solver.RREHHyper(*(jnp.full((g,), point[k], jnp.float32)
+                             for k in ("theta", "beta", "lam")), weights)
+  for f, (problem, held_rows, rng_init, _) in enumerate(kept):
+    state = solver.run_grid(problem, hyper, rng_init, bits=cfg["bits"],
+                            iterations=cfg["iterations"],
+                            orthogonal_v=cfg["orthogonal_v"], init_v=point["init_v"])
+    w_ok, b = _held_codes(state, held_rows, rep)
+    for j in range(g):
+      if w_ok[j]:
+        scores[j, f] = crit.pair_score([x[j] for x in b])
+  rows = [{"candidate": "uniform", "view_weights": None,
+           "score": float(np.mean(uniform_scores)),
+           "fold_scores": np.asarray(uniform_scores).tolist()}]
+  rows += [{"candidate": name, "view_weights": w, "score": float(scores[j].mean()),
+            "fold_scores": scores[j].tolist()} for j, (name, w) in enumerate(cands)]
+  win = int(np.argmax([r["score"] for r in rows]))   # first on ties: uniform
+  return rows[win]["view_weights"], rows
 
 
 def _held_codes(state: solver.RREHState, held_rows: list[np.ndarray],
@@ -843,7 +915,7 @@ def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
       paired_views, unpaired_views, cfg, rng, mesh=mesh, chunk_rows=chunk_rows,
       process_local=process_local)
   free = [k for k in crit.SELECT_KEYS if cfg[k] is None]
-  if free and cfg["select"]:
+  if (free or cfg["view_weights"] == checks.VIEW_WEIGHTS_AUTO) and cfg["select"]:
     chosen, _ = select(paired, unpaired, cfg, jax.random.fold_in(rng, 1), mesh=mesh,
                        process_local=True)
     cfg.update(chosen)
@@ -851,7 +923,8 @@ def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
   rng_anchor, rng_init = jax.random.split(rng)
   problem, features = _build_problem(paired, unpaired, rows, cfg, rng_anchor, mesh,
                                      chunk_rows)
-  hyper = solver.make_hyper(theta=cfg["theta"], beta=cfg["beta"], lam=cfg["lam"])
+  hyper = solver.make_hyper(theta=cfg["theta"], beta=cfg["beta"], lam=cfg["lam"],
+                            weights=cfg["view_weights"])
   state = solver.run(problem, hyper, rng_init, bits=cfg["bits"],
                      iterations=cfg["iterations"], orthogonal_v=cfg["orthogonal_v"],
                      init_v=cfg["init_v"])

@@ -20,6 +20,13 @@ applies the one-standard-error rule: among the points whose score is within one
 standard error (over folds) of the best, take the most regularised (largest lam),
 then the best score.
 
+View weights (``view_weights="auto"``, issue 18.7, docs/rreh.md#weights): with
+the chosen grid point fixed, a few weight vectors are scored by the same criterion
+on the same folds: uniform, each view down-weighted to :data:`DOWN_WEIGHT`, and
+weights proportional to each view's held-out pair MRR under the uniform fit
+(:func:`view_quality`, label-free). Their candidates come from
+:func:`weight_candidates`; the best mean score wins, ties going to uniform.
+
 The driver is
 :func:`hashjax.rreh.select` (in :mod:`hashjax.rreh.api`); this module holds the
 criterion and the grid.
@@ -33,8 +40,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FIXED", "GRID", "SELECT_KEYS", "choose", "grid_points", "hamming_mrr",
-           "pair_score"]
+__all__ = ["DOWN_WEIGHT", "FIXED", "GRID", "SELECT_KEYS", "choose", "grid_points",
+           "hamming_mrr", "pair_score", "view_quality", "weight_candidates"]
 
 # Keys chosen by the criterion when the config leaves them None.
 SELECT_KEYS = ("theta", "lam", "init_v")
@@ -46,6 +53,9 @@ GRID: dict[str, tuple] = dict(theta=(0.03, 0.3, 3.0), lam=(1e-4, 1e-3, 1e-2),
 # (experiments/results/rreh_select.md; chosen with test labels, so a fixed default,
 # not a selection method).
 FIXED: dict[str, Any] = dict(theta=0.03, lam=1e-2, init_v="pca")
+# Weight of the down-weighted view in the "down" candidates (the others 1, before
+# normalising to sum M).
+DOWN_WEIGHT = 0.1
 
 
 def hamming_mrr(query: np.ndarray, database: np.ndarray) -> float:
@@ -101,3 +111,54 @@ def choose(table: Sequence[Mapping[str, Any]]) -> int:
   se = float(np.std(folds, ddof=1) / np.sqrt(folds.size)) if folds.size > 1 else 0.0
   ok = [j for j in range(len(table)) if scores[j] >= scores[best] - se]
   return min(ok, key=lambda j: (-float(table[j].get("lam", 0.0)), -scores[j], j))
+
+
+def view_quality(codes: Sequence[np.ndarray]) -> np.ndarray:
+  """Label-free quality of every view: its mean held-out pair MRR with the others.
+
+  Args:
+    codes: M arrays ``[h, b]``, the held-out items' codes in every view (row i the
+      same item).
+
+  Returns:
+    ``[M]``: for view i the mean over ``j != i`` of
+    ``(hamming_mrr(codes[i], codes[j]) + hamming_mrr(codes[j], codes[i])) / 2``.
+  """
+  m = len(codes)
+  mrr = np.zeros((m, m))
+  for a in range(m):
+    for b in range(m):
+      if a != b:
+        mrr[a, b] = hamming_mrr(codes[a], codes[b])
+  sym = (mrr + mrr.T) / 2.0
+  return sym.sum(axis=1) / (m - 1)
+
+
+def _normalise(w: np.ndarray) -> tuple[float, ...]:
+  w = np.asarray(w, np.float64)
+  return tuple(float(x) for x in w * (w.size / w.sum()))
+
+
+def weight_candidates(m: int, quality: np.ndarray | None = None
+                      ) -> list[tuple[str, tuple[float, ...]]]:
+  """The non-uniform view-weight candidates, normalised to sum to M.
+
+  Args:
+    m: number of views M.
+    quality: ``[M]`` positive per-view scores (:func:`view_quality`), or None.
+
+  Returns:
+    ``[(name, weights)]``: ``down_i`` (view i at :data:`DOWN_WEIGHT`, the others 1)
+    for every view, then ``quality`` (weights proportional to ``quality``) when it is
+    given, positive and not uniform.
+  """
+  out = []
+  for i in range(m):
+    w = np.ones(m)
+    w[i] = DOWN_WEIGHT
+    out.append((f"down_{i}", _normalise(w)))
+  if quality is not None:
+    q = np.asarray(quality, np.float64)
+    if np.all(np.isfinite(q)) and np.all(q > 0) and np.ptp(q) > 0:
+      out.append(("quality", _normalise(q)))
+  return out

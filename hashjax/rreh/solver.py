@@ -13,6 +13,11 @@ One iteration (:func:`update`), for all modalities at once (vmapped):
 3. V-step (``k x k`` solve for the reference rows, mean over modalities elsewhere);
 4. objective with the new (W, B, V), written to ``objective[iteration]``.
 
+With view weights alpha_i (:class:`RREHHyper`, docs/rreh.md#weights) the objective
+is ``sum_i alpha_i f_i``: steps 1 and 2 are unchanged (scaling view i's own term
+does not move its minimiser), step 3 is the alpha-weighted least squares and step 4
+the weighted sum.
+
 Each step minimises the objective exactly in its block, so without the optional
 orthogonal projection of V the recorded objective never increases.
 Hyper-parameter-dependent constants (R, the QR factors of the W-step and the
@@ -101,11 +106,17 @@ class RREHHyper(NamedTuple):
   (the mean eigenvalue of the system each regularises, see
   :func:`hashjax.rreh.steps.relative_scale`), so one setting holds across feature
   widths, scales and item counts.
+
+  ``weights`` (``[M]``, or None) are the view weights alpha_i of the weighted
+  objective ``sum_i alpha_i f_i`` (docs/rreh.md#weights): they enter the V-step, the
+  PCA start of V and the reported objective; None is the unweighted model, computed
+  exactly as before weights existed (``make_hyper`` leaves it None).
   """
 
   theta: jax.Array  # relative ridge of the reconstruction step
   beta: jax.Array   # weight of the quantisation term ||B - Phi W||^2
   lam: jax.Array    # relative weight of ||W||^2
+  weights: jax.Array | None = None  # [M] view weights alpha_i, or None (uniform)
 
 
 class RREHAux(NamedTuple):
@@ -116,6 +127,7 @@ class RREHAux(NamedTuple):
   w_p: jax.Array    # [M, k, min(n, k)] W = w_p @ w_q^T (Z + beta B)
   v_inv: jax.Array  # [s, s] inverse of the V-step system
   lam: jax.Array    # [M] absolute W ridge of every modality (lam * relative scale)
+  weights: jax.Array | None = None  # [M] view weights (RREHHyper.weights) or None
 
 
 class RREHState(NamedTuple):
@@ -135,11 +147,16 @@ class RREHState(NamedTuple):
   objective: jax.Array
 
 
-def make_hyper(*, theta: float, beta: float, lam: float,
+def make_hyper(*, theta: float, beta: float, lam: float, weights=None,
                dtype=jnp.float32) -> RREHHyper:
-  """Hyper-parameters as scalar arrays (so that different values share a trace)."""
+  """Hyper-parameters as scalar arrays (so that different values share a trace).
+
+  ``weights``: None (unweighted) or M view weights (used as given: normalise them
+  first, e.g. with :func:`hashjax.checks.check_view_weights`).
+  """
   return RREHHyper(jnp.asarray(theta, dtype), jnp.asarray(beta, dtype),
-                   jnp.asarray(lam, dtype))
+                   jnp.asarray(lam, dtype),
+                   None if weights is None else jnp.asarray(weights, dtype))
 
 
 def _paired_mask(problem: RREHProblem) -> jax.Array:
@@ -177,8 +194,9 @@ def prepare(problem: RREHProblem, hyper: RREHHyper) -> RREHAux:
   factors = [steps.w_factor(phi[i], beta=hyper.beta, lam=lam[i], mesh=problem.mesh)
              for i in range(m)]
   return RREHAux(r=r, w_q=jnp.stack([f[0] for f in factors]),
-                 w_p=jnp.stack([f[1] for f in factors]), v_inv=steps.v_inverse(r),
-                 lam=jnp.stack(lam))
+                 w_p=jnp.stack([f[1] for f in factors]),
+                 v_inv=steps.v_inverse(r, hyper.weights), lam=jnp.stack(lam),
+                 weights=hyper.weights)
 
 
 def _targets(v: jax.Array, aux: RREHAux, problem: RREHProblem) -> jax.Array:
@@ -189,19 +207,28 @@ def _targets(v: jax.Array, aux: RREHAux, problem: RREHProblem) -> jax.Array:
 INIT_V = ("gaussian", "pca")
 
 
-def _pca_directions(problem: RREHProblem, rng: jax.Array, bits: int) -> jax.Array:
+def _mean_features(phi: jax.Array, weights: jax.Array | None) -> jax.Array:
+  """``[n, k]`` mean over modalities of ``phi``, alpha-weighted if ``weights``."""
+  if weights is None:
+    return jnp.mean(phi, axis=0)
+  a = weights.astype(phi.dtype)[:, None, None]
+  return jnp.sum(a * phi, axis=0) / jnp.sum(a)
+
+
+def _pca_directions(problem: RREHProblem, rng: jax.Array, bits: int,
+                    weights: jax.Array | None = None) -> jax.Array:
   """``[k, bits]``: top principal directions of the paired kernel features.
 
   Kernel feature j is the similarity to anchor j in every modality (anchors are
-  paired), so the modalities' centred paired features are averaged and the top
-  eigenvectors of the ``k x k`` Gram of that average are taken (a reduction over the
-  item axis), each signed so that its largest-magnitude entry is positive. Columns
-  beyond ``k`` are Gaussian.
+  paired), so the modalities' centred paired features are averaged (alpha-weighted
+  with view weights) and the top eigenvectors of the ``k x k`` Gram of that average
+  are taken (a reduction over the item axis), each signed so that its
+  largest-magnitude entry is positive. Columns beyond ``k`` are Gaussian.
   """
   phi = problem.phi
   k = phi.shape[-1]
   paired = _paired_mask(problem)[:, None]
-  mean_phi = jnp.mean(phi, axis=0) * paired                     # [n, k]
+  mean_phi = _mean_features(phi, weights) * paired              # [n, k]
   _, vecs = jnp.linalg.eigh(steps.gram(mean_phi))              # ascending
   top = vecs[:, ::-1][:, :min(bits, k)]
   # Deterministic signs: the largest-magnitude entry of each direction is positive.
@@ -225,7 +252,8 @@ def init(problem: RREHProblem, aux: RREHAux, rng: jax.Array, *, bits: int,
     iterations: length of the objective history (static).
     init_v: ``"gaussian"`` (docs/rreh.md: ``V = sign(Phi_paired,1 G)``, G Gaussian) or
       ``"pca"`` (``V = sign(mean_i Phi_paired,i U)``, U the top ``bits`` principal
-      directions of that mean, see :func:`_pca_directions`) (static).
+      directions of that mean, see :func:`_pca_directions`; the mean is weighted
+      by ``aux.weights`` when given) (static).
 
   Returns:
     :class:`RREHState`.
@@ -236,8 +264,9 @@ def init(problem: RREHProblem, aux: RREHAux, rng: jax.Array, *, bits: int,
     g = jax.random.normal(rng, (k, bits), phi.dtype)
     v = steps.binarize(steps.matmul(phi[0, problem.paired_index()], g))
   elif init_v == "pca":
-    u = _pca_directions(problem, rng, bits)
-    v = steps.binarize(steps.matmul(jnp.mean(phi, axis=0)[problem.paired_index()], u))
+    u = _pca_directions(problem, rng, bits, aux.weights)
+    v = steps.binarize(steps.matmul(
+        _mean_features(phi, aux.weights)[problem.paired_index()], u))
   else:
     raise ValueError(f"init_v must be one of {INIT_V}, got {init_v!r}.")
   z = _targets(v, aux, problem)
@@ -270,17 +299,24 @@ def update(state: RREHState, problem: RREHProblem, aux: RREHAux, hyper: RREHHype
   b = jax.vmap(steps.b_step)(phi, w)
   p = jax.vmap(steps.matmul)(phi, w)
   v = steps.v_step(p, aux.r, aux.v_inv, ref_idx, n_paired=problem.num_paired,
-                   orthogonal=orthogonal_v, paired_rows=problem.paired_rows)
+                   orthogonal=orthogonal_v, paired_rows=problem.paired_rows,
+                   weights=aux.weights)
   z = _targets(v, aux, problem)
-  obj = jnp.sum(jax.vmap(partial(steps.objective, beta=hyper.beta))(
-      phi, problem.mask, w, b, z, lam=aux.lam))
+  per_view = jax.vmap(partial(steps.objective, beta=hyper.beta))(
+      phi, problem.mask, w, b, z, lam=aux.lam)                  # [M]
+  if aux.weights is None:
+    obj = jnp.sum(per_view)
+  else:
+    obj = jnp.sum(aux.weights.astype(per_view.dtype) * per_view)
   return RREHState(W=w, B=b, V=v,
                    objective=state.objective.at[iteration].set(obj.astype(
                        state.objective.dtype)))
 
 
-def _iterate(problem, aux, hyper, rng, *, bits, iterations, orthogonal_v, init_v):
-  state = init(problem, aux, rng, bits=bits, iterations=iterations, init_v=init_v)
+def _iterate(problem, aux, hyper, rng, *, bits, iterations, orthogonal_v, init_v,
+             state=None):
+  if state is None:
+    state = init(problem, aux, rng, bits=bits, iterations=iterations, init_v=init_v)
 
   def body(s, it):
     return update(s, problem, aux, hyper, it, orthogonal_v=orthogonal_v), None
@@ -323,7 +359,8 @@ def run_grid(problem: RREHProblem, hypers: RREHHyper, rng: jax.Array, *, bits: i
   """:func:`run` for a grid of hyper-parameters in one compiled program.
 
   ``jax.vmap(run)`` over hyper-parameters batches the factorisations of
-  :func:`prepare` (Cholesky, QR: LAPACK custom calls on CPU), and batched LAPACK
+  :func:`prepare` (Cholesky, QR: LAPACK custom calls on CPU; with view weights also
+  the PCA start's eigh), and batched LAPACK
   calls wedge jaxlib 0.10's CPU thread pool on small machines (2 cores: no result
   after 400 s for a run that takes 9 s alone; experiments/rreh_vmap_hang.py
   reproduces it). Here the factorisations of the G grid points always run one
@@ -353,6 +390,14 @@ def run_grid(problem: RREHProblem, hypers: RREHHyper, rng: jax.Array, *, bits: i
             init_v=init_v)
   auxes = jax.lax.map(lambda h: prepare(problem, h), hypers)
   if mode == "vmap" and not orthogonal_v:
-    return jax.vmap(lambda a, h: _iterate(problem, a, h, rng, **kw))(auxes, hypers)
+    starts = None
+    if init_v == "pca" and hypers.weights is not None:
+      # The weighted PCA start depends on the grid point: its eigh is a LAPACK
+      # call, so the starts run one after another too (unweighted, it is shared).
+      starts = jax.lax.map(lambda a: init(problem, a, rng, bits=bits,
+                                          iterations=iterations, init_v=init_v),
+                           auxes)
+    return jax.vmap(lambda a, h, s0: _iterate(problem, a, h, rng, **kw, state=s0))(
+        auxes, hypers, starts)
   return jax.lax.map(lambda ah: _iterate(problem, ah[0], ah[1], rng, **kw),
                      (auxes, hypers))

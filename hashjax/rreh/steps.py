@@ -339,17 +339,24 @@ def b_step(phi: jax.Array, w: jax.Array) -> jax.Array:
   return binarize(matmul(phi, w))
 
 
-def v_inverse(r: jax.Array) -> jax.Array:
-  """Inverse of the V-step system ``M I_s + sum_i R_i^T R_i``.
+def v_inverse(r: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+  """Inverse of the V-step system ``sum_i alpha_i (I_s + R_i^T R_i)``.
 
   Args:
     r: ``[M, n, s]`` reconstruction coefficients of every modality.
+    weights: ``[M]`` view weights alpha_i > 0, or None: every alpha_i = 1 (the
+      system ``M I_s + sum_i R_i^T R_i``, computed as before weights existed).
 
   Returns:
     ``[s, s]`` symmetric inverse.
   """
   m, _, s = r.shape
-  return spd_inverse(jnp.sum(jax.vmap(gram)(r), axis=0) + m * jnp.eye(s, dtype=r.dtype))
+  grams = jax.vmap(gram)(r)                                    # [M, s, s]
+  if weights is None:
+    return spd_inverse(jnp.sum(grams, axis=0) + m * jnp.eye(s, dtype=r.dtype))
+  weights = weights.astype(r.dtype)
+  return spd_inverse(jnp.sum(weights[:, None, None] * grams, axis=0)
+                     + jnp.sum(weights) * jnp.eye(s, dtype=r.dtype))
 
 
 def orthogonalize(v: jax.Array) -> jax.Array:
@@ -369,23 +376,27 @@ def orthogonalize(v: jax.Array) -> jax.Array:
 
 def v_step(p: jax.Array, r: jax.Array, v_inv: jax.Array, ref_idx: jax.Array, *,
            n_paired: int, orthogonal: bool = False,
-           paired_rows: jax.Array | None = None) -> jax.Array:
-  """V-step: least squares in V given ``P_i = Phi_i W_i``.
+           paired_rows: jax.Array | None = None,
+           weights: jax.Array | None = None) -> jax.Array:
+  """V-step: weighted least squares in V given ``P_i = Phi_i W_i``.
 
-  Minimises ``sum_i ||V - P_i^paired||^2 + ||R_i V_S - P_i^unpaired||^2``. Rows of V
-  outside the reference set S only meet the paired terms: their optimum is the mean
-  over modalities of the paired rows of ``P_i``. The reference rows solve
-  ``(M I + sum_i R_i^T R_i) V_S = sum_i P_i^paired[S] + sum_i R_i^T P_i`` (``s x s``).
+  Minimises ``sum_i alpha_i (||V - P_i^paired||^2 + ||R_i V_S - P_i^unpaired||^2)``.
+  Rows of V outside the reference set S only meet the paired terms: their optimum is
+  the alpha-weighted mean over modalities of the paired rows of ``P_i``. The
+  reference rows solve ``sum_i alpha_i (I + R_i^T R_i) V_S = sum_i alpha_i
+  (P_i^paired[S] + R_i^T P_i)`` (``s x s``; docs/rreh.md#weights).
 
   Args:
     p: ``[M, n, b]`` ``Phi_i W_i`` (padded rows 0).
     r: ``[M, n, s]`` reconstruction coefficients (0 in paired and padded rows).
-    v_inv: ``[s, s]`` from :func:`v_inverse`.
+    v_inv: ``[s, s]`` from :func:`v_inverse` (with the same ``weights``).
     ref_idx: int ``[s]`` reference rows among the n_p paired rows.
     n_paired: n_p (a Python int).
     orthogonal: project onto ``V^T 1 = 0, V^T V = n_p I`` afterwards (a bool).
     paired_rows: int ``[n_p]`` rows of ``p`` holding the paired items, or None:
       rows ``[0, n_p)``.
+    weights: ``[M]`` view weights alpha_i > 0, or None: every alpha_i = 1 (the
+      unweighted computation, unchanged).
 
   Returns:
     ``V`` ``[n_p, b]``.
@@ -394,9 +405,15 @@ def v_step(p: jax.Array, r: jax.Array, v_inv: jax.Array, ref_idx: jax.Array, *,
     p_paired = p[:, :n_paired]                                 # [M, n_p, b]
   else:
     p_paired = p[:, paired_rows]
-  v = jnp.mean(p_paired, axis=0)
-  rhs = jnp.sum(p_paired[:, ref_idx], axis=0) + jnp.sum(
-      jax.vmap(lambda ri, pi: matmul(ri.T, pi))(r, p), axis=0)
+  if weights is None:
+    v = jnp.mean(p_paired, axis=0)
+    rhs = jnp.sum(p_paired[:, ref_idx], axis=0) + jnp.sum(
+        jax.vmap(lambda ri, pi: matmul(ri.T, pi))(r, p), axis=0)
+  else:
+    a = weights.astype(p.dtype)[:, None, None]
+    v = jnp.sum(a * p_paired, axis=0) / jnp.sum(a)
+    back = jax.vmap(lambda ri, pi: matmul(ri.T, pi))(r, p)     # [M, s, b]
+    rhs = jnp.sum(a * p_paired[:, ref_idx], axis=0) + jnp.sum(a * back, axis=0)
   v_ref = matmul(v_inv, rhs)
   v = v.at[ref_idx].set(v_ref)
   if orthogonal:

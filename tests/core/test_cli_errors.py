@@ -55,6 +55,10 @@ CASES = [
      "unexpected arguments: ['extra']"),
     ("unknown_method", MAIN, [f"--config={RREH}", "--config.method=foo"],
      "config.method must be one of"),
+    ("rreh_view_weights_zero", MAIN, [f"--config={RREH}:view_weights=1+0"],
+     "config.rreh.view_weights must be > 0"),
+    ("rreh_view_weights_text", MAIN, [f"--config={RREH}:view_weights=1+x"],
+     "must be 'auto' or numbers joined by '+'"),
     # ---- every field validated before work (DCGH)
     ("dcgh_stop_after_negative", MAIN,
      [f"--config={DCGH}:runlocal", "--config.stop_after_steps=-3"],

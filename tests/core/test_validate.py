@@ -50,6 +50,32 @@ def test_dcgh_bad_fields(field, value, match):
     validate.validate_config(c)
 
 
+@pytest.mark.parametrize("arg, value, match", [
+    ("views=all", (1, 1, 1, 0, 1, 1), r"config.rreh.view_weights must be > 0"),
+    ("views=all", (1, 1, -1, 1, 1, 1), r"config.rreh.view_weights must be > 0"),
+    ("views=all", (1, 1, 1), "config.rreh.view_weights has 3 weights but there are 6"),
+    (None, "uniform", "config.rreh.view_weights must be None, 'auto'"),
+])
+def test_rreh_bad_view_weights(arg, value, match):
+  c = _config("rreh_uci", arg).to_dict()
+  validate.validate_config(c)
+  c["rreh"]["view_weights"] = value
+  with pytest.raises(ValueError, match=match):
+    validate.validate_config(c)
+
+
+def test_rreh_view_weights_argument():
+  c = _config("rreh_uci", "views=all,view_weights=1+1+1+0.2+1+1")
+  assert c.rreh.view_weights == (1.0, 1.0, 1.0, 0.2, 1.0, 1.0)
+  validate.validate_config(c)
+  assert _config("rreh_uci", "views=all,view_weights=auto").rreh.view_weights == "auto"
+  assert _config("rreh_uci").rreh.view_weights is None
+  with pytest.raises(ValueError, match="needs config.rreh.select=True"):
+    validate.validate_config(_config("rreh_uci", "view_weights=auto,select=false"))
+  with pytest.raises(ValueError, match="numbers joined by"):
+    _config("rreh_uci", "view_weights=1+x")
+
+
 def test_check_workdir(tmp_path):
   validate.check_workdir(None)
   validate.check_workdir(str(tmp_path / "new" / "dir"))

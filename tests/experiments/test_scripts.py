@@ -24,7 +24,9 @@ SCRIPTS = sorted(p.name for p in EXPERIMENTS.glob("*.py") if not p.name.startswi
 NO_OUT = {"clip_vit_b32_parity.py": "prints its comparison; its checkpoints go to "
                                     "--workdir, a temporary folder removed at the end",
           "rreh_vmap_hang.py": "a minimal reproducer for upstream (no hashjax): prints "
-                               "its timing, writes nothing"}
+                               "its timing, writes nothing",
+          "rreh_views_weighted_summary.py": "prints a summary of a committed results "
+                                            "file, writes nothing"}
 
 
 def _snapshot(folder):

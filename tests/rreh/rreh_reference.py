@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["encode_reference", "fit_reference", "sign"]
+__all__ = ["encode_reference", "fit_reference", "project_reference", "sign"]
 
 
 def sign(z):
@@ -36,7 +36,7 @@ def _sqdist(x, a):
 
 def fit_reference(paired, unpaired, anchor_index, g, *, theta, beta, lam, iterations,
                   delta2=None, kernel=True, reconstruct_against="anchors",
-                  orthogonal_v=False, init_v="gaussian"):
+                  orthogonal_v=False, init_v="gaussian", view_weights=None):
   """RREH fit in float64 NumPy.
 
   Args:
@@ -53,12 +53,18 @@ def fit_reference(paired, unpaired, anchor_index, g, *, theta, beta, lam, iterat
     init_v: 'gaussian' (V = sign(Phi_paired,0 G)) or 'pca' (V = sign(Phi_bar U), Phi_bar
       the mean over modalities of the paired features, U its top principal directions
       with the largest-magnitude entry of each made positive; ``g`` is then unused).
+    view_weights: None or M positive weights alpha_i (normalised here to sum to M):
+      the objective is ``sum_i alpha_i f_i`` (docs/rreh.md#weights). Only V (its
+      normal equations, the PCA start's mean) and the objective see them: W_i and
+      B_i minimise view i's own term, which alpha_i only scales.
 
   Returns:
     dict with anchors, delta2, mean, phi, r, W, B, V, objective (lists per modality).
   """
   m = len(paired)
   n_p = paired[0].shape[0]
+  alpha = np.ones(m) if view_weights is None else np.asarray(view_weights, np.float64)
+  alpha = alpha * m / alpha.sum()
   anchor_index = np.asarray(anchor_index)
   ref = anchor_index if reconstruct_against == "anchors" else np.arange(n_p)
   s = len(ref)
@@ -96,7 +102,7 @@ def fit_reference(paired, unpaired, anchor_index, g, *, theta, beta, lam, iterat
   sel = np.zeros((s, n_p))
   sel[np.arange(s), ref] = 1.0                               # V_S = sel @ V
   if init_v == "pca":
-    phi_bar = sum(p[:n_p] for p in phis) / m
+    phi_bar = sum(a * p[:n_p] for a, p in zip(alpha, phis)) / alpha.sum()
     _, vecs = np.linalg.eigh(phi_bar.T @ phi_bar)
     top = vecs[:, ::-1][:, :g.shape[1]]
     top = top * np.where(top[np.abs(top).argmax(0), np.arange(top.shape[1])] < 0, -1, 1)
@@ -109,7 +115,8 @@ def fit_reference(paired, unpaired, anchor_index, g, *, theta, beta, lam, iterat
 
   z = targets(v)
   bs = [sign(zi) for zi in z]
-  a_v = m * np.eye(n_p) + sum(sel.T @ r.T @ r @ sel for r in rs)
+  # Normal equations of sum_i alpha_i (||V - P_i^p||^2 + ||R_i sel V - P_i^u||^2).
+  a_v = sum(a * (np.eye(n_p) + sel.T @ r.T @ r @ sel) for a, r in zip(alpha, rs))
   objective, ws = [], [None] * m
   for _ in range(iterations):
     z = targets(v)
@@ -119,7 +126,7 @@ def fit_reference(paired, unpaired, anchor_index, g, *, theta, beta, lam, iterat
                               f.T @ (z[i] + beta * bs[i]))
       bs[i] = sign(f @ ws[i])
     p = [phis[i] @ ws[i] for i in range(m)]
-    rhs = sum(p[i][:n_p] + sel.T @ rs[i].T @ p[i][n_p:] for i in range(m))
+    rhs = sum(alpha[i] * (p[i][:n_p] + sel.T @ rs[i].T @ p[i][n_p:]) for i in range(m))
     v = np.linalg.solve(a_v, rhs)
     if orthogonal_v:
       vc = v - v.mean(axis=0)
@@ -128,19 +135,24 @@ def fit_reference(paired, unpaired, anchor_index, g, *, theta, beta, lam, iterat
     z = targets(v)
     obj = 0.0
     for i in range(m):
-      obj += (np.sum((z[i] - p[i]) ** 2) + beta * np.sum((bs[i] - p[i]) ** 2)
-              + lams[i] * np.sum(ws[i] ** 2))
+      obj += alpha[i] * (np.sum((z[i] - p[i]) ** 2) + beta * np.sum((bs[i] - p[i]) ** 2)
+                         + lams[i] * np.sum(ws[i] ** 2))
     objective.append(obj)
   return dict(anchors=anchors, delta2=np.asarray(d2s), mean=means, phi=phis, r=rs,
               W=ws, B=bs, V=v, objective=np.asarray(objective), kernel=kernel,
               shift=shifts, scale=scales)
 
 
-def encode_reference(ref, x, modality):
-  """Codes sign(phi_m(x) W_m) of new items with a :func:`fit_reference` result."""
+def project_reference(ref, x, modality):
+  """``phi_m(x) W_m`` (before the sign) of new items, float64."""
   x = (np.asarray(x, np.float64) - ref["shift"][modality]) / ref["scale"][modality]
   if ref["kernel"]:
     f = np.exp(-_sqdist(x, ref["anchors"][modality]) / (2 * ref["delta2"][modality]))
   else:
     f = x
-  return sign((f - ref["mean"][modality]) @ ref["W"][modality]).astype(np.int8)
+  return (f - ref["mean"][modality]) @ ref["W"][modality]
+
+
+def encode_reference(ref, x, modality):
+  """Codes sign(phi_m(x) W_m) of new items with a :func:`fit_reference` result."""
+  return sign(project_reference(ref, x, modality)).astype(np.int8)

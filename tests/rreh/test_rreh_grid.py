@@ -3,6 +3,8 @@
 Run in a subprocess under a timeout: a plain ``jax.vmap`` of ``run`` over
 hyper-parameters batches LAPACK calls, which wedges jaxlib 0.10's CPU thread pool on
 small machines (experiments/rreh_vmap_hang.py); a regression must fail, not hang.
+With view weights per grid point the weighted PCA start (an eigh) differs per point
+too, so it must not be batched either.
 """
 
 import json
@@ -25,8 +27,12 @@ unpaired = [views[0][60:160], views[1][160:]]
 problem, _ = rreh.make_problem(paired, unpaired, dict(num_anchors=40), jax.random.key(0))
 hypers = rreh.RREHHyper(jnp.asarray([0.1, 1.0, 10.0]), jnp.asarray([0.1, 1.0, 0.1]),
                         jnp.asarray([1e-3, 1e-2, 1e-1]))
+weights = jnp.asarray([[1.0, 1.0], [0.5, 1.5], [1.8, 0.2]])
 out = {}
-for init_v, orth in (("gaussian", False), ("pca", True)):
+for init_v, orth, weighted in (("gaussian", False, False), ("pca", True, False),
+                               ("pca", False, True)):
+  if weighted:   # view weights per grid point: the PCA start differs per point too
+    hypers = hypers._replace(weights=weights)
   if True:
     ref = [rreh.run(problem, jax.tree.map(lambda h: h[g], hypers), jax.random.key(1),
                     bits=8, iterations=5, init_v=init_v, orthogonal_v=orth)
@@ -37,7 +43,7 @@ for init_v, orth in (("gaussian", False), ("pca", True)):
       err = max(float(jnp.max(jnp.abs(st.W[g] - ref[g].W))) for g in range(3))
       same_b = all(bool(jnp.all(st.B[g] == ref[g].B)) for g in range(3))
       distinct = len({float(ref[g].objective[-1]) for g in range(3)})
-      out[f"{init_v},{orth},{mode}"] = dict(err=err, same_b=same_b, distinct=distinct)
+      out[f"{init_v},{orth},{weighted},{mode}"] = dict(err=err, same_b=same_b, distinct=distinct)
 print(json.dumps(out))
 """
 
@@ -49,7 +55,7 @@ def test_run_grid_matches_one_run_per_point_and_finishes():
                         timeout=240, env=env)
   assert proc.returncode == 0, proc.stderr[-2000:]
   out = json.loads(proc.stdout.strip().splitlines()[-1])
-  assert len(out) == 4
+  assert len(out) == 6
   for key, r in out.items():
     assert r["err"] < 1e-4, key
     assert r["same_b"], key
