@@ -68,25 +68,36 @@ def _mean_map(res):
   return float(np.mean([r["map"] for r in res.values()]))
 
 
-def _grid_maps(paired, unpaired, split, key, cfg):
-  """Test mAP of every grid point (oracle), fitted in one run_grid per init_v."""
+def grid_models(paired, unpaired, key, cfg, bits=BITS):
+  """Yields ``(j, point, model)`` for every grid point, one run_grid per init_v.
+
+  The keys are those of ``rreh.fit(..., key)`` (anchors and initial V from
+  ``jax.random.split(key)``), so the selected point's model is the one ``fit`` returns.
+  """
   rng_anchor, rng_init = jax.random.split(key)
   problem, feats = rreh.make_problem(paired, unpaired, cfg, rng_anchor)
   points = rreh.criterion.grid_points(rreh.criterion.GRID)
-  out = [None] * len(points)
   for init_v in rreh.criterion.GRID["init_v"]:
     idx = [j for j, p in enumerate(points) if p["init_v"] == init_v]
     hyp = rreh.RREHHyper(jnp.asarray([points[j]["theta"] for j in idx]),
                          jnp.full(len(idx), cfg["beta"]),
                          jnp.asarray([points[j]["lam"] for j in idx]))
-    st = rreh.run_grid(problem, hyp, rng_init, bits=BITS, iterations=cfg["iterations"],
+    st = rreh.run_grid(problem, hyp, rng_init, bits=bits, iterations=cfg["iterations"],
                        init_v=init_v)
     for g, j in enumerate(idx):
-      model = rreh.RREHModel(**feats._asdict(), W=st.W[g], objective=st.objective[g])
-      res = experiment.evaluate_cross_modal(
-          split.query, split.database, lambda x, m, model=model: rreh.encode(model, x, m))
-      out[j] = dict(points[j], map=_mean_map(res),
-                    dirs={k: v["map"] for k, v in res.items()})
+      yield j, points[j], rreh.RREHModel(**feats._asdict(), W=st.W[g],
+                                         objective=st.objective[g])
+
+
+def _grid_maps(paired, unpaired, split, key, cfg):
+  """Test mAP of every grid point (oracle), fitted in one run_grid per init_v."""
+  points = rreh.criterion.grid_points(rreh.criterion.GRID)
+  out = [None] * len(points)
+  for j, _, model in grid_models(paired, unpaired, key, cfg):
+    res = experiment.evaluate_cross_modal(
+        split.query, split.database, lambda x, m, model=model: rreh.encode(model, x, m))
+    out[j] = dict(points[j], map=_mean_map(res),
+                  dirs={k: v["map"] for k, v in res.items()})
   return out
 
 
