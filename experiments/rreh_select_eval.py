@@ -210,24 +210,24 @@ def _md(recs, commands):
       "# RREH selection, evaluated honestly (issue 18)", "",
       f"Command(s): {commands}  ",
       ("64 bits, disjoint unpaired parts, standard query/database protocol, mAP@all "
-      "(mean of both directions); every grid point of "
-      f"`{json.dumps(rreh.criterion.GRID)}` fitted once per (data set, seed, ratio) "
-      "with the keys of `rreh.fit(..., key)`. (a) `default` = library default "
-      "(label-free `rreh.select`: held-out pair MRR, 3 folds, one-standard-error "
-      f"rule); (b) `fixed` = `{json.dumps(rreh.criterion.FIXED)}` (select=False); "
-      "(c) `labels (val)` = grid point with the best mAP on a validation split of the "
-      f"DATABASE only ({VAL_SHARE:.0%} of the database items, seeded, as queries "
-      "against the other database items; database labels, no test query), reported "
-      "on test; (d) `oracle (test)` = grid point with the best TEST mAP (the winner of "
-      "18 noisy test scores: no method can reach it); noise = sample std over seeds "
-      "of one grid point's test mAP (the fixed point / the median over the 18 "
-      "points); picks are theta/lam/init. Cells `mean ± std` over seeds; gaps are "
-      "per-seed differences, then mean ± std. Baselines on the paired part only "
-      "(rreh_select.py settings).  "),
+       "(mean of both directions); every grid point of "
+       f"`{json.dumps(rreh.criterion.GRID)}` fitted once per (data set, seed, ratio) "
+       "with the keys of `rreh.fit(..., key)`. (a) `default` = library default "
+       "(label-free `rreh.select`: held-out pair MRR, 3 folds, one-standard-error "
+       f"rule); (b) `fixed` = `{json.dumps(rreh.criterion.FIXED)}` (select=False); "
+       "(c) `labels (val)` = grid point with the best mAP on a validation split of the "
+       f"DATABASE only ({VAL_SHARE:.0%} of the database items, seeded, as queries "
+       "against the other database items; database labels, no test query), reported "
+       "on test; (d) `oracle (test)` = grid point with the best TEST mAP (the winner of "
+       "18 noisy test scores: no method can reach it); noise = sample std over seeds "
+       "of one grid point's test mAP (the fixed point / the median over the 18 "
+       "points); picks are theta/lam/init. Cells `mean ± std` over seeds; gaps are "
+       "per-seed differences, then mean ± std. Baselines on the paired part only "
+       "(rreh_select.py settings).  "),
       (f"Load average (1 min) before/after units: {min(loads):.1f}-{max(loads):.1f} "
-      f"(shared 2-core box; per-unit values in the JSON); `rreh.select` took "
-      f"{np.median(secs):.0f} s median per unit at 10% paired "
-      f"({min(secs):.0f}-{max(secs):.0f} s)."), ""]
+       f"(shared 2-core box; per-unit values in the JSON); `rreh.select` took "
+       f"{np.median(secs):.0f} s median per unit at 10% paired "
+       f"({min(secs):.0f}-{max(secs):.0f} s)."), ""]
   summary = {}
   for ratio in ratios:
     tl, st = _table(recs, ratio, with_baselines=ratio == 0.1)
@@ -251,9 +251,69 @@ def _md(recs, commands):
       lines[-1] += (f" Seed noise of the fixed point: median std "
                     f"{np.median(noise):.4f} (max {max(noise):.4f}).")
     lines.append("")
+  lines += ["## Label-free rules on the stored criterion tables", "",
+            ("Mean over every (data set, seed) of the picked grid point's validation "
+             "mAP (the evidence for choosing a rule) and test mAP (reported only). "
+             "`within x%`: score >= (1 - x) * best, then the largest lam; `k se`: "
+             "score >= best - k * se over folds, then the largest lam."), ""]
+  lines += _rules_table(recs) + [""]
   if len(ratios) > 1:
     lines += ["## init_v at the fixed theta / lam", ""] + _init_table(recs, ratios) + [""]
   return "\n".join(lines), summary
+
+
+def _pick_within(table, ok):
+  """Among rows ``ok``: the largest lam, then the best score, then grid order."""
+  scores = [r["score"] for r in table]
+  return min(ok, key=lambda j: (-float(table[j]["lam"]), -scores[j], j))
+
+
+def _rule_se(k):
+  def rule(table):
+    scores = np.asarray([r["score"] for r in table])
+    best = int(np.argmax(scores))
+    folds = np.asarray(table[best]["fold_scores"])
+    se = float(np.std(folds, ddof=1) / np.sqrt(folds.size))
+    return _pick_within(table, [j for j in range(len(table))
+                                if scores[j] >= scores[best] - k * se])
+  return rule
+
+
+def _rule_rel(t):
+  def rule(table):
+    scores = np.asarray([r["score"] for r in table])
+    return _pick_within(table, [j for j in range(len(table))
+                                if scores[j] >= (1 - t) * scores.max()])
+  return rule
+
+
+# Candidate selection rules on the stored criterion tables (label-free: each sees only
+# the pair scores). Compared on VALIDATION mAP; test mAP is reported alongside.
+RULES = {
+    "argmax": lambda t: int(np.argmax([r["score"] for r in t])),
+    "1 se (library)": rreh.criterion.choose,
+    "2 se": _rule_se(2),
+    "within 2%": _rule_rel(0.02),
+    "within 5%": _rule_rel(0.05),
+    "within 10%": _rule_rel(0.10),
+}
+
+
+def _rules_table(recs):
+  ratios = sorted({r["ratio"] for r in recs})
+  head = " | ".join(f"val mAP @{x:g} | test mAP @{x:g}" for x in ratios)
+  lines = [f"| rule | {head} |", "|---" * (1 + 2 * len(ratios)) + "|"]
+  fixed = lambda t: next(j for j, r in enumerate(t) if all(
+      r[k] == v for k, v in rreh.criterion.FIXED.items()))
+  for name, rule in dict(RULES, fixed=fixed).items():
+    cells = []
+    for x in ratios:
+      rs_ = [r for r in recs if r["ratio"] == x]
+      picks = [r["grid"][rule(r["criterion"])] for r in rs_]
+      cells += [_f(np.mean([g["val_map"] for g in picks])),
+                _f(np.mean([g["map"] for g in picks]))]
+    lines.append(f"| {name} | " + " | ".join(cells) + " |")
+  return lines
 
 
 def _load(path):
