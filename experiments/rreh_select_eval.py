@@ -39,7 +39,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import sys
 import time
 
 import jax
@@ -414,5 +413,4 @@ def main():
 
 
 if __name__ == "__main__":
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   main()
