@@ -16,16 +16,18 @@ points of one fold run in one program (:func:`hashjax.rreh.run_grid`).
 The pair criterion measures instance matching, not class structure, and it cannot
 choose lambda: smaller ridges match held-out instances better while class-level
 retrieval gets worse, and the more items are paired the stronger that pull (issue 18,
-experiments/results/rreh_select_eval.md: with every UCI item paired it picked
-lam 1e-4 at 0.53 test mAP where lam 1e-2 gave 0.70). The former one-standard-error
-rule towards large lam helped at 10% paired, where three folds of ~30 held-out items
-give a wide standard error, but became the plain argmax at 30% and 100% paired.
+experiments/results/rreh_select_eval.md: with every UCI fac+kar item paired it picked
+smaller ridges at 0.60 test mAP where lam 1e-2 gave 0.71, mean of 3 seeds). The former
+one-standard-error rule towards large lam helped at 10% paired, where three folds of
+~30 held-out items give a wide standard error, but became the plain argmax at 30% and
+100% paired.
 :func:`choose` therefore does not score lambda: it keeps the rows of the largest lam
 (the most regularised) and takes the best score among them (theta and init_v). The
 rule was chosen on validation mAP from the database side only, never on test
 queries: at 10% paired it is level with the former rule (mean validation mAP 0.5212
-against 0.5218 over 16 data sets x 3 seeds), at 30% and 100% paired (3 UCI pairs)
-0.05 and 0.15 higher.
+against 0.5218 over 16 data sets x 3 seeds; 0.0011 lower on test), at 30% and 100%
+paired (3 UCI pairs x 3 seeds + Wikipedia) 0.036 and 0.111 higher. It does not fix
+the start of V: on UCI kar+pix the criterion prefers pca, 0.16 below gaussian there.
 
 The driver is
 :func:`hashjax.rreh.select` (in :mod:`hashjax.rreh.api`); this module holds the
