@@ -26,7 +26,7 @@ one-standard-error rule towards large lam helped at 10% paired, where three fold
 rule was chosen on validation mAP from the database side only, never on test
 queries: at 10% paired it is level with the former rule (mean validation mAP 0.5212
 against 0.5218 over 16 data sets x 3 seeds; 0.0011 lower on test), at 30% and 100%
-paired (3 UCI pairs x 3 seeds + Wikipedia) 0.036 and 0.111 higher. It does not fix
+paired (3 UCI pairs + Wikipedia, 3 seeds) 0.030 and 0.091 higher. It does not fix
 the start of V: on UCI kar+pix the criterion prefers pca, 0.16 below gaussian there.
 
 The driver is
