@@ -698,7 +698,7 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
 
   Returns:
     ``(chosen, rows)``: the grid point picked by
-    :func:`hashjax.rreh.criterion.choose` (one-standard-error rule) and one row per
+    :func:`hashjax.rreh.criterion.choose` (largest lam, then best score) and one row per
     grid point with its ``score`` (mean over folds) and ``fold_scores``.
 
   Raises:

@@ -19,14 +19,20 @@ def test_hamming_mrr_by_hand():
   np.testing.assert_allclose(criterion.hamming_mrr(ones, ones), 1 / 2)
 
 
-def test_choose_one_standard_error_rule():
-  table = [dict(lam=1e-4, score=0.50, fold_scores=[0.45, 0.50, 0.55]),  # best, se .0289
-           dict(lam=1e-2, score=0.48, fold_scores=[0.48, 0.48, 0.48]),  # within 1 se
-           dict(lam=1e-1, score=0.40, fold_scores=[0.40, 0.40, 0.40]),  # outside
-           dict(lam=1e-2, score=0.475, fold_scores=[0.47, 0.475, 0.48])]
-  assert criterion.choose(table) == 1      # largest lam within 1 se, then best score
-  table[0]["fold_scores"] = [0.5, 0.5, 0.5]                        # se 0: the argmax
-  assert criterion.choose(table) == 0
+def test_choose_largest_lam_then_best_score():
+  table = [dict(lam=1e-4, score=0.90, fold_scores=[0.9] * 3),   # best score, small lam
+           dict(lam=1e-2, score=0.60, fold_scores=[0.6] * 3),
+           dict(lam=1e-3, score=0.80, fold_scores=[0.8] * 3),
+           dict(lam=1e-2, score=0.70, fold_scores=[0.6, 0.7, 0.8]),   # chosen
+           dict(lam=1e-2, score=0.70, fold_scores=[0.7] * 3)]         # tie: later
+  assert criterion.choose(table) == 3    # largest lam, then best score, then order
+  table[3]["score"] = table[4]["score"] = -np.inf       # non-finite fits never win
+  assert criterion.choose(table) == 1
+  for r in table[1:]:
+    r["score"] = -np.inf
+  assert criterion.choose(table) == 0    # the only finite row, whatever its lam
+  assert criterion.choose([dict(score=0.2, fold_scores=[0.2]),     # no lam: argmax
+                           dict(score=0.3, fold_scores=[0.3])]) == 1
 
 
 def test_pair_score_averages_both_directions():
