@@ -77,8 +77,8 @@ def grid_models(paired, unpaired, key, cfg, bits=BITS):
   """
   rng_anchor, rng_init = jax.random.split(key)
   problem, feats = rreh.make_problem(paired, unpaired, cfg, rng_anchor)
-  points = rreh.criterion.grid_points(rreh.criterion.GRID)
-  for init_v in rreh.criterion.GRID["init_v"]:
+  points = rreh.criterion.grid_points(rreh.criterion.STUDY_GRID)
+  for init_v in rreh.criterion.STUDY_GRID["init_v"]:
     idx = [j for j, p in enumerate(points) if p["init_v"] == init_v]
     hyp = rreh.RREHHyper(jnp.asarray([points[j]["theta"] for j in idx]),
                          jnp.full(len(idx), cfg["beta"]),
@@ -92,7 +92,7 @@ def grid_models(paired, unpaired, key, cfg, bits=BITS):
 
 def _grid_maps(paired, unpaired, split, key, cfg):
   """Test mAP of every grid point (oracle), fitted in one run_grid per init_v."""
-  points = rreh.criterion.grid_points(rreh.criterion.GRID)
+  points = rreh.criterion.grid_points(rreh.criterion.STUDY_GRID)
   out = [None] * len(points)
   for j, _, model in grid_models(paired, unpaired, key, cfg):
     res = experiment.evaluate_cross_modal(
@@ -155,7 +155,8 @@ def _md(recs, command):
            "protocol, mAP@all (mean of both directions). `select` = library default "
            "(rreh.fit with theta/lam/init_v chosen by held-out pair retrieval, 3 folds x "
            "20% of the paired items, grid "
-           f"{json.dumps(rreh.criterion.GRID)}); `oracle (test)` = grid point with the "
+           f"{json.dumps(rreh.criterion.STUDY_GRID)}); `oracle (test)` = grid point "
+           "with the "
            "best TEST mAP on that seed (an oracle: no method can reach it; see "
            "rreh_select_eval.md for a labelled validation pick); `fixed` = "
            f"{json.dumps(rreh.criterion.FIXED)} (select=False); baselines on the paired "

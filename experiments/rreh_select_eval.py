@@ -3,7 +3,7 @@
 Issue 18. experiments/rreh_select.py compared the library default with the grid
 point of best TEST mAP on one seed: an oracle (winner's curse, seed noise included),
 not something a user with labels could reach. Here, per (data set, seed, paired
-ratio), every point of hashjax.rreh.criterion.GRID is fitted once (the keys of
+ratio), every point of hashjax.rreh.criterion.STUDY_GRID is fitted once (the keys of
 ``rreh.fit(..., key)``) and each fitted model is scored twice:
 
 * test mAP: the standard query / database protocol (mAP@all, mean of both
@@ -217,7 +217,8 @@ def _md(recs, commands):
       f"Command(s): {commands}  ",
       ("64 bits, disjoint unpaired parts, standard query/database protocol, mAP@all "
        "(mean of both directions); every grid point of "
-       f"`{json.dumps(rreh.criterion.GRID)}` fitted once per (data set, seed, ratio) "
+       f"`{json.dumps(rreh.criterion.STUDY_GRID)}` fitted once per "
+       "(data set, seed, ratio) "
        "with the keys of `rreh.fit(..., key)`. (a) `default` = library default "
        "now (label-free `rreh.select`: held-out pair MRR, 3 folds; "
        "`hashjax.rreh.criterion.choose`: the largest lam, then the best score, "
