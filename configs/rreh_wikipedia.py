@@ -3,9 +3,9 @@
 Query = the 693 test pairs, database = the 2173 training pairs (the standard protocol).
 Training: ``paired_ratio`` (default 0.1) of the 2173 training items keep both views;
 the rest is dealt out disjointly, half image-only, half text-only. theta, lam and
-init_v are chosen without labels by ``hashjax.rreh.select`` (held-out pair retrieval on
-the paired training items; experiments/rreh_select.py compares it with the
-label-based best of the grid); give them to fix them.
+init_v are chosen without labels by ``hashjax.rreh.select`` (held-out paired items
+retrieve their counterparts' feature-space neighbours; experiments/rreh_select_eval.py
+compares it with a labelled validation pick); give them to fix them.
 
   python -m hashjax.main --config=configs/rreh_wikipedia.py --workdir=/tmp/hashjax/rreh_wiki
 

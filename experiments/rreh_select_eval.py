@@ -25,12 +25,18 @@ and the report compares
 
 One JSON line per finished (data set, seed, ratio) in ``<out>/rreh_select_eval.jsonl``
 (resumable; several processes may append to separate files that are then
-concatenated); ``--report`` writes ``rreh_select_eval.{json,md}`` from it.
+concatenated); it holds the grid's models' mAP and the held-out pair MRR table (the
+former default's criterion). ``--reselect`` runs today's ``rreh.select`` (the
+default criterion and grid, the same key) on every stored unit into
+``<out>/rreh_select_eval_now.jsonl`` (seconds per unit: no grid fits), and
+``--report`` writes ``rreh_select_eval.{json,md}`` from both.
 
   nice python experiments/rreh_select_eval.py --datasets wikipedia,uci_pairs \\
       --seeds 0,1,2 --ratios 0.1 --out experiments/results
   nice python experiments/rreh_select_eval.py --datasets uci_fac+kar,uci_fou+zer,\\
 uci_kar+pix --seeds 0,1,2 --ratios 0.3,1.0 --out experiments/results
+  python experiments/rreh_select_eval.py --reselect --ratios 0.1,0.3,1.0 \\
+      --out experiments/results
   python experiments/rreh_select_eval.py --report --out experiments/results
 """
 
@@ -81,8 +87,10 @@ def run_one(name, path, arg, bpath, barg, seed, ratio, baselines=True):
              num_val_query=vq.num_items, num_val_db=vdb.num_items,
              load_before=os.getloadavg())
   t0 = time.perf_counter()
-  # What rreh.fit(paired, unpaired, {"bits": 64}, key) selects (the same key).
-  chosen, table = rreh.select(paired, unpaired, base, jax.random.fold_in(key, 1))
+  # The held-out pair MRR of every STUDY_GRID point (the former default's table; the
+  # default now comes from --reselect), with the key of rreh.fit(..., key).
+  chosen, table = rreh.select(paired, unpaired, base, jax.random.fold_in(key, 1),
+                              grid=rreh.criterion.STUDY_GRID, criterion="pair")
   rec["select_seconds"] = time.perf_counter() - t0
   rec["chosen"], rec["criterion"] = chosen, table
   t0 = time.perf_counter()
@@ -111,12 +119,40 @@ def run_one(name, path, arg, bpath, barg, seed, ratio, baselines=True):
   return rec
 
 
+def reselect(rec):
+  """What the library's ``rreh.select`` picks now for a record's unit (no grid fits).
+
+  The same data, split and key as :func:`run_one`; the grid models (and so the test
+  and validation mAP of every point) are the record's.
+  """
+  name, seed, ratio = rec["dataset"], rec["seed"], rec["ratio"]
+  _, path, arg = {d[0]: d for d in rs._datasets("wikipedia,uci_pairs")}[name][:3]
+  cfg0 = load_config_file(os.path.join(rs.ROOT, path),
+                          (arg + "," if arg else "") + f"seed={seed},bits={rs.BITS}")
+  tr = hdata.get_retrieval_split(cfg0.data).train
+  sp = hdata.semi_paired_split(tr.num_items, ratio, tr.num_modalities, "disjoint", seed)
+  paired, unpaired = hdata.apply_semi_paired(tr, sp)
+  out = dict(dataset=name, seed=seed, ratio=ratio, load_before=os.getloadavg())
+  t0 = time.perf_counter()
+  out["chosen"], out["criterion"] = rreh.select(
+      paired, unpaired, rreh.resolve_config(dict(bits=rs.BITS)),
+      jax.random.fold_in(jax.random.key(seed), 1))
+  out["select_seconds"] = time.perf_counter() - t0
+  out["load_after"] = os.getloadavg()
+  return out
+
+
 def summarize(r):
-  """The (a)-(d) picks of one record: ``{name: (point, test mAP)}``."""
+  """The (a)-(d) picks of one record: ``{name: (point, test mAP)}``.
+
+  ``default`` is the library's pick now (``r["now"]``, from :func:`reselect`);
+  ``former`` the previous default: the held-out pair MRR (the record's stored
+  table) with :func:`hashjax.rreh.criterion.choose`.
+  """
   grid = r["grid"]
   strip = lambda g: {k: g[k] for k in ("theta", "lam", "init_v")}
-  d = grid[rreh.criterion.choose(r["criterion"])]   # the library's rule now
-  p = _point(grid, r["chosen"])                      # what select returned then
+  d = _point(grid, {k: r["now"]["chosen"][k] for k in ("theta", "lam", "init_v")})
+  p = grid[rreh.criterion.choose(r["criterion"])]    # pair MRR, largest lam
   c = max(grid, key=lambda g: g["val_map"])
   o = max(grid, key=lambda g: g["map"])
   f = _point(grid, rreh.criterion.FIXED)
@@ -211,7 +247,9 @@ def _init_table(recs, ratios):
 def _md(recs, commands):
   ratios = sorted({r["ratio"] for r in recs})
   loads = [r["load_before"][0] for r in recs] + [r["load_after"][0] for r in recs]
-  secs = [r["select_seconds"] for r in recs if r["ratio"] == 0.1]
+  loads += [r["now"]["load_before"][0] for r in recs] + [
+      r["now"]["load_after"][0] for r in recs]
+  secs = [r["now"]["select_seconds"] for r in recs if r["ratio"] == 0.1]
   lines = [
       "# RREH selection, evaluated honestly (issue 18)", "",
       f"Command(s): {commands}  ",
@@ -220,11 +258,11 @@ def _md(recs, commands):
        f"`{json.dumps(rreh.criterion.STUDY_GRID)}` fitted once per "
        "(data set, seed, ratio) "
        "with the keys of `rreh.fit(..., key)`. (a) `default` = library default "
-       "now (label-free `rreh.select`: held-out pair MRR, 3 folds; "
-       "`hashjax.rreh.criterion.choose`: the largest lam, then the best score, "
-       "applied to the stored criterion table, which is what `select` computes); "
-       "`former default` = the one-standard-error rule towards large lam that "
-       "`select` used when the records were made (their `chosen`); (b) `fixed` = "
+       "now (label-free `rreh.select` run again on the same data and key with "
+       "today's library (`--reselect`): the neighbourhood criterion, 3 folds, the "
+       "largest lam, then the best score); "
+       "`former default` = the held-out pair MRR with the same rule (the stored "
+       "criterion table; the default until 2026-12-05); (b) `fixed` = "
        f"`{json.dumps(rreh.criterion.FIXED)}` (select=False); "
        "(c) `labels (val)` = grid point with the best mAP on a validation split of the "
        f"DATABASE only ({VAL_SHARE:.0%} of the database items, seeded, as queries "
@@ -326,17 +364,17 @@ def _rule_top_lam(rule):
   return wrapped
 
 
-# Candidate selection rules on the stored criterion tables (label-free: each sees only
-# the pair scores). Compared on VALIDATION mAP; test mAP is reported alongside.
+# Candidate selection rules on the stored pair-MRR tables (label-free: each sees only
+# the pair scores), and the library's default now (from --reselect). Compared on VALIDATION mAP; test mAP is reported alongside.
 RULES = {
     "argmax": lambda t: int(np.argmax([r["score"] for r in t])),
-    "1 se (former library rule)": former_choose,
+    "1 se (library rule until 2026-12-04)": former_choose,
     "2 se": _rule_se(2),
     "within 2%": _rule_rel(0.02),
     "within 5%": _rule_rel(0.05),
     "within 10%": _rule_rel(0.10),
     "largest lam, 1 se": _rule_top_lam(former_choose),
-    "largest lam, then best score (library rule now)": rreh.criterion.choose,
+    "largest lam, then best score (former library rule)": rreh.criterion.choose,
 }
 
 
@@ -349,8 +387,13 @@ def _rules_table(recs):
   for x in sorted({r["ratio"] for r in recs}):
     rs_ = [r for r in recs if r["ratio"] == x]
     names = sorted({r["dataset"] for r in rs_})
-    for name, rule in dict(RULES, fixed=fixed).items():
-      picks = [r["grid"][rule(r["criterion"])] for r in rs_]
+    rules = dict(RULES, fixed=fixed)
+    rules["neighbourhood, largest lam (library default now)"] = None
+    for name, rule in rules.items():
+      picks = [summarize(r)["default"][0] if rule is None else
+               r["grid"][rule(r["criterion"])] for r in rs_]
+      picks = [_point(r["grid"], p) if rule is None else p
+               for r, p in zip(rs_, picks)]
       regret = [max(g["val_map"] for g in r["grid"]) - p["val_map"]
                 for r, p in zip(rs_, picks)]
       per_ds = [np.mean([g for g, r in zip(regret, rs_) if r["dataset"] == n])
@@ -382,9 +425,30 @@ def main():
   ap.add_argument("--jsonl", default=None,
                   help="append records here (default <out>/rreh_select_eval.jsonl)")
   ap.add_argument("--report", action="store_true")
+  ap.add_argument("--reselect", action="store_true",
+                  help="run today's rreh.select on every stored unit (of --datasets, "
+                       "--seeds, --ratios) into <out>/rreh_select_eval_now.jsonl")
   args = ap.parse_args()
   os.makedirs(args.out, exist_ok=True)
   jsonl = args.jsonl or os.path.join(args.out, NAME + ".jsonl")
+  now_path = os.path.join(args.out, NAME + "_now.jsonl")
+  if args.reselect:
+    done = {(r["dataset"], r["seed"], r["ratio"]) for r in _load(now_path)}
+    names = {d[0] for d in rs._datasets(args.datasets)}
+    seeds = {int(s) for s in args.seeds.split(",")}
+    ratios = {float(x) for x in args.ratios.split(",")}
+    for rec in _load(jsonl):
+      unit = (rec["dataset"], rec["seed"], rec["ratio"])
+      if (unit in done or rec["dataset"] not in names or rec["seed"] not in seeds
+          or rec["ratio"] not in ratios):
+        continue
+      out = reselect(rec)
+      out["command"] = _common.command()
+      out["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
+      print(*unit, out["chosen"], f"{out['select_seconds']:.1f} s", flush=True)
+      with open(now_path, "a") as f:
+        f.write(json.dumps(out) + "\n")
+    return
   if not args.report:
     done = {(r["dataset"], r["seed"], r["ratio"]) for r in _load(jsonl)}
     for ratio in (float(x) for x in args.ratios.split(",")):
@@ -406,7 +470,16 @@ def main():
             f.write(json.dumps(rec) + "\n")
     return
   recs = _load(jsonl)
-  commands = "; ".join(f"`{c}`" for c in sorted({r["command"] for r in recs}))
+  now = {(r["dataset"], r["seed"], r["ratio"]): r for r in _load(now_path)}
+  missing = [k for k in ((r["dataset"], r["seed"], r["ratio"]) for r in recs)
+             if k not in now]
+  if missing:
+    raise SystemExit(f"no --reselect record for {len(missing)} unit(s), e.g. "
+                     f"{missing[0]}: run with --reselect first")
+  for r in recs:
+    r["now"] = now[(r["dataset"], r["seed"], r["ratio"])]
+  commands = "; ".join(f"`{c}`" for c in sorted({r["command"] for r in recs} |
+                                                 {r["command"] for r in now.values()}))
   md, summary = _md(recs, commands)
   _common.write_results(NAME, dict(environment=_common.environment(), summary=summary,
                                    records=recs), md, args.out)

@@ -561,13 +561,18 @@ def _anchor_rows(paired: list[np.ndarray], rows: _Rows, index: np.ndarray,
   for i, p in enumerate(paired):
     if own.any():
       mine[i, own, :p.shape[1]] = _standardise(p[index[own] - lo], shifts[i], scales[i])
+  return _sum_over_processes(mine, mesh)
+
+
+def _sum_over_processes(mine: np.ndarray, mesh: jax.sharding.Mesh) -> np.ndarray:
+  """The sum over processes of every process's float32 ``mine`` (same shape), on
+  every process. Rows that one process fills and the others leave 0 arrive exactly."""
   if jax.process_count() == 1:
     return mine
-  local = np.zeros((mesh.shape["data"] // jax.process_count(), m, k, d_max), np.float32)
+  local = np.zeros((mesh.shape["data"] // jax.process_count(),) + mine.shape, np.float32)
   local[0] = mine
   spread = jax.make_array_from_process_local_data(
-      NamedSharding(mesh, P("data")), local,
-      (mesh.shape["data"], m, k, d_max))
+      NamedSharding(mesh, P("data")), local, (mesh.shape["data"],) + mine.shape)
   return np.asarray(_replicator(mesh)(jnp.sum(spread, axis=0)))
 
 
@@ -677,12 +682,12 @@ def make_problem(paired_views: Sequence[Any], unpaired_views: Sequence[Any],
 
 def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
            rng: jax.Array, *, grid: Mapping[str, Sequence[Any]] | None = None,
-           folds: int = 3, holdout: float = 0.2,
+           folds: int = 3, holdout: float = 0.2, criterion: str = "neighbourhood",
            mesh: jax.sharding.Mesh | None = None, process_local: bool = False
            ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-  """Chooses hyper-parameters by held-out pair retrieval (no labels).
+  """Chooses hyper-parameters without labels, from held-out paired items.
 
-  See :mod:`hashjax.rreh.criterion` for the criterion.
+  See :mod:`hashjax.rreh.criterion` for the criteria.
 
   Args:
     paired_views, unpaired_views, mesh, process_local: as :func:`fit`.
@@ -695,16 +700,22 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
       :data:`hashjax.rreh.criterion.SELECT_KEYS` that ``config`` leaves None).
     folds: disjoint held-out shares (capped so that they fit in the paired items).
     holdout: share of the paired items held out per fold (at least 2 items).
+    criterion: ``"neighbourhood"`` (default: held-out items retrieve their
+      counterparts' feature-space neighbours among every item of the other
+      modality) or ``"pair"`` (held-out items retrieve their own counterparts; the
+      former default); see :mod:`hashjax.rreh.criterion`.
 
   Returns:
     ``(chosen, rows)``: the grid point picked by
-    :func:`hashjax.rreh.criterion.choose` (largest lam, then best score) and one row per
-    grid point with its ``score`` (mean over folds) and ``fold_scores``.
+    :func:`hashjax.rreh.criterion.choose` for the criterion and one row per grid
+    point with its ``score`` (mean over folds) and ``fold_scores``.
 
   Raises:
     ValueError: a grid key that cannot be searched, or too few paired items.
   """
   cfg = resolve_config(config)
+  if criterion not in crit.CRITERIA:
+    raise ValueError(f"criterion must be one of {crit.CRITERIA}, got {criterion!r}.")
   if grid is None:
     grid = {k: crit.GRID[k] for k in crit.SELECT_KEYS if cfg[k] is None}
   bad = sorted(set(grid) - {"theta", "beta", "lam", "init_v"})
@@ -758,8 +769,12 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
         p * r + fold_rows.paired[p] + rows.unpaired[p, i] + np.arange(len(own_held[p]))
         for p in range(procs)]).astype(np.int32) for i in range(len(rows.dims))]
     rng_anchor, rng_init = jax.random.split(jax.random.fold_in(rng_fold, f))
-    problem, _ = _build_problem(tp, tu, fold_rows, dict(cfg, init_v=cfg["init_v"] or "pca"),
-                                rng_anchor, mesh, None)
+    problem, feats = _build_problem(tp, tu, fold_rows,
+                                    dict(cfg, init_v=cfg["init_v"] or "pca"),
+                                    rng_anchor, mesh, None)
+    near = None if criterion == "pair" else _neighbour_fold(
+        tp, tu, fold_rows, held_rows, r, feats,
+        jax.random.fold_in(jax.random.fold_in(rng_fold, f), 1), mesh)
     by_init = {}
     for j, pt in enumerate(points):
       by_init.setdefault(pt.get("init_v", cfg["init_v"]), []).append(j)
@@ -774,20 +789,21 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
           rng_init, bits=cfg["bits"], iterations=cfg["iterations"],
           orthogonal_v=cfg["orthogonal_v"], init_v=init_v)
       w_ok, b = _held_codes(state, held_rows, rep)   # [G], M x [G, h, bits]
+      fold_scores = _fold_scores(state, b, near, rep)
       for g, j in enumerate(idx):
         if w_ok[g]:
-          scores[j, f] = crit.pair_score([x[g] for x in b])
+          scores[j, f] = fold_scores[g]
           codes[j] = [x[g] for x in b]
     if auto:
-      kept.append((problem, held_rows, rng_init, codes))
+      kept.append((problem, held_rows, rng_init, codes, near))
   mean = scores.mean(axis=1)
   table = [dict(pt, score=float(mean[j]), fold_scores=scores[j].tolist())
            for j, pt in enumerate(points)]
-  chosen = dict(points[crit.choose(table)])
+  best = crit.choose(table)
+  chosen = dict(points[best])
   if given is not None:
     chosen["view_weights"] = given
   if auto:
-    best = crit.choose(table)
     point = {k: chosen.get(k, cfg[k]) for k in ("theta", "beta", "lam", "init_v")}
     chosen["view_weights"], rows_w = _select_weights(
         kept, best, scores[best], point, cfg, m, rep)
@@ -799,7 +815,7 @@ def _select_weights(kept: list, best: int, uniform_scores: np.ndarray,
                     point: Mapping[str, Any], cfg: Mapping[str, Any], m: int,
                     rep: NamedSharding
                     ) -> tuple[tuple[float, ...] | None, list[dict[str, Any]]]:
-  """``view_weights="auto"``: picks view weights by the held-out pair criterion.
+  """``view_weights="auto"``: picks view weights by the selection criterion.
 
   With the chosen grid point fixed, scores the candidates of
   :func:`hashjax.rreh.criterion.weight_candidates` (each view down-weighted; weights
@@ -814,21 +830,22 @@ def _select_weights(kept: list, best: int, uniform_scores: np.ndarray,
     table row per candidate (``view_weights``, ``candidate``, ``score``,
     ``fold_scores``).
   """
-  quality = np.mean([crit.view_quality(c[best]) for _, _, _, c in kept], axis=0)
+  quality = np.mean([crit.view_quality(c[best]) for _, _, _, c, _ in kept], axis=0)
   cands = crit.weight_candidates(m, quality)
   scores = np.full((len(cands), len(kept)), -np.inf)
   weights = jnp.asarray([w for _, w in cands], jnp.float32)               # [G, M]
   g = len(cands)
   hyper = solver.RREHHyper(*(jnp.full((g,), point[k], jnp.float32)
                              for k in ("theta", "beta", "lam")), weights)
-  for f, (problem, held_rows, rng_init, _) in enumerate(kept):
+  for f, (problem, held_rows, rng_init, _, near) in enumerate(kept):
     state = solver.run_grid(problem, hyper, rng_init, bits=cfg["bits"],
                             iterations=cfg["iterations"],
                             orthogonal_v=cfg["orthogonal_v"], init_v=point["init_v"])
     w_ok, b = _held_codes(state, held_rows, rep)
+    fold_scores = _fold_scores(state, b, near, rep)
     for j in range(g):
       if w_ok[j]:
-        scores[j, f] = crit.pair_score([x[j] for x in b])
+        scores[j, f] = fold_scores[j]
   rows = [{"candidate": "uniform", "view_weights": None,
            "score": float(np.mean(uniform_scores)),
            "fold_scores": np.asarray(uniform_scores).tolist()}]
@@ -849,6 +866,84 @@ def _held_codes(state: solver.RREHState, held_rows: list[np.ndarray],
                                  [bb[:, i, x] for i, x in enumerate(held_rows)]),
                   out_shardings=rep)(state.W, state.B)
   return np.asarray(ok), [np.asarray(x) for x in b]
+
+
+class _NeighbourFold(NamedTuple):
+  """What the neighbourhood criterion needs of one fold (identical on every process).
+
+  Attributes:
+    rows: M int32 arrays ``[s_i]``, the sampled rows of modality i on the item axis
+      (in random order).
+    queries: M int arrays ``[h]``: position in ``rows[i]`` of held-out item q's row.
+    relevant: M bool arrays ``[h, s_i]``: the ``NEIGHBOUR_SHARE`` of modality i's
+      sampled rows nearest to held-out item q's row there.
+  """
+
+  rows: list[np.ndarray]
+  queries: list[np.ndarray]
+  relevant: list[np.ndarray]
+
+
+def _neighbour_fold(tp: list[np.ndarray], tu: list[np.ndarray], fold_rows: _Rows,
+                    held_rows: list[np.ndarray], r: int, feats: RREHFeatures,
+                    key: jax.Array, mesh: jax.sharding.Mesh) -> _NeighbourFold:
+  """Samples each modality's rows and finds the held-out items' neighbours there.
+
+  Every real row of modality i (kept paired, unpaired and held-out) when there are
+  at most :data:`~hashjax.rreh.criterion.MAX_SAMPLE_ROWS`, else the held-out items'
+  rows and a uniform sample of the others; queries are the first
+  :data:`~hashjax.rreh.criterion.MAX_QUERIES` held-out items. The sampled rows'
+  features (standardised as the fold's problem does, then per column) are summed
+  over processes like the anchors: they are the only raw rows that travel.
+  """
+  procs, me = jax.process_count(), jax.process_index()
+  m = len(fold_rows.dims)
+  h = min(len(held_rows[0]), crit.MAX_QUERIES)
+  shift, scale = np.asarray(feats.shift), np.asarray(feats.scale)
+  out = _NeighbourFold([], [], [])
+  for i, k in enumerate(jax.random.split(key, m)):
+    valid = np.concatenate([p * r + np.arange(fold_rows.paired[p] + fold_rows.unpaired[p, i])
+                            for p in range(procs)])
+    query_rows = np.asarray(held_rows[i][:h])
+    rows = valid
+    if valid.size > crit.MAX_SAMPLE_ROWS:
+      others = np.setdiff1d(valid, query_rows)
+      pick = np.asarray(jax.random.choice(jax.random.fold_in(k, 0), others.size,
+                                          (crit.MAX_SAMPLE_ROWS - h,), replace=False))
+      rows = np.concatenate([query_rows, others[np.sort(pick)]])
+    rows = rows[np.asarray(jax.random.permutation(jax.random.fold_in(k, 1), rows.size))]
+    where = np.argsort(rows)
+    queries = where[np.searchsorted(rows[where], query_rows)]
+    # This process's sampled rows: kept paired rows, then unpaired (held-out last).
+    d = fold_rows.dims[i]
+    mine = np.zeros((rows.size, d), np.float32)
+    local = rows - me * r
+    own = np.flatnonzero((local >= 0) & (local < r))
+    n_tp = int(fold_rows.paired[me])
+    for j in own:
+      raw = tp[i][local[j]] if local[j] < n_tp else tu[i][local[j] - n_tp]
+      mine[j] = _standardise(raw, shift[i, :d], float(scale[i]))
+    x = crit.standardise_columns(_sum_over_processes(mine, mesh))
+    out.rows.append(rows.astype(np.int32))
+    out.queries.append(queries)
+    out.relevant.append(crit.neighbour_sets(x, queries))
+  return out
+
+
+def _fold_scores(state: solver.RREHState, held: list[np.ndarray],
+                 near: _NeighbourFold | None, rep: NamedSharding) -> np.ndarray:
+  """``[G]`` criterion of every grid point of one fold: pair MRR of the held-out
+  codes ``held`` (M x ``[G, h, bits]``) when ``near`` is None, else the
+  neighbourhood score on the sampled rows (only those rows of B leave the devices)."""
+  if near is None:
+    return np.asarray([crit.pair_score([x[g] for x in held])
+                       for g in range(held[0].shape[0])])
+  codes = jax.jit(lambda bb: [bb[:, i, x] for i, x in enumerate(near.rows)],
+                  out_shardings=rep)(state.B)
+  codes = [np.asarray(c) for c in codes]                    # M x [G, s_i, bits]
+  return np.asarray([crit.neighbourhood_score([c[g] for c in codes], near.queries,
+                                              near.relevant)
+                     for g in range(codes[0].shape[0])])
 
 
 def check_finite_state(state: solver.RREHState) -> None:
@@ -876,8 +971,8 @@ def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
       modality, in the raw features' units), reconstruct_against ('anchors' |
       'paired'), init_v ('gaussian' | 'pca', the initial V; see
       :func:`hashjax.rreh.solver.init`), select``; see :data:`DEFAULTS`. theta,
-      lam and init_v left None are chosen without labels by :func:`select` (held-out
-      pair retrieval over :data:`hashjax.rreh.criterion.GRID`), or, with
+      lam and init_v left None are chosen without labels by :func:`select` (the
+      neighbourhood criterion over :data:`hashjax.rreh.criterion.GRID`), or, with
       ``select=False``, taken from :data:`hashjax.rreh.criterion.FIXED`. Given values
       are never searched.
     rng: PRNG key; split into the anchor key and the key of the initial V.
@@ -894,7 +989,9 @@ def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
       process 1, ...) and a block of each modality's unpaired items. The fit is
       the fit of the concatenation of the blocks in process order (the same model
       as one process given that concatenation, up to float rounding; see
-      docs/rreh.md#multihost); no raw row leaves its process (the anchors do).
+      docs/rreh.md#multihost); no raw row leaves its process (the anchors do, and
+      in label-free selection the criterion's sample of at most 4096 rows per
+      modality and fold).
       Every process must call ``fit`` with the same config and key.
 
   Returns:

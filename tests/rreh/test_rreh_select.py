@@ -87,3 +87,133 @@ def test_select_errors():
     rreh.select(paired, unpaired, CFG, jax.random.key(0), grid=dict(bits=(8, 16)))
   with pytest.raises(ValueError, match="needs at least"):
     rreh.select([p[:3] for p in paired], unpaired, CFG, jax.random.key(0))
+
+
+# --- the neighbourhood criterion (the default) -------------------------------------
+
+
+def test_average_precision_by_hand():
+  q = np.array([[1, 1]])
+  db = np.array([[1, 1], [-1, -1], [1, -1]])        # distances 0, 2, 1
+  rel = np.array([[False, True, True]])
+  # Ranking d0 (0), d2 (1), d1 (2): hits at ranks 2 and 3.
+  np.testing.assert_allclose(criterion.average_precision(q, db, rel), (1 / 2 + 2 / 3) / 2)
+  same = np.array([[1, 1], [1, 1]])                  # a tie: database row order
+  np.testing.assert_allclose(criterion.average_precision(q, same, [[False, True]]), 1 / 2)
+  np.testing.assert_allclose(criterion.average_precision(q, same, [[True, False]]), 1.0)
+  # A query with no relevant row does not count.
+  two = np.array([[1, 1], [-1, -1]])
+  np.testing.assert_allclose(
+      criterion.average_precision(two, db, [[False, True, True], [False] * 3]),
+      (1 / 2 + 2 / 3) / 2)
+
+
+def _ap_loop(query, database, relevant):
+  """Reference: one query at a time, sort by (distance, row), precision at hits."""
+  aps = []
+  for q, rel in zip(query, relevant):
+    dist = [int(np.sum(q != d)) for d in database]
+    order = sorted(range(len(database)), key=lambda j: (dist[j], j))
+    hits, total = 0, 0.0
+    for rank, j in enumerate(order, 1):
+      if rel[j]:
+        hits += 1
+        total += hits / rank
+    if hits:
+      aps.append(total / hits)
+  return float(np.mean(aps))
+
+
+def test_average_precision_matches_a_loop():
+  rs = np.random.default_rng(3)
+  q = np.where(rs.normal(size=(7, 6)) >= 0, 1, -1)
+  db = np.where(rs.normal(size=(40, 6)) >= 0, 1, -1)     # 6 bits: many ties
+  rel = rs.random((7, 40)) < 0.2
+  np.testing.assert_allclose(criterion.average_precision(q, db, rel),
+                             _ap_loop(q, db, rel), rtol=1e-12)
+
+
+def test_neighbour_sets_by_hand():
+  x = np.array([[0.0], [1.0], [3.0], [10.0]])
+  got = criterion.neighbour_sets(x, np.array([0, 3]), share=0.5)     # 2 of 4 rows
+  np.testing.assert_array_equal(got, [[1, 1, 0, 0], [0, 0, 1, 1]])
+  # The query row itself is always a neighbour, also among exact duplicates; at least
+  # 2 rows whatever the share.
+  dup = np.zeros((5, 2))
+  got = criterion.neighbour_sets(dup, np.array([4]), share=0.01)
+  assert got[0, 4] and got.sum() == 2
+
+
+def test_standardise_columns():
+  x = np.array([[1.0, 5.0, 2.0], [3.0, 5.0, 4.0], [5.0, 5.0, 12.0]])
+  z = criterion.standardise_columns(x)
+  np.testing.assert_allclose(z.mean(0), 0, atol=1e-12)
+  np.testing.assert_allclose(z[:, [0, 2]].std(0), 1)
+  np.testing.assert_array_equal(z[:, 1], 0)            # a constant column
+
+
+def test_neighbourhood_score_averages_directions_and_prefers_structure():
+  rs = np.random.default_rng(1)
+  lab = rs.integers(0, 4, 200)
+  feats = [rs.normal(size=(4, d))[lab] + 0.3 * rs.normal(size=(200, d)) for d in (5, 7)]
+  queries = [np.arange(20), np.arange(20)]
+  rel = [criterion.neighbour_sets(criterion.standardise_columns(f), queries[i])
+         for i, f in enumerate(feats)]
+  proto = np.where(rs.normal(size=(4, 16)) >= 0, 1, -1)
+  good = [np.where(rs.random((200, 16)) < 0.1, -1, 1) * proto[lab] for _ in range(2)]
+  noise = [np.where(rs.normal(size=(200, 16)) >= 0, 1, -1) for _ in range(2)]
+  s = criterion.neighbourhood_score(good, queries, rel)
+  want = (criterion.average_precision(good[0][:20], good[1], rel[1])
+          + criterion.average_precision(good[1][:20], good[0], rel[0])) / 2
+  np.testing.assert_allclose(s, want)
+  # Codes that keep the clusters (but not the order inside one: the 20 neighbours are
+  # a share of a cluster of ~50) beat random codes (~ the 10% share) by far.
+  assert s > 0.3 > 0.15 > criterion.neighbourhood_score(noise, queries, rel)
+
+
+def test_select_criteria_and_their_errors():
+  paired, unpaired = _data()
+  with pytest.raises(ValueError, match="criterion must be one of"):
+    rreh.select(paired, unpaired, CFG, jax.random.key(0), criterion="labels")
+
+
+@pytest.mark.slow
+def test_select_pair_criterion_is_the_held_out_mrr():
+  paired, unpaired = _data(2)
+  key = jax.random.key(5)
+  cfg = dict(CFG, lam=1e-3)
+  _, nb = rreh.select(paired, unpaired, cfg, key, grid=GRID, folds=2)
+  _, pair = rreh.select(paired, unpaired, cfg, key, grid=GRID, folds=2, criterion="pair")
+  assert all(0 < r["score"] <= 1 for r in nb + pair)
+  assert [r["score"] for r in nb] != [r["score"] for r in pair]
+
+
+def test_neighbour_fold_samples_rows_with_the_queries(monkeypatch):
+  """Above MAX_SAMPLE_ROWS the criterion samples: the held-out rows are all in it,
+  the queries point at them, every row is a real row of its modality."""
+  from hashjax.rreh import api
+  paired, unpaired = _data(3, n_p=40, n_u=60)
+  monkeypatch.setattr(criterion, "MAX_SAMPLE_ROWS", 50)
+  monkeypatch.setattr(criterion, "MAX_QUERIES", 6)
+  rows = api._Rows(np.asarray([30]), np.asarray([[70, 70]]), (8, 6))
+  tp = [p[:30] for p in paired]
+  tu = [np.concatenate([u, p[30:]]) for p, u in zip(paired, unpaired)]
+  held_rows = [30 + 60 + np.arange(10) for _ in range(2)]
+  _, feats = api._build_problem(tp, tu, rows, rreh.resolve_config(CFG),
+                                jax.random.key(0), api.default_mesh(), None)
+  near = api._neighbour_fold(tp, tu, rows, held_rows, 100, feats, jax.random.key(1),
+                             api.default_mesh())
+  for i in range(2):
+    assert near.rows[i].size == 50 == np.unique(near.rows[i]).size
+    assert np.all(near.rows[i] < 100)
+    np.testing.assert_array_equal(near.rows[i][near.queries[i]], held_rows[i][:6])
+    assert near.relevant[i].shape == (6, 50)
+    assert near.relevant[i][np.arange(6), near.queries[i]].all()     # itself
+    assert np.all(near.relevant[i].sum(1) == 5)                      # 10% of 50
+  # The queries' neighbours are found in the right features: recompute by hand.
+  x = np.concatenate([tp[1], tu[1]])[near.rows[1]]
+  z = criterion.standardise_columns(x)
+  d = ((z[near.queries[1]][:, None] - z[None]) ** 2).sum(-1)
+  for q in range(6):
+    assert set(np.argsort(d[q], kind="stable")[:5]) == set(np.flatnonzero(
+        near.relevant[1][q]))
