@@ -42,8 +42,8 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 import rreh_select as rs
+
 from hashjax import data as hdata
 from hashjax import rreh
 from hashjax.configs_io import load_config_file

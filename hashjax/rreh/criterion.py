@@ -36,7 +36,7 @@ Neither criterion can choose lambda: smaller ridges match held-out items better
 while class-level retrieval gets worse, and the more items are paired the stronger
 that pull (experiments/results/rreh_select_eval.md: with every UCI fac+kar item
 paired the pair MRR picked smaller ridges at 0.60 test mAP where lam 1e-2 gave
-0.71; the neighbourhood score's argmax over lam too lost 0.07 validation mAP at
+0.71; the neighbourhood score's argmax over lam too lost 0.04 validation mAP at
 100% paired on the first records of the study). :func:`choose` therefore does not
 score lambda: it keeps the rows of the largest lam (the most regularised) and takes
 the best score among them (theta and init_v).
