@@ -34,11 +34,11 @@ reported, test mAP. One JSON line per (data set, seed, ratio) in ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
 
+import _common
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -50,6 +50,7 @@ from hashjax.configs_io import load_config_file
 from hashjax.rreh import api, solver
 from hashjax.rreh import criterion as crit
 
+NAME = "rreh_criterion_study"
 SHARES = (0.01, 0.03, 0.05, 0.1, 0.2, 0.3)
 EVAL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                     "rreh_select_eval.jsonl")
@@ -128,7 +129,8 @@ def fold_criteria(paired, unpaired, rng, points, folds=3, holdout=0.2):
            for i in range(m)}
     for init_v in ("gaussian", "pca"):
       idx = [j for j, p in enumerate(points) if p["init_v"] == init_v]
-      hyp = solver.RREHHyper(jnp.asarray([points[j]["theta"] for j in idx], jnp.float32),
+      hyp = solver.RREHHyper(jnp.asarray([points[j]["theta"] for j in idx],
+                                         jnp.float32),
                              jnp.full(len(idx), cfg["beta"], jnp.float32),
                              jnp.asarray([points[j]["lam"] for j in idx], jnp.float32),
                              None)
@@ -194,15 +196,22 @@ def _pick(r, crit_name, top_lam):
 
 
 def report(path):
-  recs = [json.loads(x) for x in open(path)]
+  """The markdown report of the records in ``path``."""
+  lines = []
+
+  def say(*parts):
+    lines.append(" ".join(str(x) for x in parts))
+
+  with open(path) as f:
+    recs = [json.loads(x) for x in f]
   names = list(recs[0]["scores"])
   loads = [r["load_before"][0] for r in recs] + [r["load_after"][0] for r in recs]
-  print("# Label-free selection criteria for RREH (issue 18)\n")
-  print(f"Command: `python experiments/rreh_criterion_study.py --ratios 0.1,0.3,1.0 "
-        f"--out {path}` (stopped after {len(recs)} units; the 30% / 100% units are "
-        f"partial), report: `python experiments/rreh_criterion_study.py --report "
-        f"--out {path}`. Load average (1 min) {min(loads):.1f}-{max(loads):.1f}.\n")
-  print("Every STUDY_GRID point (theta x lam x init_v, 18) is fitted on the 3 folds of "
+  say("# Label-free selection criteria for RREH (issue 18)\n")
+  say(f"Command: `python experiments/rreh_criterion_study.py --ratios 0.1,0.3,1.0 "
+        f"--out DIR` ({len(recs)} units in `{os.path.basename(path)}`; the first run "
+        "was stopped after the 10% units and a few 30% / 100% ones), then `--report "
+        f"--out DIR`. Load average (1 min) {min(loads):.1f}-{max(loads):.1f}.\n")
+  say("Every STUDY_GRID point (theta x lam x init_v, 18) is fitted on the 3 folds of "
         "`rreh.select` (same keys) and scored by each criterion (module docstring); a "
         "rule picks the argmax of the fold-mean score (over all 18 points, or at the "
         "largest lam only) and is judged by the VALIDATION mAP of its pick (20% of the "
@@ -217,10 +226,10 @@ def report(path):
   for ratio in sorted({r["ratio"] for r in recs}):
     rr = [r for r in recs if r["ratio"] == ratio]
     sets = sorted({r["dataset"] for r in rr})
-    print(f"\n## ratio {ratio}: {len(sets)} data sets, {len(rr)} records")
-    print("| rule | val mAP | val regret | sets within 0.01 (val) | test mAP | "
+    say(f"\n## ratio {ratio}: {len(sets)} data sets, {len(rr)} records")
+    say("| rule | val mAP | val regret | sets within 0.01 (val) | test mAP | "
           "rank corr with val (median) |")
-    print("|---|---|---|---|---|---|")
+    say("|---|---|---|---|---|---|")
     rules = [(n, t) for n in names for t in (False, True)] + [("fixed", None)]
     for n, t in rules:
       vals, regs, tests, cors, per = [], [], [], [], {}
@@ -241,8 +250,9 @@ def report(path):
       within = sum(np.mean(x) <= 0.01 for x in per.values())
       label = n if n == "fixed" else f"{n}{' (largest lam)' if t else ''}"
       cor = f"{np.median(cors):.2f}" if cors else ""
-      print(f"| {label} | {np.mean(vals):.4f} | {np.mean(regs):.4f} | {within} of "
+      say(f"| {label} | {np.mean(vals):.4f} | {np.mean(regs):.4f} | {within} of "
             f"{len(per)} | {np.mean(tests):.4f} | {cor} |")
+  return "\n".join(lines) + "\n"
 
 
 def _spearman(a, b):
@@ -252,23 +262,30 @@ def _spearman(a, b):
 
 
 def main():
-  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap = _common.parser(NAME, __doc__)
   ap.add_argument("--ratios", default="0.1")
-  ap.add_argument("--datasets", default="")
+  ap.add_argument("--datasets", default="", help="comma list (default: all)")
   ap.add_argument("--seeds", default="0,1,2")
-  ap.add_argument("--out", required=True)
   ap.add_argument("--report", action="store_true")
   a = ap.parse_args()
+  os.makedirs(a.out, exist_ok=True)
+  path = os.path.join(a.out, NAME + ".jsonl")
   if a.report:
-    report(a.out)
+    md = report(path)
+    with open(os.path.join(a.out, NAME + ".md"), "w") as f:
+      f.write(md)
+    print(md)
     return
   done = set()
-  if os.path.exists(a.out):
-    done = {(r["dataset"], r["seed"], r["ratio"]) for r in map(json.loads, open(a.out))}
+  if os.path.exists(path):
+    with open(path) as f:
+      done = {(r["dataset"], r["seed"], r["ratio"]) for r in map(json.loads, f)}
   ratios = [float(x) for x in a.ratios.split(",")]
   seeds = [int(x) for x in a.seeds.split(",")]
   want = set(a.datasets.split(",")) if a.datasets else None
-  for rec in map(json.loads, open(EVAL)):
+  with open(EVAL) as f:
+    units = [json.loads(x) for x in f]
+  for rec in units:
     if (rec["ratio"] not in ratios or rec["seed"] not in seeds
         or (want and rec["dataset"] not in want)
         or (rec["dataset"], rec["seed"], rec["ratio"]) in done):
@@ -276,7 +293,7 @@ def main():
     out = run_one(rec)
     print(rec["dataset"], rec["seed"], rec["ratio"], f"{out['seconds']:.1f}s",
           f"mrr diff {out['mrr_max_abs_diff_vs_record']:.1e}", flush=True)
-    with open(a.out, "a") as fh:
+    with open(path, "a") as fh:
       fh.write(json.dumps(out) + "\n")
 
 
