@@ -43,10 +43,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import rreh_select as rs
+import rreh_select_eval as rse
 
-from hashjax import data as hdata
 from hashjax import rreh
-from hashjax.configs_io import load_config_file
 from hashjax.rreh import api, solver
 from hashjax.rreh import criterion as crit
 
@@ -165,14 +164,7 @@ def fold_criteria(paired, unpaired, rng, points, folds=3, holdout=0.2):
 
 def run_one(rec):
   name, seed, ratio = rec["dataset"], rec["seed"], rec["ratio"]
-  ds = {d[0]: d for d in rs._datasets("wikipedia,uci_pairs")}[name]
-  _, path, arg = ds[:3]
-  cfg0 = load_config_file(os.path.join(rs.ROOT, path),
-                          (arg + "," if arg else "") + f"seed={seed},bits={rs.BITS}")
-  split = hdata.get_retrieval_split(cfg0.data)
-  tr = split.train
-  sp = hdata.semi_paired_split(tr.num_items, ratio, tr.num_modalities, "disjoint", seed)
-  paired, unpaired = hdata.apply_semi_paired(tr, sp)
+  _, paired, unpaired = rse.unit_data(name, seed, ratio)
   points = crit.grid_points(crit.STUDY_GRID)
   load0 = os.getloadavg()
   t0 = time.perf_counter()

@@ -73,13 +73,22 @@ def _point(grid, point):
   return next(g for g in grid if all(g[k] == v for k, v in point.items()))
 
 
-def run_one(name, path, arg, bpath, barg, seed, ratio, baselines=True):
+def unit_data(name, seed, ratio):
+  """``(split, paired, unpaired)`` of one unit: the data set's retrieval split and
+  its training items at paired share ``ratio`` (disjoint unpaired parts, ``seed``)."""
+  _, path, arg = {d[0]: d for d in rs._datasets("wikipedia,uci_pairs")}[name][:3]
   cfg0 = load_config_file(os.path.join(rs.ROOT, path),
                           (arg + "," if arg else "") + f"seed={seed},bits={rs.BITS}")
   split = hdata.get_retrieval_split(cfg0.data)
   tr = split.train
   sp = hdata.semi_paired_split(tr.num_items, ratio, tr.num_modalities, "disjoint", seed)
   paired, unpaired = hdata.apply_semi_paired(tr, sp)
+  return split, paired, unpaired
+
+
+def run_one(name, path, arg, bpath, barg, seed, ratio, baselines=True):
+  del path, arg   # unit_data finds them by name
+  split, paired, unpaired = unit_data(name, seed, ratio)
   vq, vdb = _val_split(split.database, seed)
   key = jax.random.key(seed)
   base = rreh.resolve_config(dict(bits=rs.BITS))
@@ -126,12 +135,7 @@ def reselect(rec):
   and validation mAP of every point) are the record's.
   """
   name, seed, ratio = rec["dataset"], rec["seed"], rec["ratio"]
-  _, path, arg = {d[0]: d for d in rs._datasets("wikipedia,uci_pairs")}[name][:3]
-  cfg0 = load_config_file(os.path.join(rs.ROOT, path),
-                          (arg + "," if arg else "") + f"seed={seed},bits={rs.BITS}")
-  tr = hdata.get_retrieval_split(cfg0.data).train
-  sp = hdata.semi_paired_split(tr.num_items, ratio, tr.num_modalities, "disjoint", seed)
-  paired, unpaired = hdata.apply_semi_paired(tr, sp)
+  _, paired, unpaired = unit_data(name, seed, ratio)
   out = dict(dataset=name, seed=seed, ratio=ratio, load_before=os.getloadavg())
   t0 = time.perf_counter()
   out["chosen"], out["criterion"] = rreh.select(
@@ -365,7 +369,8 @@ def _rule_top_lam(rule):
 
 
 # Candidate selection rules on the stored pair-MRR tables (label-free: each sees only
-# the pair scores), and the library's default now (from --reselect). Compared on VALIDATION mAP; test mAP is reported alongside.
+# the pair scores), and the library's default now (from --reselect). Compared on
+# VALIDATION mAP; test mAP is reported alongside.
 RULES = {
     "argmax": lambda t: int(np.argmax([r["score"] for r in t])),
     "1 se (library rule until 2026-12-04)": former_choose,
