@@ -547,7 +547,8 @@ def _views_weighted_report(args, seeds, out, cfg, src, ratio, names, maps, recor
   for c in chosen_w:
     md.append(f"| {c['seed']} | " + " | ".join(f"{r['score']:.4f}"
                                               for r in c["candidates"]) + " |")
-  md += ["", "(held-out pair MRR, mean over 3 folds; down_i: view i at weight 0.1 "
+  md += ["", "(the selection criterion (rreh.select's default, the neighbourhood "
+         "score since 2026-12-05), mean over 3 folds; down_i: view i at weight 0.1 "
          "before normalising; views in order " + ", ".join(
              f"{i}={n}" for i, n in enumerate(names)) + ")", ""]
   secs = {f: [r["train_seconds"] for r in records if r.get("fit") == f]
