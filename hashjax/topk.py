@@ -24,7 +24,7 @@ XLA CPU top-k by ``g`` times; see experiments/benchmarks/PROFILE.md. Scores are
 equal values, and every merge lists earlier rows first, so ties keep insertion
 order.
 
-**Counting select** (``method="count"``, the default for ``k > 256``). Hamming
+**Counting select** (``method="count"``). Hamming
 distances take only ``b + 1`` values, so the exact stable top-k needs no
 comparison sort over the database:
 
@@ -50,6 +50,26 @@ grows with ``k``. Under sharding the histograms are summed over devices
 (``psum``), each device takes the items at ``t`` whose global rank among
 them (items at ``t`` on earlier devices first) is below ``need``, and the
 per-device ``[nq, k]`` buffers are gathered in device order and sorted.
+
+**Two-level counting select** (``method="group_count"``, the default for ``k >=
+32`` when the database has at least ``64 k`` rows; :func:`default_method`). The
+counting select run twice, first on groups, then on rows:
+
+1. on the minimum distance of each 32-row group (the group scan's groups): one
+   pass for the histogram of the group minima, one that compacts the ``k``
+   groups of smallest (minimum, group index), in group order. These passes read
+   the distances once each but scatter and compact one value per 32 rows;
+2. on the ``32 k`` rows of those groups (read 32 contiguous rows at a time):
+   the k-th distance ``t`` by a short search below the group threshold (which
+   bounds it: every kept group has a row at or below it, and it is nearly
+   always ``t`` itself), each probe a count of set bits of masks computed in one
+   fused pass, then the kept rows as in step 2 of the counting select.
+
+Exact for the group scan's reason: the k kept groups hold the top k rows, and
+rows are taken in (distance, row) order. Under sharding each device keeps its
+share of the k groups (the histogram summed over devices, the groups at the
+threshold quota'd in device order), takes the exact top-k of its candidates,
+and the ``[nq, k]`` results are gathered in device order and sorted.
 """
 
 from __future__ import annotations
@@ -66,9 +86,10 @@ from hashjax.codes import column_distance
 __all__ = [
     "DATA_AXIS",
     "DEFAULT_GROUP_SIZE",
+    "GROUP_COUNT_MIN_K",
+    "GROUP_COUNT_ROWS_PER_K",
     "MAX_REFINE_CANDIDATES",
     "METHODS",
-    "SMALL_DB_ROWS",
     "count_kernel",
     "default_group_size",
     "default_method",
@@ -78,8 +99,9 @@ __all__ = [
 DATA_AXIS = "data"
 DEFAULT_GROUP_SIZE = 32
 MAX_REFINE_CANDIDATES = 8192
-METHODS = ("group", "count")
+METHODS = ("group", "count", "group_count")
 _COUNT_CHUNK = 1024  # rows per step of the counting select (a multiple of 32)
+_GROUP = 32  # rows per group of the two-level counting select
 
 
 def default_group_size(k: int) -> int:
@@ -91,33 +113,40 @@ def default_group_size(k: int) -> int:
   return DEFAULT_GROUP_SIZE if k * DEFAULT_GROUP_SIZE <= MAX_REFINE_CANDIDATES else 1
 
 
-# Up to this many rows the counting select also wins at k in (224, 256].
-SMALL_DB_ROWS = 40_000
+# The group scan below this many neighbours; the two-level counting select from
+# here while the database holds at least GROUP_COUNT_ROWS_PER_K rows per neighbour.
+GROUP_COUNT_MIN_K = 32
+GROUP_COUNT_ROWS_PER_K = 64
 
 
 def default_method(k: int, bits: int, n: int | None = None) -> str:
   """Top-k kernel for ``k`` neighbours of ``bits``-bit codes in ``n`` rows.
 
-  The group scan while its group size is the full ``DEFAULT_GROUP_SIZE``
-  (``k <= 256``), else the counting select, whose cost does not grow with
-  ``k``; also the counting select for ``224 < k <= 256`` when ``n <=
-  SMALL_DB_ROWS`` (``n`` None: not known, the rule on ``k`` alone). Measured on
-  2 loaded CPU cores (load 17-20, 256 queries x 50k rows, 64 bits): group scan
-  0.07 s / counting 0.6 s at k = 100, 1.2 s / 0.4 s at k = 1000, 5.5 s / 2.2 s
-  at k = 10000. After the block-level compaction (1.5-3.5x faster counting
-  select) the group scan still wins below the crossover: 0.49 s / 2.24 s at k =
-  100 and 1.04 s / 2.78 s at k = 256 (1024 x 200k x 64 bits, load 20-22). By
-  ``n`` (1024 queries, 64 bits, load 8, group / count seconds, session 7): at
-  k = 256, 0.18 / 0.09 (20k rows), 0.21 / 0.16 (32k), 0.31 / 0.32 (50k), 0.31 /
-  0.56 (100k); at k = 224, 0.15 / 0.14 (20k), 0.17 / 0.20 (32k); at k <= 160
-  the group scan wins at every n (0.10 / 0.17 at 20k, k = 160). ``bits`` does
-  not move the crossover in those measurements; it is an argument so that the
-  rule can.
+  * ``k < GROUP_COUNT_MIN_K``: the group scan (its running top-k of groups is
+    small);
+  * ``n >= GROUP_COUNT_ROWS_PER_K * k``: the two-level counting select
+    (``"group_count"``: its refine reads ``32 k`` candidate rows, so it needs a
+    database much larger than that);
+  * else the row-level counting select.
+
+  ``n`` None (not known): the group scan up to ``k = 256``, else the counting
+  select. Measured on 2 quiet CPU cores (load 1.1-1.5), 1024 queries, 64 bits,
+  seconds group / count / group_count, 2026-12-05: 2k rows k = 10: 0.004 /
+  0.010 / 0.007; 20k rows, k = 10: 0.007 / 0.030 / 0.009, k = 32: 0.015 / - /
+  0.008, k = 300: 0.153 / 0.044 / 0.040, k = 600: 0.257 / 0.059 / 0.099; 50k
+  rows, k = 1000: 0.668 / 0.130 / 0.159; 100k rows, k = 3000: 2.08 / 0.27 /
+  0.44; 200k rows, k = 10: 0.033 / - / 0.041, k = 32: 0.049 / - / 0.041; 1M
+  rows, k = 10: 0.155 / - / 0.189, k = 100: 0.238 / - / 0.231; 128 bits, 20k
+  rows, k = 100: 0.045 / 0.050 / 0.014, 200k rows, k = 1000: 1.43 / 0.42 /
+  0.22. ``bits`` does not move the crossovers in those measurements; it is an
+  argument so that the rule can.
   """
   del bits
-  if k * DEFAULT_GROUP_SIZE > MAX_REFINE_CANDIDATES:
-    return "count"
-  return "count" if n is not None and n <= SMALL_DB_ROWS and k > 224 else "group"
+  if n is None:
+    return "group" if k * DEFAULT_GROUP_SIZE <= MAX_REFINE_CANDIDATES else "count"
+  if k < GROUP_COUNT_MIN_K:
+    return "group"
+  return "group_count" if n >= GROUP_COUNT_ROWS_PER_K * k else "count"
 
 
 def _columns(db, c):
@@ -202,38 +231,62 @@ def _valid_distances(queries, cols, j, c, m, count, base, bits):
 _PAIR_BINS = 66 * 66  # pair histogram up to 64 bits (b + 2 = 66 distance values)
 
 
-def _histogram(db, queries, count, base, *, bits, chunk):
-  """Items per distance ``[nq, bits + 2]`` int32 (bucket ``bits + 1``: padding).
+def _value_histogram(values, xs, nq, nb, width):
+  """Items per value ``[nq, nb]`` int32 of ``values(*x) [nq, width]`` (in ``[0, nb)``)
+  summed over the scan inputs ``xs``.
 
   One flat index per update into a ``[nq * bins]`` buffer, a scatter with a
   scalar index that is in bounds by construction (faster than a 2-D index on
-  CPU). Up to 64 bits, one update covers two rows (row i and row i + c / 2 of a
-  chunk): a 2-D histogram of distance pairs, ``(b + 2)^2`` bins per query,
-  summed over both axes at the end. That halves the scatter's updates: the
-  histogram pass took 0.12 s instead of 0.28 s (512 queries x 100k rows x 64
-  bits, load 20, same process).
+  CPU). When ``nb^2 <= 66^2`` (distances up to 64 bits), one update covers two
+  entries (entry i and entry i + width / 2): a 2-D histogram of value pairs,
+  ``nb^2`` bins per query, summed over both axes at the end. That halves the
+  scatter's updates: the histogram pass took 0.12 s instead of 0.28 s (512
+  queries x 100k rows x 64 bits, load 20, same process).
   """
-  m = db.shape[0]
-  nq = queries.shape[0]
-  chunks, nch = _columns(db, chunk)
-  nb = bits + 2
-  pair = nb * nb <= _PAIR_BINS and chunk % 2 == 0
+  pair = nb * nb <= _PAIR_BINS and width % 2 == 0
   bins = nb * nb if pair else nb
   offset = jnp.arange(nq, dtype=jnp.int32)[:, None] * bins
 
-  def body(h, xs):
-    cols, j = xs
-    d = _valid_distances(queries, cols, j, chunk, m, count, base, bits)
+  def body(h, x):
+    d = values(*x)
     if pair:
-      d = d[:, :chunk // 2] * nb + d[:, chunk // 2:]
+      d = d[:, :width // 2] * nb + d[:, width // 2:]
     return h.at[(offset + d).reshape(-1)].add(1, mode="promise_in_bounds"), None
 
   init = jnp.zeros((nq * bins,), jnp.int32)
-  h = lax.scan(body, init, (chunks, jnp.arange(nch, dtype=jnp.int32)))[0]
+  h = lax.scan(body, init, xs)[0]
   if pair:
     h = h.reshape(nq, nb, nb)
     return jnp.sum(h, axis=2) + jnp.sum(h, axis=1)
   return h.reshape(nq, nb)
+
+
+def _row_values(db, queries, count, base, *, bits, chunk):
+  """``(values, xs)`` of the row distances of ``db``'s chunks (padding: ``bits + 1``)."""
+  m = db.shape[0]
+  chunks, nch = _columns(db, chunk)
+
+  def values(cols, j):
+    return _valid_distances(queries, cols, j, chunk, m, count, base, bits)
+
+  return values, (chunks, jnp.arange(nch, dtype=jnp.int32))
+
+
+def _group_values(db, queries, count, base, *, bits, chunk):
+  """``(values, xs)`` of the minimum distance of each 32-row group of the chunks."""
+  values, xs = _row_values(db, queries, count, base, bits=bits, chunk=chunk)
+
+  def group_min(cols, j):
+    d = values(cols, j)
+    return jnp.min(d.reshape(d.shape[0], chunk // _GROUP, _GROUP), axis=2)
+
+  return group_min, xs
+
+
+def _histogram(db, queries, count, base, *, bits, chunk):
+  """Items per distance ``[nq, bits + 2]`` int32 (bucket ``bits + 1``: padding)."""
+  values, xs = _row_values(db, queries, count, base, bits=bits, chunk=chunk)
+  return _value_histogram(values, xs, queries.shape[0], bits + 2, chunk)
 
 
 def _threshold(hist, k):
@@ -306,31 +359,33 @@ def _cumsum(x):
   return inner.reshape(nq, nb * b)[:, :r]
 
 
-def _compact(db, queries, count, base, t, need, *, k, bits, chunk):
-  """The items with ``d < t`` and the first ``need`` with ``d == t``, in row order,
-  as ``[nq, k]`` (32-row block index, uint32 mask of kept rows in the block).
+def _keep_masks(d, t, need, seen_t):
+  """Masks ``[nq, c / 32]`` of the entries of ``d [nq, c]`` below ``t [nq, 1]`` and the
+  first ``need - seen_t`` at ``t`` (in order), and the count at ``t`` per 32."""
+  lt = _masks(d < t)
+  at = _masks(d == t)
+  n_at = lax.population_count(at).astype(jnp.int32)
+  allow = need - seen_t[:, None] - (_cumsum(n_at) - n_at)
+  return lt | _first_bits(at, allow), n_at
 
-  Only blocks with a kept row are written (at most ``k``), so the scatter moves
-  one entry per 32 rows instead of one per row; unused slots hold mask 0.
+
+def _compact(values, xs, nq, width, t, need, *, k):
+  """The entries with ``values < t`` and the first ``need`` equal to ``t``, in scan
+  order, as ``[nq, k]`` (32-entry block index, uint32 mask of kept entries).
+
+  ``values(*x)`` gives ``[nq, width]`` per scan step (``width`` a multiple of 32).
+  Only blocks with a kept entry are written (at most ``k``), so the scatter moves
+  one entry per 32 instead of one per entry; unused slots hold mask 0.
   """
-  m = db.shape[0]
-  nq = queries.shape[0]
-  chunks, nch = _columns(db, chunk)
-  nb = chunk // 32
+  nb = width // 32
   # Flat slots of a [nq, k + 1] buffer; column k takes the blocks with no kept row.
   offset = jnp.arange(nq, dtype=jnp.int32)[:, None] * (k + 1)
   blocks = jnp.arange(nb, dtype=jnp.int32)
   t, need = t[:, None], need[:, None]
 
-  def body(carry, xs):
-    taken, seen_t, out_b, out_m = carry
-    cols, j = xs
-    d = _valid_distances(queries, cols, j, chunk, m, count, base, bits)
-    lt = _masks(d < t)
-    at = _masks(d == t)
-    n_at = lax.population_count(at).astype(jnp.int32)
-    allow = need - seen_t[:, None] - (_cumsum(n_at) - n_at)
-    keep = lt | _first_bits(at, allow)
+  def body(carry, x):
+    taken, seen_t, out_b, out_m, j = carry
+    keep, n_at = _keep_masks(values(*x), t, need, seen_t)
     nz = (keep != 0).astype(jnp.int32)
     slot = jnp.where(nz > 0, taken[:, None] + _cumsum(nz) - nz, k)
     slot = (offset + slot).reshape(-1)
@@ -338,11 +393,12 @@ def _compact(db, queries, count, base, t, need, *, k, bits, chunk):
                                mode="promise_in_bounds")
     out_m = out_m.at[slot].set(keep.reshape(-1), mode="promise_in_bounds")
     return (taken + jnp.sum(nz, axis=1), seen_t + jnp.sum(n_at, axis=1), out_b,
-            out_m), None
+            out_m, j + 1), None
 
   init = (jnp.zeros((nq,), jnp.int32), jnp.zeros((nq,), jnp.int32),
-          jnp.zeros((nq * (k + 1),), jnp.int32), jnp.zeros((nq * (k + 1),), jnp.uint32))
-  out = lax.scan(body, init, (chunks, jnp.arange(nch, dtype=jnp.int32)))[0]
+          jnp.zeros((nq * (k + 1),), jnp.int32), jnp.zeros((nq * (k + 1),), jnp.uint32),
+          jnp.int32(0))
+  out = lax.scan(body, init, xs)[0]
   return out[2].reshape(nq, k + 1)[:, :k], out[3].reshape(nq, k + 1)[:, :k]
 
 
@@ -353,10 +409,10 @@ def _expand(out_b, out_m, m):
   cnt = lax.population_count(out_m).astype(jnp.int32)
   cum = _cumsum(cnt) if k < (1 << 24) else jnp.cumsum(cnt, axis=1)
   slot = jnp.arange(k, dtype=jnp.int32)
-  # The entries with rows come first; the one holding output slot s is the number
-  # of entries that end at or before s: a +1 at each entry's end, prefix-summed
-  # (ends past k - 1 and empty entries go to column k).
-  flat = (rows * (k + 1) + jnp.where(cnt > 0, cum, k)).reshape(-1)
+  # The entry holding output slot s is the number of entries that end at or
+  # before s (empty entries included, wherever they are): a +1 at each entry's
+  # end, prefix-summed (ends past k - 1 go to column k).
+  flat = (rows * (k + 1) + jnp.minimum(cum, k)).reshape(-1)
   ends = jnp.zeros((nq * (k + 1),), jnp.int32).at[flat].add(1, mode="promise_in_bounds")
   ends = ends.reshape(nq, k + 1)[:, :k]
   e = _cumsum(ends) if k < (1 << 24) else jnp.cumsum(ends, axis=1)
@@ -411,7 +467,8 @@ def _local_count_select(db, ids, queries, count, *, k, bits, chunk_size):
   chunk = _count_chunk(db.shape[0], chunk_size)
   t, need, _ = _select_threshold(db, queries, count, 0, k=k, bits=bits, chunk=chunk,
                                  reduce=lambda x: x)
-  out_b, out_m = _compact(db, queries, count, 0, t, need, k=k, bits=bits, chunk=chunk)
+  values, xs = _row_values(db, queries, count, 0, bits=bits, chunk=chunk)
+  out_b, out_m = _compact(values, xs, queries.shape[0], chunk, t, need, k=k)
   rows = _expand(out_b, out_m, db.shape[0])
   d, safe = _rescore(db, queries, rows, bits=bits)
   d, safe = _sort_by_distance(d, safe, bits=bits)
@@ -428,12 +485,150 @@ def _sharded_count_select(db, lid, q, cnt, *, k, bits, chunk_size):
   every = lax.all_gather(at_t, DATA_AXIS)  # [devices, nq]
   earlier = jnp.sum(jnp.where(jnp.arange(every.shape[0])[:, None] < me, every, 0),
                     axis=0)
-  out_b, out_m = _compact(db, q, cnt, base, t, jnp.maximum(need - earlier, 0), k=k,
-                          bits=bits, chunk=chunk)
+  values, xs = _row_values(db, q, cnt, base, bits=bits, chunk=chunk)
+  out_b, out_m = _compact(values, xs, q.shape[0], chunk, t, jnp.maximum(need - earlier, 0),
+                          k=k)
   rows = _expand(out_b, out_m, db.shape[0])
   d, safe = _rescore(db, q, rows, bits=bits)
   # Device order = row order, and each buffer is in row order: a stable sort by
   # distance of the gathered buffers gives (distance, row) order.
+  d = lax.all_gather(d, DATA_AXIS, axis=1, tiled=True)
+  i = lax.all_gather(lid[safe], DATA_AXIS, axis=1, tiled=True)
+  d, i = _sort_by_distance(d, i, bits=bits)
+  return d[:, :k], i[:, :k]
+
+
+def _group_chunk(m, chunk_size):
+  """Rows per step of the group passes: a multiple of 1024 (32 groups of 32 rows)."""
+  return 1024 * max(1, -(-min(chunk_size, m) // 1024))
+
+
+def _select_groups(db, queries, count, base, *, k, bits, chunk, reduce, earlier_at_t):
+  """The ``k`` groups of smallest (minimum distance, group index) over all shards,
+  this shard's part: ``[nq, k]`` local group indices ascending (none: a sentinel
+  at least the number of local groups), and the k-th smallest group minimum
+  ``[nq]`` (at least ``k`` rows of the groups lie at or below it).
+
+  ``reduce`` sums over shards; ``earlier_at_t(at_t)`` counts the groups at the
+  threshold on earlier shards (zero unsharded).
+  """
+  nq = queries.shape[0]
+  values, xs = _group_values(db, queries, count, base, bits=bits, chunk=chunk)
+  width = chunk // _GROUP
+  hist = _value_histogram(values, xs, nq, bits + 2, width)
+  total = reduce(jnp.int32(xs[0].shape[0] * width))  # groups on all shards, with padding
+  t, need = _threshold(reduce(hist), jnp.minimum(k, total))
+  at_t = jnp.take_along_axis(hist, t[:, None], axis=1)[:, 0]
+  need = jnp.maximum(need - earlier_at_t(at_t), 0)
+  out_b, out_m = _compact(values, xs, nq, width, t, need, k=k)
+  # Fewer groups than k: all are kept, and only bits + 1 bounds k rows.
+  return _expand(out_b, out_m, xs[0].shape[0] * width), jnp.where(total < k, bits + 1, t)
+
+
+def _candidate_distances(dbg, queries, groups, m, count, base, *, bits):
+  """Distances ``[nq, kg, 32]`` to the rows of ``groups [nq, kg]`` (``dbg [ng, 32, w]``);
+  rows past ``m`` or ``count``: ``bits + 1``.
+
+  Meant to be consumed by reductions that XLA fuses with it (bit masks, counts):
+  materialised, the ``[nq, kg, 32]`` int32 array costs about 10x the fused pass.
+  """
+  ng = dbg.shape[0]
+  cand = dbg[jnp.minimum(groups, ng - 1)]  # [nq, kg, 32, w]
+  d = None
+  for j in range(dbg.shape[2]):
+    p = lax.population_count(cand[..., j] ^ queries[:, None, None, j]).astype(jnp.int32)
+    d = p if d is None else d + p
+  rows = groups[:, :, None] * _GROUP + jnp.arange(_GROUP, dtype=jnp.int32)
+  return jnp.where((rows < m) & (base + rows < count), d, bits + 1)
+
+
+def _pack_masks(x):
+  """``[nq, kg, 32]`` bool -> ``[nq, kg]`` uint32 (bit i: entry i of the group)."""
+  shifts = jnp.arange(32, dtype=jnp.uint32)
+  return jnp.sum(x.astype(jnp.uint32) << shifts, axis=2, dtype=jnp.uint32)
+
+
+def _refine_groups(db, queries, count, base, groups, t_hi, *, k, bits):
+  """Exact top-k of the rows of ``groups [nq, kg]`` (ascending group indices):
+  ``[nq, k]`` distances and local rows by (distance, row); rows past ``m`` or
+  ``count`` rank last with distance ``bits + 1``.
+
+  ``t_hi [nq]``: a distance with at least ``k`` candidates at or below it (the
+  threshold of the group minima). The k-th distance ``t`` is found by a search
+  below ``t_hi`` whose first probe is ``t_hi - 1`` (mostly the last one: the
+  group threshold is usually ``t``); each probe counts the candidates at or
+  below it from bit masks, in one pass that never stores the distances.
+  """
+  m, w = db.shape
+  nq, kg = groups.shape
+  ng = -(-m // _GROUP)
+  dbg = jnp.pad(db, ((0, ng * _GROUP - m), (0, 0))).reshape(ng, _GROUP, w)
+
+  def dist():
+    return _candidate_distances(dbg, queries, groups, m, count, base, bits=bits)
+
+  def at_most(v):
+    masks = _pack_masks(dist() <= v[:, None, None])
+    return jnp.sum(lax.population_count(masks).astype(jnp.int32), axis=1)
+
+  # Invariant: t in [lo, hi]. First probe hi - 1, then bisect.
+  def cond(c):
+    return jnp.any(c[0] < c[1])
+
+  def body(c):
+    lo, hi, first = c
+    mid = jnp.where(first, jnp.maximum(hi - 1, lo), (lo + hi) // 2)
+    ok = at_most(mid) >= k
+    open_ = lo < hi
+    hi = jnp.where(open_ & ok, mid, hi)
+    lo = jnp.where(open_ & ~ok, mid + 1, lo)
+    return lo, hi, jnp.bool_(False)
+
+  t = lax.while_loop(cond, body, (jnp.zeros_like(t_hi), t_hi, jnp.bool_(True)))[1]
+  d = dist()
+  lt = _pack_masks(d < t[:, None, None])
+  at = _pack_masks(d == t[:, None, None])
+  n_at = lax.population_count(at).astype(jnp.int32)
+  below = jnp.sum(lax.population_count(lt).astype(jnp.int32), axis=1)
+  allow = (k - below)[:, None] - (_cumsum(n_at) - n_at)
+  keep = lt | _first_bits(at, allow)
+  if kg < k:
+    keep = jnp.pad(keep, ((0, 0), (0, k - kg)))
+    groups = jnp.pad(groups, ((0, 0), (0, k - kg)), constant_values=ng)
+  rows = _expand(groups[:, :k], keep[:, :k], m)
+  d, safe = _rescore(db, queries, rows, bits=bits)
+  d = jnp.where(base + rows < count, d, bits + 1)
+  return _sort_by_distance(d, safe, bits=bits)
+
+
+def _local_group_count(db, ids, queries, count, *, k, bits, chunk_size):
+  """Two-level counting select of an unsharded database: ``[nq, k]`` distances, ids."""
+  chunk = _group_chunk(db.shape[0], chunk_size)
+  groups, t = _select_groups(db, queries, count, 0, k=k, bits=bits, chunk=chunk,
+                             reduce=lambda x: x, earlier_at_t=jnp.zeros_like)
+  d, safe = _refine_groups(db, queries, count, 0, groups, t, k=k, bits=bits)
+  return d, ids[safe]
+
+
+def _sharded_group_count(db, lid, q, cnt, *, k, bits, chunk_size):
+  """Body of the shard_map two-level counting select."""
+  me = lax.axis_index(DATA_AXIS)
+  base = me * db.shape[0]
+  chunk = _group_chunk(db.shape[0], chunk_size)
+
+  def earlier_at_t(at_t):
+    every = lax.all_gather(at_t, DATA_AXIS)  # [devices, nq]
+    return jnp.sum(jnp.where(jnp.arange(every.shape[0])[:, None] < me, every, 0), axis=0)
+
+  groups, t = _select_groups(db, q, cnt, base, k=k, bits=bits, chunk=chunk,
+                             reduce=lambda x: lax.psum(x, DATA_AXIS),
+                             earlier_at_t=earlier_at_t)
+  # The group threshold is global: this shard's candidates may hold fewer than k
+  # rows at or below it, so its local top-k searches up to bits + 1.
+  d, safe = _refine_groups(db, q, cnt, base, groups, jnp.full_like(t, bits + 1), k=k,
+                           bits=bits)
+  # Each shard's top-k of its candidates holds the global top-k rows it owns;
+  # gathered in device (= row) order, a stable sort by distance merges them.
   d = lax.all_gather(d, DATA_AXIS, axis=1, tiled=True)
   i = lax.all_gather(lid[safe], DATA_AXIS, axis=1, tiled=True)
   d, i = _sort_by_distance(d, i, bits=bits)
@@ -464,10 +659,12 @@ def topk_kernel(packed, ids, queries, count, *, k, bits, chunk_size, mesh,
     count: int32 scalar, number of real rows.
     k: neighbours, ``1 <= k <= count``.
     bits: code length.
-    chunk_size: rows per scan step (the counting select uses at most 1024).
+    chunk_size: rows per scan step (the counting select uses at most 1024, the
+      two-level one a multiple of 1024).
     mesh: None or the mesh of ``packed``.
     group_size: rows per group of the group scan; None: :func:`default_group_size`.
-    method: "group", "count" or None (:func:`default_method` of ``k``, ``bits``
+    method: "group", "count", "group_count" or None (:func:`default_method` of
+      ``k``, ``bits``
       and the ``m`` rows; "group" when ``group_size`` is given).
 
   Returns:
@@ -478,11 +675,13 @@ def topk_kernel(packed, ids, queries, count, *, k, bits, chunk_size, mesh,
               else default_method(k, bits, packed.shape[0]))
   if method not in METHODS:
     raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
-  if method == "count":
+  if method in ("count", "group_count"):
     kw = dict(k=k, bits=bits, chunk_size=chunk_size)
+    local, sharded = ((_local_count_select, _sharded_count_select) if method == "count"
+                      else (_local_group_count, _sharded_group_count))
     if mesh is None:
-      return _local_count_select(packed, ids, queries, count, **kw)
-    return _shard_map(functools.partial(_sharded_count_select, **kw), mesh,
+      return local(packed, ids, queries, count, **kw)
+    return _shard_map(functools.partial(sharded, **kw), mesh,
                       (P(DATA_AXIS, None), P(DATA_AXIS), P(), P()), (P(), P()))(
                           packed, ids, queries, count)
   if group_size is None:

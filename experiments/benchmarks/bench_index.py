@@ -39,7 +39,7 @@ def _parse(argv):
                  help="comma list of NQxN (queries x database items).")
   p.add_argument("--bits", default="64,128", help="comma list; multiples of 32.")
   p.add_argument("--ks", default="100,1000,10000", help="comma list of k.")
-  p.add_argument("--method", default=None, choices=["group", "count"],
+  p.add_argument("--method", default=None, choices=["group", "count", "group_count"],
                  help="hashjax top-k method; default hashjax.index.default_method.")
   p.add_argument("--chunk_size", type=int, default=None,
                  help="default hashjax.index.DEFAULT_CHUNK_SIZE.")
@@ -171,7 +171,7 @@ def bench_bits(nq, n, bits, rng):
   for k in (int(x) for x in a.ks.split(",")):
     if k > n:
       continue
-    method = a.method or hindex.default_method(k, bits)
+    method = a.method or hindex.default_method(k, bits, n)
     group = None
     if method == "group":
       group = a.group_size or hindex.default_group_size(k)

@@ -43,7 +43,7 @@ def _parse(argv):
   p.add_argument("--bits", default="64,128")
   p.add_argument("--rs", default="100,1000,10000")
   p.add_argument("--methods", default="auto",
-                 help="comma list of hashjax methods: auto, group, count.")
+                 help="comma list of hashjax methods: auto, group, count, group_count.")
   p.add_argument("--np_queries", type=int, default=20)
   p.add_argument("--threads", type=int, default=2, help="faiss OpenMP threads.")
   p.add_argument("--chunk_size", type=int, default=32768)
@@ -178,8 +178,8 @@ def to_markdown(res):
             "distance verified, hashjax ids = NumPy stable loop on the timed NumPy "
             "queries. hashjax times exclude compilation and include validation and "
             "packing of the database on every call. method auto = "
-            "hashjax.topk.default_method (group scan for R <= 256, else counting "
-            "select; counting for R > 224 up to 40k rows)."]
+            "hashjax.topk.default_method (group scan for R < 32, two-level counting "
+            "select (group_count) when n >= 64 R, else the counting select)."]
   return "\n".join(lines) + "\n"
 
 

@@ -347,10 +347,11 @@ def search(index: HammingIndex, queries: Any, k: int, *,
     group_size: rows per group of the group scan; default
       :func:`default_group_size` (32 for ``k <= 256``, else 1). Any positive
       value gives the same results.
-    method: "group" (group scan), "count" (counting select) or None:
-      :func:`default_method` (group scan for ``k <= 256``, else counting; also
-      counting for ``k > 224`` in at most 40k rows), or
-      the group scan when ``group_size`` is given. Both give the same results.
+    method: "group" (group scan), "count" (counting select), "group_count"
+      (two-level counting select) or None: :func:`default_method` (group scan
+      for ``k < 32``, two-level counting with at least ``64 k`` rows, else
+      counting), or the group scan when ``group_size`` is given. Every method
+      gives the same results.
 
   Returns:
     ``distances`` int32 ``[nq, k]`` ascending and ``ids`` ``[nq, k]``; equal

@@ -420,8 +420,8 @@ def topk_hamming(query_codes, db_codes, k, *, chunk_size: int = 32768,
     k: ``1 <= k <= n``.
     chunk_size: database rows per scan step.
     query_chunk: queries per jitted call.
-    method: "group", "count" or None (:func:`hashjax.topk.default_method`);
-      every method gives the same result.
+    method: "group", "count", "group_count" or None
+      (:func:`hashjax.topk.default_method`); every method gives the same result.
 
   Returns:
     ``(distances, indices)``, int32 ``[nq, k]`` each: ascending distances and the
@@ -542,7 +542,8 @@ def topk_hamming_core(query_codes: jax.Array, db_codes: jax.Array, k: int, *,
     db_codes: ``[n, b]`` in {-1, +1}.
     k: static, ``1 <= k <= n``.
     chunk_size: database rows per scan step.
-    method: "group", "count" or None (:func:`hashjax.topk.default_method`).
+    method: "group", "count", "group_count" or None
+      (:func:`hashjax.topk.default_method`).
 
   Returns:
     ``(distances, indices)`` int32 ``[nq, k]``, ascending, ties by row.

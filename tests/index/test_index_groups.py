@@ -120,14 +120,16 @@ def test_counting_select_sharded_and_default_method(np_rng):
     d, i = hindex.search(sharded, q, k, chunk_size=32, method="count")
     np.testing.assert_array_equal(np.asarray(d), ref_d)
     np.testing.assert_array_equal(np.asarray(i), ref_i)
+  # Database size unknown: the group scan while its refine stays small.
   assert hindex.default_method(256, 64) == "group"
   assert hindex.default_method(257, 64) == "count"
-  # By database size: counting for 224 < k <= 256 up to 40k rows only.
-  assert hindex.default_method(256, 64, 40_000) == "count"
-  assert hindex.default_method(225, 64, 1000) == "count"
-  assert hindex.default_method(224, 64, 1000) == "group"
-  assert hindex.default_method(256, 64, 40_001) == "group"
-  assert hindex.default_method(1000, 64, 10**6) == "count"
+  # Known: group scan below 32 neighbours, two-level counting with >= 64 rows
+  # per neighbour, else the row-level counting select.
+  assert hindex.default_method(31, 64, 10**6) == "group"
+  assert hindex.default_method(32, 64, 2048) == "group_count"
+  assert hindex.default_method(32, 64, 2047) == "count"
+  assert hindex.default_method(1000, 64, 10**6) == "group_count"
+  assert hindex.default_method(1000, 64, 50_000) == "count"
   with pytest.raises(ValueError, match="method"):
     hindex.search(sharded, q, 5, method="sort")
 
@@ -181,8 +183,8 @@ def test_cumsum_blocks(np_rng):
 
 
 def test_default_method_by_size_is_exact(np_rng):
-  # k = 240 in 700 rows: the default is now the counting select (small database);
-  # the result must still be the stable NumPy top-k, as with the group scan.
+  # k = 240 in 700 rows: the default is the counting select (small database);
+  # the result must still be the stable NumPy top-k, as with the other methods.
   bits, n, k = 12, 700, 240
   db = tie_codes(np_rng, n, bits)
   q = np_rng.choice(np.array([-1, 1], np.int8), size=(5, bits))
@@ -190,7 +192,59 @@ def test_default_method_by_size_is_exact(np_rng):
   index = hindex.add(hindex.create(bits), db)
   assert hindex.default_method(k, bits, index.count) == "count"
   ref_d, ref_i = stable_topk(q, db, k)
-  for method in (None, "group"):
+  for method in (None, "group", "group_count"):
     d, i = hindex.search(index, q, k, chunk_size=64, method=method)
     np.testing.assert_array_equal(np.asarray(d), ref_d)
     np.testing.assert_array_equal(np.asarray(i), ref_i)
+
+
+@pytest.mark.parametrize("bits,n,k,chunk_size", [
+    (8, 333, 1, 64),        # heavy ties; chunk rounded up to 1024 rows
+    (8, 5000, 40, 2048),    # 3 chunks; the k-th distance shared by many rows
+    (40, 3000, 57, 1024),   # 2 words, groups straddling the duplicated rows
+    (128, 4096, 150, 1024),  # 4 words
+    (8, 2048, 100, 1024),   # 64 groups < k: every group kept, bound bits + 1
+    (16, 4096, 2000, 2048),  # k > groups, many chunks of candidates
+    (64, 333, 333, 100),    # k = n: the whole ranking
+])
+def test_two_level_counting_select_matches_loop(np_rng, bits, n, k, chunk_size):
+  db = tie_codes(np_rng, n, bits)
+  db[-40:] = db[3]  # a duplicate run inside the last group and past it
+  q = np_rng.choice(np.array([-1, 1], np.int8), size=(11, bits))
+  q[:3] = db[[3, 5, 200]]
+  ref_d, ref_i = stable_topk(q, db, k)
+  index = hindex.add(hindex.create(bits), db)
+  for ix in (index, hindex.shard(index)):  # unsharded and 8 devices
+    d, i = hindex.search(ix, q, k, chunk_size=chunk_size, query_chunk_size=8,
+                         method="group_count")
+    np.testing.assert_array_equal(np.asarray(d), ref_d)
+    np.testing.assert_array_equal(np.asarray(i), ref_i)
+
+
+def test_two_level_select_clustered_rows(np_rng):
+  # Runs of 160 near-identical rows (5 groups each): the k-th row distance lies
+  # far below the k-th group minimum, so the threshold search takes many probes.
+  bits, k = 32, 100
+  centres = np_rng.choice(np.array([-1, 1], np.int8), size=(40, bits))
+  db = np.repeat(centres, 160, axis=0)
+  flip = np_rng.random(db.shape) < 0.02
+  db = np.where(flip, -db, db).astype(np.int8)
+  q = centres[:6].copy()
+  ref_d, ref_i = stable_topk(q, db, k)
+  dist = np.sum(q[:, None, :] != db[None], axis=2)
+  group_min = np.sort(dist.reshape(len(q), -1, 32).min(axis=2), axis=1)
+  assert np.all(group_min[:, k - 1] >= ref_d[:, -1] + 3)  # the case this is about
+  index = hindex.add(hindex.create(bits), db)
+  assert hindex.default_method(k, bits, index.count) == "group_count"
+  for ix in (index, hindex.shard(index)):
+    d, i = hindex.search(ix, q, k)
+    np.testing.assert_array_equal(np.asarray(d), ref_d)
+    np.testing.assert_array_equal(np.asarray(i), ref_i)
+
+
+def test_expand_with_empty_entries(np_rng):
+  # Entries with no kept row anywhere (first, middle, last) are skipped.
+  masks = np.array([[0, 0b101, 0, 0b1, 0, 0b110000]], np.uint32)
+  blocks = np.array([[7, 1, 9, 2, 4, 3]], np.int32)
+  rows = np.asarray(topk._expand(jnp.asarray(blocks), jnp.asarray(masks), 999))
+  np.testing.assert_array_equal(rows, [[32, 34, 64, 100, 101, 999]])
