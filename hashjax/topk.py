@@ -548,16 +548,41 @@ def _pack_masks(x):
   return jnp.sum(x.astype(jnp.uint32) << shifts, axis=2, dtype=jnp.uint32)
 
 
-def _refine_groups(db, queries, count, base, groups, t_hi, *, k, bits):
-  """Exact top-k of the rows of ``groups [nq, kg]`` (ascending group indices):
-  ``[nq, k]`` distances and local rows by (distance, row); rows past ``m`` or
-  ``count`` rank last with distance ``bits + 1``.
+def _below_and_at(d, t):
+  """Masks ``[nq, kg]`` uint32 of ``d [nq, kg, 32] < t`` and ``== t`` (``t [nq]``).
 
-  ``t_hi [nq]``: a distance with at least ``k`` candidates at or below it (the
-  threshold of the group minima). The k-th distance ``t`` is found by a search
-  below ``t_hi`` whose first probe is ``t_hi - 1`` (mostly the last one: the
-  group threshold is usually ``t``); each probe counts the candidates at or
-  below it from bit masks, in one pass that never stores the distances.
+  One reduction builds both (16 rows a word, ``<`` in the low and ``==`` in the
+  high half): XLA then fuses the distances into it, where two reductions of the
+  same distances store them first (0.15 s against 0.012 s for 1024 queries x
+  32k candidates x 128 bits).
+  """
+  nq, kg, _ = d.shape
+  d = d.reshape(nq, kg, 2, 16)
+  t = t[:, None, None, None]
+  shifts = jnp.arange(16, dtype=jnp.uint32)
+  words = jnp.sum(((d < t).astype(jnp.uint32) << shifts)
+                  | ((d == t).astype(jnp.uint32) << (shifts + 16)), axis=3,
+                  dtype=jnp.uint32)
+  lo, hi = words[..., 0], words[..., 1]
+  return (lo & 0xFFFF) | (hi << 16), (lo >> 16) | ((hi >> 16) << 16)
+
+
+def _popcount_rows(x):
+  return jnp.sum(lax.population_count(x).astype(jnp.int32), axis=1)
+
+
+def _refine_groups(db, queries, count, base, groups, t_hi, *, k, bits):
+  """Top-k of the rows of ``groups [nq, kg]`` (ascending group indices) among
+  those at distance ``<= t_hi [nq]``: ``[nq, k]`` distances and local rows by
+  (distance, row); slots past them (fewer than ``k`` such rows) and rows past
+  ``m`` or ``count`` rank last with distance ``bits + 1``.
+
+  ``t_hi`` is the threshold of the group minima, which bounds the global k-th
+  distance ``t`` and is nearly always ``t`` itself: one fused pass builds the
+  masks of the rows below and at ``t_hi``, and where more than ``k`` rows lie
+  below it (clustered rows), a search for ``t`` counts the rows at or below each
+  probe from bit masks (one fused pass a probe) and the masks are rebuilt at
+  ``t``. The distances are never stored.
   """
   m, w = db.shape
   nq, kg = groups.shape
@@ -567,30 +592,30 @@ def _refine_groups(db, queries, count, base, groups, t_hi, *, k, bits):
   def dist():
     return _candidate_distances(dbg, queries, groups, m, count, base, bits=bits)
 
-  def at_most(v):
-    masks = _pack_masks(dist() <= v[:, None, None])
-    return jnp.sum(lax.population_count(masks).astype(jnp.int32), axis=1)
+  lt, at = _below_and_at(dist(), t_hi)
 
-  # Invariant: t in [lo, hi]. First probe hi - 1, then bisect.
-  def cond(c):
-    return jnp.any(c[0] < c[1])
+  def search(_):
+    def at_most(v):
+      return _popcount_rows(_pack_masks(dist() <= v[:, None, None]))
 
-  def body(c):
-    lo, hi, first = c
-    mid = jnp.where(first, jnp.maximum(hi - 1, lo), (lo + hi) // 2)
-    ok = at_most(mid) >= k
-    open_ = lo < hi
-    hi = jnp.where(open_ & ok, mid, hi)
-    lo = jnp.where(open_ & ~ok, mid + 1, lo)
-    return lo, hi, jnp.bool_(False)
+    # t in [lo, hi]: t_hi where fewer than k rows lie below it, else below it.
+    done = _popcount_rows(lt) < k
+    lo = jnp.where(done, t_hi, 0)
+    hi = jnp.where(done, t_hi, t_hi - 1)
 
-  t = lax.while_loop(cond, body, (jnp.zeros_like(t_hi), t_hi, jnp.bool_(True)))[1]
-  d = dist()
-  lt = _pack_masks(d < t[:, None, None])
-  at = _pack_masks(d == t[:, None, None])
+    def body(c):  # the first probe is hi - 1 (mostly the last), then bisection
+      lo, hi, first = c
+      mid = jnp.where(first, jnp.maximum(hi - 1, lo), (lo + hi) // 2)
+      ok = at_most(mid) >= k
+      return jnp.where(ok, lo, mid + 1), jnp.where(ok, mid, hi), jnp.bool_(False)
+
+    t = lax.while_loop(lambda c: jnp.any(c[0] < c[1]), body,
+                       (lo, hi, jnp.bool_(True)))[1]
+    return _below_and_at(dist(), t)
+
+  lt, at = lax.cond(jnp.any(_popcount_rows(lt) >= k), search, lambda _: (lt, at), None)
   n_at = lax.population_count(at).astype(jnp.int32)
-  below = jnp.sum(lax.population_count(lt).astype(jnp.int32), axis=1)
-  allow = (k - below)[:, None] - (_cumsum(n_at) - n_at)
+  allow = (k - _popcount_rows(lt))[:, None] - (_cumsum(n_at) - n_at)
   keep = lt | _first_bits(at, allow)
   if kg < k:
     keep = jnp.pad(keep, ((0, 0), (0, k - kg)))
@@ -623,10 +648,9 @@ def _sharded_group_count(db, lid, q, cnt, *, k, bits, chunk_size):
   groups, t = _select_groups(db, q, cnt, base, k=k, bits=bits, chunk=chunk,
                              reduce=lambda x: lax.psum(x, DATA_AXIS),
                              earlier_at_t=earlier_at_t)
-  # The group threshold is global: this shard's candidates may hold fewer than k
-  # rows at or below it, so its local top-k searches up to bits + 1.
-  d, safe = _refine_groups(db, q, cnt, base, groups, jnp.full_like(t, bits + 1), k=k,
-                           bits=bits)
+  # The group threshold is global: the global top k lie at or below it, but this
+  # shard's candidates may hold fewer than k such rows (the rest rank last).
+  d, safe = _refine_groups(db, q, cnt, base, groups, t, k=k, bits=bits)
   # Each shard's top-k of its candidates holds the global top-k rows it owns;
   # gathered in device (= row) order, a stable sort by distance merges them.
   d = lax.all_gather(d, DATA_AXIS, axis=1, tiled=True)
