@@ -359,14 +359,17 @@ def _cumsum(x):
   return inner.reshape(nq, nb * b)[:, :r]
 
 
+def _take(lt, at, quota):
+  """``lt`` and the first ``quota [nq, 1]`` set bits of ``at`` (masks ``[nq, r]``, in
+  order), and the number of bits of each ``at`` word."""
+  n_at = lax.population_count(at).astype(jnp.int32)
+  return lt | _first_bits(at, quota - (_cumsum(n_at) - n_at)), n_at
+
+
 def _keep_masks(d, t, need, seen_t):
   """Masks ``[nq, c / 32]`` of the entries of ``d [nq, c]`` below ``t [nq, 1]`` and the
   first ``need - seen_t`` at ``t`` (in order), and the count at ``t`` per 32."""
-  lt = _masks(d < t)
-  at = _masks(d == t)
-  n_at = lax.population_count(at).astype(jnp.int32)
-  allow = need - seen_t[:, None] - (_cumsum(n_at) - n_at)
-  return lt | _first_bits(at, allow), n_at
+  return _take(_masks(d < t), _masks(d == t), need - seen_t[:, None])
 
 
 def _compact(values, xs, nq, width, t, need, *, k):
@@ -475,16 +478,20 @@ def _local_count_select(db, ids, queries, count, *, k, bits, chunk_size):
   return d, ids[safe]
 
 
+def _earlier_shards(x):
+  """Sum of ``x [nq]`` over the devices before this one on ``DATA_AXIS``."""
+  every = lax.all_gather(x, DATA_AXIS)  # [devices, nq]
+  me = lax.axis_index(DATA_AXIS)
+  return jnp.sum(jnp.where(jnp.arange(every.shape[0])[:, None] < me, every, 0), axis=0)
+
+
 def _sharded_count_select(db, lid, q, cnt, *, k, bits, chunk_size):
   """Body of the shard_map counting select (see the module docstring)."""
-  me = lax.axis_index(DATA_AXIS)
-  base = me * db.shape[0]
+  base = lax.axis_index(DATA_AXIS) * db.shape[0]
   chunk = _count_chunk(db.shape[0], chunk_size)
   t, need, at_t = _select_threshold(db, q, cnt, base, k=k, bits=bits, chunk=chunk,
                                     reduce=lambda x: lax.psum(x, DATA_AXIS))
-  every = lax.all_gather(at_t, DATA_AXIS)  # [devices, nq]
-  earlier = jnp.sum(jnp.where(jnp.arange(every.shape[0])[:, None] < me, every, 0),
-                    axis=0)
+  earlier = _earlier_shards(at_t)
   values, xs = _row_values(db, q, cnt, base, bits=bits, chunk=chunk)
   out_b, out_m = _compact(values, xs, q.shape[0], chunk, t, jnp.maximum(need - earlier, 0),
                           k=k)
@@ -542,12 +549,6 @@ def _candidate_distances(dbg, queries, groups, m, count, base, *, bits):
   return jnp.where((rows < m) & (base + rows < count), d, bits + 1)
 
 
-def _pack_masks(x):
-  """``[nq, kg, 32]`` bool -> ``[nq, kg]`` uint32 (bit i: entry i of the group)."""
-  shifts = jnp.arange(32, dtype=jnp.uint32)
-  return jnp.sum(x.astype(jnp.uint32) << shifts, axis=2, dtype=jnp.uint32)
-
-
 def _below_and_at(d, t):
   """Masks ``[nq, kg]`` uint32 of ``d [nq, kg, 32] < t`` and ``== t`` (``t [nq]``).
 
@@ -593,13 +594,14 @@ def _refine_groups(db, queries, count, base, groups, t_hi, *, k, bits):
     return _candidate_distances(dbg, queries, groups, m, count, base, bits=bits)
 
   lt, at = _below_and_at(dist(), t_hi)
+  below = _popcount_rows(lt)
 
   def search(_):
     def at_most(v):
-      return _popcount_rows(_pack_masks(dist() <= v[:, None, None]))
+      return _popcount_rows(_masks((dist() <= v[:, None, None]).reshape(nq, kg * _GROUP)))
 
     # t in [lo, hi]: t_hi where fewer than k rows lie below it, else below it.
-    done = _popcount_rows(lt) < k
+    done = below < k
     lo = jnp.where(done, t_hi, 0)
     hi = jnp.where(done, t_hi, t_hi - 1)
 
@@ -613,10 +615,8 @@ def _refine_groups(db, queries, count, base, groups, t_hi, *, k, bits):
                        (lo, hi, jnp.bool_(True)))[1]
     return _below_and_at(dist(), t)
 
-  lt, at = lax.cond(jnp.any(_popcount_rows(lt) >= k), search, lambda _: (lt, at), None)
-  n_at = lax.population_count(at).astype(jnp.int32)
-  allow = (k - _popcount_rows(lt))[:, None] - (_cumsum(n_at) - n_at)
-  keep = lt | _first_bits(at, allow)
+  lt, at = lax.cond(jnp.any(below >= k), search, lambda _: (lt, at), None)
+  keep, _ = _take(lt, at, (k - _popcount_rows(lt))[:, None])
   if kg < k:
     keep = jnp.pad(keep, ((0, 0), (0, k - kg)))
     groups = jnp.pad(groups, ((0, 0), (0, k - kg)), constant_values=ng)
@@ -637,17 +637,11 @@ def _local_group_count(db, ids, queries, count, *, k, bits, chunk_size):
 
 def _sharded_group_count(db, lid, q, cnt, *, k, bits, chunk_size):
   """Body of the shard_map two-level counting select."""
-  me = lax.axis_index(DATA_AXIS)
-  base = me * db.shape[0]
+  base = lax.axis_index(DATA_AXIS) * db.shape[0]
   chunk = _group_chunk(db.shape[0], chunk_size)
-
-  def earlier_at_t(at_t):
-    every = lax.all_gather(at_t, DATA_AXIS)  # [devices, nq]
-    return jnp.sum(jnp.where(jnp.arange(every.shape[0])[:, None] < me, every, 0), axis=0)
-
   groups, t = _select_groups(db, q, cnt, base, k=k, bits=bits, chunk=chunk,
                              reduce=lambda x: lax.psum(x, DATA_AXIS),
-                             earlier_at_t=earlier_at_t)
+                             earlier_at_t=_earlier_shards)
   # The group threshold is global: the global top k lie at or below it, but this
   # shard's candidates may hold fewer than k such rows (the rest rank last).
   d, safe = _refine_groups(db, q, cnt, base, groups, t, k=k, bits=bits)
@@ -688,8 +682,7 @@ def topk_kernel(packed, ids, queries, count, *, k, bits, chunk_size, mesh,
     mesh: None or the mesh of ``packed``.
     group_size: rows per group of the group scan; None: :func:`default_group_size`.
     method: "group", "count", "group_count" or None (:func:`default_method` of
-      ``k``, ``bits``
-      and the ``m`` rows; "group" when ``group_size`` is given).
+      ``k``, ``bits`` and the ``m`` rows; "group" when ``group_size`` is given).
 
   Returns:
     ``(distances, ids)`` ``[nq, k]``, ascending by (distance, row).
