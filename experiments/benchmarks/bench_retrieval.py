@@ -48,6 +48,8 @@ def _parse(argv):
   p.add_argument("--threads", type=int, default=2, help="faiss OpenMP threads.")
   p.add_argument("--chunk_size", type=int, default=32768)
   p.add_argument("--query_chunk", type=int, default=1024)
+  p.add_argument("--repeats", type=int, default=3,
+                 help="timings per side, interleaved hashjax/faiss; the median is kept.")
   p.add_argument("--max_load", type=float, default=1.5)
   p.add_argument("--retries", type=int, default=3)
   p.add_argument("--wait_s", type=float, default=10.0)
@@ -124,9 +126,12 @@ def run_one(nq, n, bits, rs, rng):
                 method=None if method == "auto" else method)
       first = _load.measure(lambda: jax.block_until_ready(  # noqa: B023
           metrics.topk_hamming(q[:a.query_chunk], d, r, **kw)), retries=0)  # noqa: B023
-      hj = _load.measure(lambda: jax.block_until_ready(  # noqa: B023
-          metrics.topk_hamming(q, d, r, **kw)), **gate)  # noqa: B023
-      fa = _load.measure(lambda: index.search(q_bytes, r), **gate)  # noqa: B023
+      runs = {"hashjax": [], "faiss": []}
+      for _ in range(max(1, a.repeats)):  # interleaved: both sides see the same load
+        runs["hashjax"].append(_load.measure(lambda: jax.block_until_ready(  # noqa: B023
+            metrics.topk_hamming(q, d, r, **kw)), **gate))  # noqa: B023
+        runs["faiss"].append(_load.measure(lambda: index.search(q_bytes, r), **gate))  # noqa: B023
+      hj, fa = (_median(runs[s]) for s in ("hashjax", "faiss"))
       d_hj, i_hj = hj["result"]
       d_fa, i_fa = fa["result"]
       agree = check(np.asarray(d_hj), np.asarray(i_hj).astype(np.int64),
@@ -134,6 +139,8 @@ def run_one(nq, n, bits, rs, rng):
       row = {"nq": nq, "n": n, "bits": bits, "R": r, "method": method,
              "hashjax_s": hj["seconds"], "hashjax_qps": nq / hj["seconds"],
              "hashjax_timing": _load.summary(hj),
+             "hashjax_all_s": [t["seconds"] for t in runs["hashjax"]],
+             "faiss_all_s": [t["seconds"] for t in runs["faiss"]],
              "hashjax_compile_first_s": first["seconds"],
              "faiss_s": fa["seconds"], "faiss_qps": nq / fa["seconds"],
              "faiss_timing": _load.summary(fa), "faiss_build_s": build["seconds"],
@@ -143,6 +150,11 @@ def run_one(nq, n, bits, rs, rng):
              "agreement": agree}
       print(json.dumps({k: v for k, v in row.items() if "timing" not in k}), flush=True)
       yield row
+
+
+def _median(ms):
+  """The measurement of median time (the upper one of an even count)."""
+  return sorted(ms, key=lambda m: m["seconds"])[len(ms) // 2]
 
 
 def _loads(t):
@@ -159,7 +171,9 @@ def to_markdown(res):
       f"{a['chunk_size']}, query chunk {a['query_chunk']}. Load average (1 min) "
       f"{res['load_average_at_start'][0]:.1f} at start, "
       f"{res['load_average_at_end'][0]:.1f} at end; per timing before/after in the "
-      f"table (LOADED: still above {a['max_load']} after {a['retries']} repeats).", "",
+      f"table (LOADED: still above {a['max_load']} after {a['retries']} repeats). Each "
+      f"time is the median of {a.get('repeats', 1)} runs, hashjax and faiss "
+      f"interleaved.", "",
       f"Command: `{m['command']}` ({m['date']})", "",
       "| nq x n | bits | R | method | hashjax q/s | faiss q/s | hashjax/faiss | "
       "NumPy loop s (extrapolated from N queries) | hashjax s | speed-up vs NumPy | "

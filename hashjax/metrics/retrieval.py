@@ -61,7 +61,7 @@ import numpy as np
 from jax import lax
 
 from hashjax import checks, topk
-from hashjax.codes import pack_codes
+from hashjax.codes import pack_codes, pack_host
 from hashjax.data.core import to_multihot
 from hashjax.metrics import _ranking
 
@@ -157,9 +157,9 @@ class _Prepared:
     blocks_n = -(-self.n // self.block)
     self.chunk = self.block * max(1, min(chunk // self.block, blocks_n))
     pad = -self.n % self.chunk
-    self.dp = jnp.pad(pack_codes(jnp.asarray(d, jnp.int8)), ((0, pad), (0, 0)))
+    self.dp = jnp.pad(jnp.asarray(pack_host(d)), ((0, pad), (0, 0)))
     self.dl = jnp.pad(jnp.asarray(dl), ((0, pad), (0, 0)))
-    self.qp = np.asarray(pack_codes(jnp.asarray(q, jnp.int8)))
+    self.qp = pack_host(q)
     self.ql = ql
 
   def query_batches(self):
@@ -411,8 +411,11 @@ def topk_hamming(query_codes, db_codes, k, *, chunk_size: int = 32768,
   """Exact k nearest database items by Hamming distance, ties by database index.
 
   Host-level; :func:`topk_hamming_core` is the jittable twin. Streams the
-  database (:func:`hashjax.topk.topk_kernel`: group scan for ``k <= 256``,
-  counting select above), so memory is ``O(query_chunk * (chunk_size + k))``.
+  database (:func:`hashjax.topk.topk_kernel`, the kernel chosen by
+  :func:`hashjax.topk.default_method` from k, b and n), so memory is
+  ``O(query_chunk * (chunk_size + k))``. The codes are checked and packed on every
+  call; to search one database many times, pack it once in a
+  :class:`hashjax.index.HammingIndex`.
 
   Args:
     query_codes: ``[nq, b]`` codes in {-1, +1}.
@@ -433,8 +436,9 @@ def topk_hamming(query_codes, db_codes, k, *, chunk_size: int = 32768,
   checks.check_positive_int("query_chunk", query_chunk)
   if method is not None and method not in topk.METHODS:
     raise ValueError(f"method must be one of {topk.METHODS} or None, got {method!r}.")
-  dp = pack_codes(jnp.asarray(d, jnp.int8))
-  qp = np.asarray(pack_codes(jnp.asarray(q, jnp.int8)))
+  # On the host: about 2.5x faster than packing on the CPU device at 1M x 128.
+  dp = jnp.asarray(pack_host(d))
+  qp = pack_host(q)
   ids = jnp.arange(d.shape[0], dtype=jnp.int32)
   count = jnp.int32(d.shape[0])
   size = min(query_chunk, 1 << max(0, (q.shape[0] - 1).bit_length()))

@@ -24,3 +24,24 @@ def test_check_finite_on_a_memmap(tmp_path):
   x.flush()
   with pytest.raises(ValueError, match=r"feat contains 1 NaN"):
     checks.check_finite("feat", np.memmap(path, np.float32, "r", shape=(50, 4)))
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int32, np.float32])
+def test_check_codes_rejects_every_other_value_in_any_row_block(monkeypatch, dtype):
+  """The block-wise sign check (int8: one byte test) against the plain definition,
+  for every int8 value, in the first, a middle and the last block."""
+  monkeypatch.setattr(checks, "_SIGN_CHECK_ROWS", 3)
+  good = np.where(np.random.default_rng(0).random((10, 5)) < 0.5, 1, -1).astype(dtype)
+  checks.check_codes("c", good)
+  values = range(-128, 128) if dtype == np.int8 else (0, 2, -2, 3, 127, -128)
+  for v in values:
+    for row in (0, 4, 9):
+      bad = good.copy()
+      bad[row, 3] = v
+      if v in (1, -1):
+        checks.check_codes("c", bad)
+      else:
+        with pytest.raises(ValueError, match=rf"c must hold only -1 and \+1.*{v}"):
+          checks.check_codes("c", bad)
+  with pytest.raises(ValueError, match=r"only -1 and \+1"):
+    checks.check_codes("c", np.full((10, 5), 0.5, np.float32))
