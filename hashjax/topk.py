@@ -57,8 +57,11 @@ counting select run twice, first on groups, then on rows:
 
 1. on the minimum distance of each 32-row group (the group scan's groups): one
    pass for the histogram of the group minima, one that compacts the ``k``
-   groups of smallest (minimum, group index), in group order. These passes read
-   the distances once each but scatter and compact one value per 32 rows;
+   groups of smallest (minimum, group index), in group order. The first pass
+   computes every distance and keeps the group minima (one byte per 32 rows, up
+   to :data:`KEPT_GROUP_BYTES` per query chunk), which the second pass reads
+   instead of computing the distances again (about 20% faster at 2k x 1M; above
+   the budget it recomputes them). Both scatter and compact one value per 32 rows;
 2. on the ``32 k`` rows of those groups (read 32 contiguous rows at a time):
    the k-th distance ``t`` by a short search below the group threshold (which
    bounds it: every kept group has a row at or below it, and it is nearly
@@ -102,6 +105,9 @@ MAX_REFINE_CANDIDATES = 8192
 METHODS = ("group", "count", "group_count")
 _COUNT_CHUNK = 1024  # rows per step of the counting select (a multiple of 32)
 _GROUP = 32  # rows per group of the two-level counting select
+# Largest [queries, groups] uint8 table of group minima that the two-level select
+# keeps between its two group passes (above it the second pass recomputes them).
+KEPT_GROUP_BYTES = 1 << 28
 
 
 def default_group_size(k: int) -> int:
@@ -231,9 +237,10 @@ def _valid_distances(queries, cols, j, c, m, count, base, bits):
 _PAIR_BINS = 66 * 66  # pair histogram up to 64 bits (b + 2 = 66 distance values)
 
 
-def _value_histogram(values, xs, nq, nb, width):
+def _value_histogram(values, xs, nq, nb, width, keep=False):
   """Items per value ``[nq, nb]`` int32 of ``values(*x) [nq, width]`` (in ``[0, nb)``)
-  summed over the scan inputs ``xs``.
+  summed over the scan inputs ``xs``; with ``keep`` (``nb <= 256``) also the values
+  themselves, uint8 ``[steps, nq, width]``.
 
   One flat index per update into a ``[nq * bins]`` buffer, a scatter with a
   scalar index that is in bounds by construction (faster than a 2-D index on
@@ -248,17 +255,19 @@ def _value_histogram(values, xs, nq, nb, width):
   offset = jnp.arange(nq, dtype=jnp.int32)[:, None] * bins
 
   def body(h, x):
-    d = values(*x)
-    if pair:
-      d = d[:, :width // 2] * nb + d[:, width // 2:]
-    return h.at[(offset + d).reshape(-1)].add(1, mode="promise_in_bounds"), None
+    v = values(*x)
+    d = v[:, :width // 2] * nb + v[:, width // 2:] if pair else v
+    h = h.at[(offset + d).reshape(-1)].add(1, mode="promise_in_bounds")
+    return h, v.astype(jnp.uint8) if keep else None
 
   init = jnp.zeros((nq * bins,), jnp.int32)
-  h = lax.scan(body, init, xs)[0]
+  h, kept = lax.scan(body, init, xs)
   if pair:
     h = h.reshape(nq, nb, nb)
-    return jnp.sum(h, axis=2) + jnp.sum(h, axis=1)
-  return h.reshape(nq, nb)
+    h = jnp.sum(h, axis=2) + jnp.sum(h, axis=1)
+  else:
+    h = h.reshape(nq, nb)
+  return (h, kept) if keep else h
 
 
 def _row_values(db, queries, count, base, *, bits, chunk):
@@ -522,7 +531,13 @@ def _select_groups(db, queries, count, base, *, k, bits, chunk, reduce, earlier_
   nq = queries.shape[0]
   values, xs = _group_values(db, queries, count, base, bits=bits, chunk=chunk)
   width = chunk // _GROUP
-  hist = _value_histogram(values, xs, nq, bits + 2, width)
+  if bits + 2 <= 256 and nq * xs[0].shape[0] * width <= KEPT_GROUP_BYTES:
+    # The compaction pass reads the kept group minima (one byte per 32 rows)
+    # instead of computing every distance again.
+    hist, kept = _value_histogram(values, xs, nq, bits + 2, width, keep=True)
+    values, xs = (lambda v: v.astype(jnp.int32)), (kept,)
+  else:
+    hist = _value_histogram(values, xs, nq, bits + 2, width)
   total = reduce(jnp.int32(xs[0].shape[0] * width))  # groups on all shards, with padding
   t, need = _threshold(reduce(hist), jnp.minimum(k, total))
   at_t = jnp.take_along_axis(hist, t[:, None], axis=1)[:, 0]

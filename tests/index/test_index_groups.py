@@ -1,5 +1,6 @@
 """Group-scan top-k (group minimum + refine) against a plain NumPy loop, tie-heavy."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -219,6 +220,23 @@ def test_two_level_counting_select_matches_loop(np_rng, bits, n, k, chunk_size):
                          method="group_count")
     np.testing.assert_array_equal(np.asarray(d), ref_d)
     np.testing.assert_array_equal(np.asarray(i), ref_i)
+
+
+@pytest.mark.parametrize("bits,n,k,chunk_size", [
+    (8, 5000, 40, 2048),
+    (40, 3000, 57, 1024),
+    (16, 4096, 2000, 2048),
+])
+def test_two_level_select_without_kept_group_minima(np_rng, monkeypatch, bits, n, k,
+                                                   chunk_size):
+  """Above KEPT_GROUP_BYTES the compaction pass recomputes the group minima: same
+  rows as the NumPy loop (the cases above keep them)."""
+  monkeypatch.setattr(topk, "KEPT_GROUP_BYTES", 0)
+  jax.clear_caches()  # the constant is read while tracing
+  try:
+    test_two_level_counting_select_matches_loop(np_rng, bits, n, k, chunk_size)
+  finally:
+    jax.clear_caches()
 
 
 def test_two_level_select_clustered_rows(np_rng):
