@@ -59,7 +59,7 @@ counting select run twice, first on groups, then on rows:
    pass for the histogram of the group minima, one that compacts the ``k``
    groups of smallest (minimum, group index), in group order. The first pass
    computes every distance and keeps the group minima (one byte per 32 rows, up
-   to :data:`KEPT_GROUP_BYTES` per query chunk), which the second pass reads
+   to :data:`KEPT_BYTES` per query chunk), which the second pass reads
    instead of computing the distances again (about 20% faster at 2k x 1M; above
    the budget it recomputes them). Both scatter and compact one value per 32 rows;
 2. on the ``32 k`` rows of those groups (read 32 contiguous rows at a time):
@@ -105,9 +105,10 @@ MAX_REFINE_CANDIDATES = 8192
 METHODS = ("group", "count", "group_count")
 _COUNT_CHUNK = 1024  # rows per step of the counting select (a multiple of 32)
 _GROUP = 32  # rows per group of the two-level counting select
-# Largest [queries, groups] uint8 table of group minima that the two-level select
-# keeps between its two group passes (above it the second pass recomputes them).
-KEPT_GROUP_BYTES = 1 << 28
+# Largest uint8 table of group minima ([queries, groups]) that the two-level select
+# keeps from its first group pass for its compaction pass (above it the compaction
+# pass recomputes them).
+KEPT_BYTES = 1 << 28
 
 
 def default_group_size(k: int) -> int:
@@ -292,10 +293,19 @@ def _group_values(db, queries, count, base, *, bits, chunk):
   return group_min, xs
 
 
-def _histogram(db, queries, count, base, *, bits, chunk):
-  """Items per distance ``[nq, bits + 2]`` int32 (bucket ``bits + 1``: padding)."""
-  values, xs = _row_values(db, queries, count, base, bits=bits, chunk=chunk)
-  return _value_histogram(values, xs, queries.shape[0], bits + 2, chunk)
+def _counted(values, xs, nq, nb, width):
+  """The histogram pass of the group-level select: ``(hist [nq, nb], values, xs)``,
+  the last two for its compaction pass: the values kept by this pass (one byte
+  each) when ``nb <= 256`` and they fit :data:`KEPT_BYTES`, else the given ones
+  (the compaction pass then computes them again)."""
+  if nb <= 256 and nq * xs[0].shape[0] * width <= KEPT_BYTES:
+    hist, kept = _value_histogram(values, xs, nq, nb, width, keep=True)
+    return hist, _as_int32, (kept,)
+  return _value_histogram(values, xs, nq, nb, width), values, xs
+
+
+def _as_int32(v):
+  return v.astype(jnp.int32)
 
 
 def _threshold(hist, k):
@@ -451,11 +461,17 @@ def _count_chunk(m, chunk_size):
 
 
 def _select_threshold(db, queries, count, base, *, k, bits, chunk, reduce):
-  """``(t, need, at_t)``: global threshold and quota, and this shard's items at
-  ``t``; ``reduce`` sums counts over shards (identity when unsharded)."""
-  hist = _histogram(db, queries, count, base, bits=bits, chunk=chunk)
+  """``(t, need, at_t, values, xs)``: global threshold and quota, this shard's items
+  at ``t``, and the row distances for the compaction pass (:func:`_counted`);
+  ``reduce`` sums counts over shards (identity when unsharded)."""
+  values, xs = _row_values(db, queries, count, base, bits=bits, chunk=chunk)
+  # Row distances are not kept (unlike the group minima of the two-level select):
+  # storing one byte per pair breaks XLA's fusion of the distances into the
+  # histogram, and the pass got slower than computing them twice (5k x 20k x 64,
+  # k = 1000: 0.98 s against 0.77 s, same process).
+  hist = _value_histogram(values, xs, queries.shape[0], bits + 2, chunk)
   t, need = _threshold(reduce(hist), k)
-  return t, need, jnp.take_along_axis(hist, t[:, None], axis=1)[:, 0]
+  return t, need, jnp.take_along_axis(hist, t[:, None], axis=1)[:, 0], values, xs
 
 
 def _sort_by_distance(d, i, *, bits):
@@ -477,9 +493,8 @@ def _sort_by_distance(d, i, *, bits):
 def _local_count_select(db, ids, queries, count, *, k, bits, chunk_size):
   """Counting-select top-k of an unsharded database: ``[nq, k]`` distances, ids."""
   chunk = _count_chunk(db.shape[0], chunk_size)
-  t, need, _ = _select_threshold(db, queries, count, 0, k=k, bits=bits, chunk=chunk,
-                                 reduce=lambda x: x)
-  values, xs = _row_values(db, queries, count, 0, bits=bits, chunk=chunk)
+  t, need, _, values, xs = _select_threshold(db, queries, count, 0, k=k, bits=bits,
+                                             chunk=chunk, reduce=lambda x: x)
   out_b, out_m = _compact(values, xs, queries.shape[0], chunk, t, need, k=k)
   rows = _expand(out_b, out_m, db.shape[0])
   d, safe = _rescore(db, queries, rows, bits=bits)
@@ -498,10 +513,10 @@ def _sharded_count_select(db, lid, q, cnt, *, k, bits, chunk_size):
   """Body of the shard_map counting select (see the module docstring)."""
   base = lax.axis_index(DATA_AXIS) * db.shape[0]
   chunk = _count_chunk(db.shape[0], chunk_size)
-  t, need, at_t = _select_threshold(db, q, cnt, base, k=k, bits=bits, chunk=chunk,
-                                    reduce=lambda x: lax.psum(x, DATA_AXIS))
+  t, need, at_t, values, xs = _select_threshold(
+      db, q, cnt, base, k=k, bits=bits, chunk=chunk,
+      reduce=lambda x: lax.psum(x, DATA_AXIS))
   earlier = _earlier_shards(at_t)
-  values, xs = _row_values(db, q, cnt, base, bits=bits, chunk=chunk)
   out_b, out_m = _compact(values, xs, q.shape[0], chunk, t, jnp.maximum(need - earlier, 0),
                           k=k)
   rows = _expand(out_b, out_m, db.shape[0])
@@ -531,13 +546,7 @@ def _select_groups(db, queries, count, base, *, k, bits, chunk, reduce, earlier_
   nq = queries.shape[0]
   values, xs = _group_values(db, queries, count, base, bits=bits, chunk=chunk)
   width = chunk // _GROUP
-  if bits + 2 <= 256 and nq * xs[0].shape[0] * width <= KEPT_GROUP_BYTES:
-    # The compaction pass reads the kept group minima (one byte per 32 rows)
-    # instead of computing every distance again.
-    hist, kept = _value_histogram(values, xs, nq, bits + 2, width, keep=True)
-    values, xs = (lambda v: v.astype(jnp.int32)), (kept,)
-  else:
-    hist = _value_histogram(values, xs, nq, bits + 2, width)
+  hist, values, xs = _counted(values, xs, nq, bits + 2, width)
   total = reduce(jnp.int32(xs[0].shape[0] * width))  # groups on all shards, with padding
   t, need = _threshold(reduce(hist), jnp.minimum(k, total))
   at_t = jnp.take_along_axis(hist, t[:, None], axis=1)[:, 0]

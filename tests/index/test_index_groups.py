@@ -229,9 +229,9 @@ def test_two_level_counting_select_matches_loop(np_rng, bits, n, k, chunk_size):
 ])
 def test_two_level_select_without_kept_group_minima(np_rng, monkeypatch, bits, n, k,
                                                    chunk_size):
-  """Above KEPT_GROUP_BYTES the compaction pass recomputes the group minima: same
+  """Above KEPT_BYTES the compaction pass recomputes the group minima: same
   rows as the NumPy loop (the cases above keep them)."""
-  monkeypatch.setattr(topk, "KEPT_GROUP_BYTES", 0)
+  monkeypatch.setattr(topk, "KEPT_BYTES", 0)
   jax.clear_caches()  # the constant is read while tracing
   try:
     test_two_level_counting_select_matches_loop(np_rng, bits, n, k, chunk_size)
