@@ -2,10 +2,11 @@
 
   PYTHONPATH=. python experiments/benchmarks/check_kernels_device.py [--time] [--out DIR]
 
-Correctness: ``hashjax.topk.topk_kernel`` (group scan and counting select, 16, 64 and
-128 bits, ties at the k-th distance, k = n) and ``metrics.mean_average_precision``
-against the NumPy references of tests/retrieval_reference.py. ``--time``: the
-counting select and the group scan on 2000 x 1M random codes (64 and 128 bits, R =
+Correctness: ``hashjax.topk.topk_kernel`` (every method of ``topk.METHODS``: group
+scan, counting select, two-level counting select; 16, 64 and 128 bits, ties at the
+k-th distance, k = n) and ``metrics.mean_average_precision``
+against the NumPy references of tests/retrieval_reference.py. ``--time``: every
+method (the group scan only up to R = 1000) on 2000 x 1M random codes (64 and 128 bits, R =
 100, 1000, 10000) and mAP@all on 5000 x 20000 x 64 bits, min of 3 after a first call.
 Needs only jax and numpy (no faiss). Prints one JSON line per check and, with
 ``--out``, writes them to ``DIR/kernels.json``; exits 1 when a check is not exact.
@@ -53,7 +54,7 @@ def check():
     db, q = codes(rng, n, bits), codes(rng, 40, bits, dup=False)
     q[:2] = db[[3, 5]]
     ref_d, ref_i = stable_topk(q, db, k)
-    for method in ("count", "group"):
+    for method in topk.METHODS:
       d, i = topk.topk_kernel(jnp.asarray(pack_host(db)), jnp.arange(n, dtype=jnp.int32),
                               jnp.asarray(pack_host(q)), jnp.int32(n), k=k, bits=bits,
                               chunk_size=chunk, mesh=None, method=method)
@@ -89,7 +90,7 @@ def timed():
     q = jnp.asarray(pack_host(codes(rng, nq, bits, dup=False)))
     ids = jnp.arange(n, dtype=jnp.int32)
     for r in (100, 1000, 10000):
-      for method in ("count", "group"):
+      for method in topk.METHODS:
         if method == "group" and r > 1000:
           continue
         s = best(lambda: topk.topk_kernel(db, ids, q, jnp.int32(n), k=r, bits=bits,  # noqa: B023
