@@ -799,7 +799,9 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
   mean = scores.mean(axis=1)
   table = [dict(pt, score=float(mean[j]), fold_scores=scores[j].tolist())
            for j, pt in enumerate(points)]
-  best = crit.choose(table)
+  # With every item paired theta has no effect on the fit (it only ridges the
+  # reconstruction of unpaired rows); the folds' theta must not pick init_v.
+  best = crit.choose(table, all_paired=not np.any(rows.unpaired))
   chosen = dict(points[best])
   if given is not None:
     chosen["view_weights"] = given

@@ -35,6 +35,51 @@ def test_choose_largest_lam_then_best_score():
                            dict(score=0.3, fold_scores=[0.3])]) == 1
 
 
+def test_choose_all_paired_scores_at_the_smallest_theta():
+  # Fold-mean neighbourhood scores of UCI kar+pix, 100% paired, seed 0, lam 1e-2
+  # (experiments/results/rreh_criterion_study.jsonl, rounded): the folds' theta 3
+  # favours the PCA start, the smallest theta the Gaussian one (validation mAP 0.73
+  # against 0.57; theta does not change a fully paired fit).
+  table = [dict(theta=0.03, lam=1e-2, init_v="gaussian", score=0.665),
+           dict(theta=0.03, lam=1e-2, init_v="pca", score=0.629),
+           dict(theta=3.0, lam=1e-2, init_v="gaussian", score=0.656),
+           dict(theta=3.0, lam=1e-2, init_v="pca", score=0.688),
+           dict(theta=0.03, lam=1e-4, init_v="gaussian", score=0.700)]  # small lam
+  assert criterion.choose(table) == 3                    # some items unpaired
+  assert criterion.choose(table, all_paired=True) == 0   # smallest theta, largest lam
+  # lam first, then theta: without a finite fit at (theta 0.03, lam 1e-2), the
+  # smallest theta among the largest lam's finite rows, not the small-lam row.
+  table[0]["score"] = table[1]["score"] = -np.inf
+  assert criterion.choose(table, all_paired=True) == 3
+  table[2]["theta"] = 0.3
+  assert criterion.choose(table, all_paired=True) == 2
+  # No theta in the grid: the flag changes nothing.
+  assert criterion.choose([dict(score=0.2), dict(score=0.3)], all_paired=True) == 1
+
+
+@pytest.mark.slow
+def test_select_all_paired_passes_the_flag_and_theta_is_inert(monkeypatch):
+  paired, unpaired = _data(5)
+  empty = [u[:0] for u in unpaired]
+  key = jax.random.key(6)
+  cfg = dict(CFG, lam=1e-3)
+  # The premise: with no unpaired rows theta does not change the fit.
+  a = rreh.fit(paired, empty, dict(cfg, theta=0.03, init_v="pca"), key)
+  b = rreh.fit(paired, empty, dict(cfg, theta=3.0, init_v="pca"), key)
+  np.testing.assert_allclose(np.asarray(a.W), np.asarray(b.W), rtol=1e-6, atol=1e-6)
+  seen = []
+  real = criterion.choose
+  monkeypatch.setattr(criterion, "choose",
+                      lambda t, **kw: seen.append(kw) or real(t, **kw))
+  chosen, table = rreh.select(paired, empty, cfg, key, grid=GRID, folds=2)
+  assert seen == [dict(all_paired=True)]
+  assert chosen["theta"] == min(GRID["theta"])
+  small = [r for r in table if r["theta"] == min(GRID["theta"])]
+  assert chosen["init_v"] == max(small, key=lambda r: r["score"])["init_v"]
+  rreh.select(paired, unpaired, cfg, key, grid=GRID, folds=2)
+  assert seen[-1] == dict(all_paired=False)
+
+
 def test_pair_score_averages_both_directions():
   rs = np.random.default_rng(0)
   a, b = (np.where(rs.normal(size=(6, 8)) >= 0, 1, -1) for _ in range(2))
