@@ -462,7 +462,7 @@ def _count_chunk(m, chunk_size):
 
 def _select_threshold(db, queries, count, base, *, k, bits, chunk, reduce):
   """``(t, need, at_t, values, xs)``: global threshold and quota, this shard's items
-  at ``t``, and the row distances for the compaction pass (:func:`_counted`);
+  at ``t``, and the row distances for the compaction pass (computed again there);
   ``reduce`` sums counts over shards (identity when unsharded)."""
   values, xs = _row_values(db, queries, count, base, bits=bits, chunk=chunk)
   # Row distances are not kept (unlike the group minima of the two-level select):

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["measure", "summary"]
+__all__ = ["measure", "median", "summary"]
 
 
 def measure(fn: Callable[[], Any], *, max_load: float = 1.5, retries: int = 3,
@@ -56,3 +56,9 @@ def measure(fn: Callable[[], Any], *, max_load: float = 1.5, retries: int = 3,
 def summary(m: dict[str, Any]) -> dict[str, Any]:
   """``m`` without the result (for JSON)."""
   return {k: v for k, v in m.items() if k != "result"}
+
+
+def median(ms: list[dict[str, Any]]) -> dict[str, Any]:
+  """The measurement of median time among ``measure`` results (the upper one of an
+  even count)."""
+  return sorted(ms, key=lambda m: m["seconds"])[len(ms) // 2]

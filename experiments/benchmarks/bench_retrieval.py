@@ -131,7 +131,7 @@ def run_one(nq, n, bits, rs, rng):
         runs["hashjax"].append(_load.measure(lambda: jax.block_until_ready(  # noqa: B023
             metrics.topk_hamming(q, d, r, **kw)), **gate))  # noqa: B023
         runs["faiss"].append(_load.measure(lambda: index.search(q_bytes, r), **gate))  # noqa: B023
-      hj, fa = (_median(runs[s]) for s in ("hashjax", "faiss"))
+      hj, fa = (_load.median(runs[s]) for s in ("hashjax", "faiss"))
       d_hj, i_hj = hj["result"]
       d_fa, i_fa = fa["result"]
       agree = check(np.asarray(d_hj), np.asarray(i_hj).astype(np.int64),
@@ -150,11 +150,6 @@ def run_one(nq, n, bits, rs, rng):
              "agreement": agree}
       print(json.dumps({k: v for k, v in row.items() if "timing" not in k}), flush=True)
       yield row
-
-
-def _median(ms):
-  """The measurement of median time (the upper one of an even count)."""
-  return sorted(ms, key=lambda m: m["seconds"])[len(ms) // 2]
 
 
 def _loads(t):

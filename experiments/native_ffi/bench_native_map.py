@@ -149,7 +149,7 @@ def main(argv=None):
   for _ in range(a.reps):  # interleaved: every kernel sees the same machine
     for k, fn in fns.items():
       runs[k].append(_load.measure(fn, **gate))
-  t = {k: sorted(v, key=lambda m: m["seconds"])[len(v) // 2] for k, v in runs.items()}
+  t = {k: _load.median(v) for k, v in runs.items()}
   ap, _, ap_calc_k, _ = t["native"]["result"]
   nat_all, nat_k = float(jnp.mean(ap)), float(jnp.mean(ap_calc_k[:, 0]))
   c = min(a.check_queries, a.nq)
