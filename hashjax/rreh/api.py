@@ -708,7 +708,9 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
   Returns:
     ``(chosen, rows)``: the grid point picked by
     :func:`hashjax.rreh.criterion.choose` for the criterion and one row per grid
-    point with its ``score`` (mean over folds) and ``fold_scores``.
+    point with its ``score`` (mean over folds) and ``fold_scores``. With every
+    item paired only the smallest theta is fitted (theta has no effect on the fit
+    then); the other thetas' rows have score -inf and a ``skipped`` reason.
 
   Raises:
     ValueError: a grid key that cannot be searched, or too few paired items.
@@ -741,6 +743,14 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
     raise ValueError(f"label-free selection needs at least {h + 2} paired items, got "
                      f"{n_p}; give theta, lam and init_v or set select=False.")
   points = crit.grid_points(grid) if grid else [{}]
+  # With every item paired theta has no effect on the fit (it only ridges the
+  # reconstruction of unpaired rows) and crit.choose scores the smallest theta
+  # only: the other thetas are not fitted (their rows keep score -inf).
+  all_paired = not np.any(rows.unpaired)
+  fitted = list(range(len(points)))
+  if all_paired and "theta" in grid:
+    low = min(float(t) for t in grid["theta"])
+    fitted = [j for j, pt in enumerate(points) if float(pt["theta"]) == low]
   rng_perm, rng_fold = jax.random.split(rng)
   perm = np.asarray(jax.random.permutation(rng_perm, n_p))
   scores = np.full((len(points), folds), -np.inf)
@@ -776,8 +786,8 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
         tp, tu, fold_rows, held_rows, r, feats,
         jax.random.fold_in(jax.random.fold_in(rng_fold, f), 1), mesh)
     by_init = {}
-    for j, pt in enumerate(points):
-      by_init.setdefault(pt.get("init_v", cfg["init_v"]), []).append(j)
+    for j in fitted:
+      by_init.setdefault(points[j].get("init_v", cfg["init_v"]), []).append(j)
     codes = {}
     for init_v, idx in by_init.items():
       hv = {k: jnp.asarray([points[j].get(k, cfg[k]) for j in idx], jnp.float32)
@@ -799,9 +809,10 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
   mean = scores.mean(axis=1)
   table = [dict(pt, score=float(mean[j]), fold_scores=scores[j].tolist())
            for j, pt in enumerate(points)]
-  # With every item paired theta has no effect on the fit (it only ridges the
-  # reconstruction of unpaired rows); the folds' theta must not pick init_v.
-  best = crit.choose(table, all_paired=not np.any(rows.unpaired))
+  for j in sorted(set(range(len(points))) - set(fitted)):
+    table[j]["skipped"] = "every item paired: theta has no effect on the fit"
+  # The folds' theta must not pick init_v when every item is paired.
+  best = crit.choose(table, all_paired=all_paired)
   chosen = dict(points[best])
   if given is not None:
     chosen["view_weights"] = given

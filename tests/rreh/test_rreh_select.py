@@ -76,6 +76,17 @@ def test_select_all_paired_passes_the_flag_and_theta_is_inert(monkeypatch):
   assert chosen["theta"] == min(GRID["theta"])
   small = [r for r in table if r["theta"] == min(GRID["theta"])]
   assert chosen["init_v"] == max(small, key=lambda r: r["score"])["init_v"]
+  # Only the smallest theta is fitted: the others' rows are marked, never scored.
+  assert len(table) == 4 and all(np.isfinite(r["score"]) and "skipped" not in r
+                                 for r in small)
+  others = [r for r in table if r["theta"] != min(GRID["theta"])]
+  assert others and all(r["score"] == -np.inf and r["skipped"] for r in others)
+  # ... and their scores are those of the full grid's smallest-theta rows: fitting
+  # fewer points does not change the fits that remain.
+  _, part = rreh.select(paired, empty, cfg, key, folds=2,
+                        grid=dict(theta=(min(GRID["theta"]),), init_v=GRID["init_v"]))
+  np.testing.assert_allclose([r["score"] for r in small], [r["score"] for r in part],
+                             rtol=1e-6)
   rreh.select(paired, unpaired, cfg, key, grid=GRID, folds=2)
   assert seen[-1] == dict(all_paired=False)
 
