@@ -84,7 +84,7 @@ from jax import lax
 
 from hashjax.codes import hamming_distance
 
-__all__ = ["METHODS", "can_keep", "default_method", "histograms", "ranked_stats"]
+__all__ = ["METHODS", "STATS", "can_keep", "default_method", "histograms", "ranked_stats"]
 
 MAX_KEPT_BITS = 126  # a kept word holds d in 7 bits: d <= b + 1 <= 127
 MAX_KEPT_CHUNK = 4096  # ... and in-chunk counts in 12 bits: <= chunk - 1
@@ -331,7 +331,7 @@ def _ideal_dcg(tg: jax.Array, kvec: jax.Array, m: int) -> jax.Array:
   return jnp.sum(gain[None, :, None] * part, axis=1)
 
 
-def _accumulate(sums, rank, hits, rel, shared, kvec, first_rel, ndcg):
+def _accumulate(sums, rank, hits, rel, shared, kvec, first_rel, ndcg, sums_wanted):
   """Adds a step's items to the per-query sums of :func:`ranked_stats`.
 
   Args:
@@ -341,19 +341,25 @@ def _accumulate(sums, rank, hits, rel, shared, kvec, first_rel, ndcg):
     rel: bool ``[qc, c]``; shared: float32 ``[qc, c]`` shared labels (``ndcg``).
     kvec: int32 ``[nk]``; first_rel: int32 ``[qc, nk]`` = ``min(k, R)``.
     ndcg: also accumulate the DCG@k.
+    sums_wanted: the names of the sums to accumulate (the others stay as they
+      are): a subset of ``("ap", "ap_k", "ap_calc_k", "hits_k")``.
 
   Returns:
     the updated ``sums``.
   """
   acc, acc_k, acc_c, hit_k, dcg_k = sums
   prec = jnp.where(rel, hits.astype(jnp.float32) / rank.astype(jnp.float32), 0.0)
-  acc = acc + jnp.sum(prec, axis=1)
+  if "ap" in sums_wanted:
+    acc = acc + jnp.sum(prec, axis=1)
   if kvec.shape[0]:
     in_k = rank[:, :, None] <= kvec  # [qc, c, nk]
-    acc_k = acc_k + jnp.sum(jnp.where(in_k, prec[:, :, None], 0.0), axis=1)
-    first = hits[:, :, None] <= first_rel[:, None, :]  # [qc, c, nk]
-    acc_c = acc_c + jnp.sum(jnp.where(first, prec[:, :, None], 0.0), axis=1)
-    hit_k = hit_k + jnp.sum(in_k & rel[:, :, None], axis=1, dtype=jnp.int32)
+    if "ap_k" in sums_wanted:
+      acc_k = acc_k + jnp.sum(jnp.where(in_k, prec[:, :, None], 0.0), axis=1)
+    if "ap_calc_k" in sums_wanted:
+      first = hits[:, :, None] <= first_rel[:, None, :]  # [qc, c, nk]
+      acc_c = acc_c + jnp.sum(jnp.where(first, prec[:, :, None], 0.0), axis=1)
+    if "hits_k" in sums_wanted:
+      hit_k = hit_k + jnp.sum(in_k & rel[:, :, None], axis=1, dtype=jnp.int32)
     if ndcg:
       g = (2.0 ** shared - 1.0) / jnp.log2(rank.astype(jnp.float32) + 1.0)
       dcg_k = dcg_k + jnp.sum(jnp.where(in_k, g[:, :, None], 0.0), axis=1)
@@ -361,7 +367,7 @@ def _accumulate(sums, rank, hits, rel, shared, kvec, first_rel, ndcg):
 
 
 def _sums_blocks(qp, dp, ql, dl, n, ta, tr, per_chunk, kept, kvec, first_rel, init,
-                 *, bits, chunk, block, ndcg):
+                 *, bits, chunk, block, ndcg, sums_wanted):
   """``"blocks"``: every chunk ranked independently (steps 1-3 of the docstring)."""
   # start[c, q, d]: items (relevant items) ranked before chunk c's first item at
   # distance d: those at smaller distances plus those at d in earlier chunks.
@@ -387,7 +393,8 @@ def _sums_blocks(qp, dp, ql, dl, n, ta, tr, per_chunk, kept, kvec, first_rel, in
       rel = wd >= jnp.uint32(1 << 31)
     rank = jnp.take_along_axis(s_all, d, axis=1) + before_all + 1
     hits = jnp.take_along_axis(s_rel, d, axis=1) + before_rel + 1
-    return _accumulate(sums, rank, hits, rel, shared, kvec, first_rel, ndcg), None
+    return _accumulate(sums, rank, hits, rel, shared, kvec, first_rel, ndcg,
+                       sums_wanted), None
 
   nch = dp.shape[0] // chunk
   if kept is None:
@@ -399,7 +406,7 @@ def _sums_blocks(qp, dp, ql, dl, n, ta, tr, per_chunk, kept, kvec, first_rel, in
 
 
 def _sums_scan(qp, dp, ql, dl, n, ta, tr, kept, kvec, first_rel, init, *, bits,
-               block, ndcg):
+               block, ndcg, sums_wanted):
   """``"scan"``: blocks in database order with running counts per distance."""
   qc = qp.shape[0]
   offset = jnp.arange(qc, dtype=jnp.int32)[:, None] * (bits + 2)
@@ -433,7 +440,8 @@ def _sums_scan(qp, dp, ql, dl, n, ta, tr, kept, kvec, first_rel, init, *, bits,
     else:
       rank = sa[flat].reshape(d.shape) + inner_all + 1
       hits = sr[flat].reshape(d.shape) + inner_rel + 1
-    sums = _accumulate(sums, rank, hits, rel, shared, kvec, first_rel, ndcg)
+    sums = _accumulate(sums, rank, hits, rel, shared, kvec, first_rel, ndcg,
+                       sums_wanted)
     if packed:
       sa = sa.at[flat].add((1 + (rel.astype(jnp.int32) << _HIGH)).reshape(-1),
                            mode="promise_in_bounds")
@@ -452,13 +460,16 @@ def _sums_scan(qp, dp, ql, dl, n, ta, tr, kept, kvec, first_rel, init, *, bits,
   return lax.scan(body, (sa0, sr0, init), xs, unroll=_UNROLL)[0][2]
 
 
+STATS = ("ap", "ap_k", "ap_calc_k", "hits_k", "ndcg_k")
+
+
 @functools.partial(jax.jit,
-                   static_argnames=("bits", "chunk", "block", "ndcg", "method"))
+                   static_argnames=("bits", "chunk", "block", "ndcg", "method", "stats"))
 def ranked_stats(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
                  n: jax.Array, ta: jax.Array, tr: jax.Array, tg: jax.Array,
                  per_chunk: jax.Array, kvec: jax.Array, kept: jax.Array | None = None,
                  *, bits: int, chunk: int, block: int, ndcg: bool,
-                 method: str = "scan"):
+                 method: str = "scan", stats: tuple[str, ...] | None = None):
   """Pass 2: exact stable ranks of every item, reduced to per-query statistics.
 
   Args:
@@ -480,6 +491,10 @@ def ranked_stats(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
     method: ``"blocks"`` (every chunk independent: no carry, no scatter across
       steps; for accelerators) or ``"scan"`` (running counts, one block per
       step; faster on CPU). Both give the same values.
+    stats: the statistics to compute and return (static), a subset of
+      :data:`STATS`; None: every one that ``kvec`` and ``ndcg`` allow. The rank
+      pass accumulates only what they need (mAP@k alone: about 1.4x faster than
+      all of them on CPU).
 
   Returns:
     dict of float32 arrays: ``ap`` ``[qc]`` (AP over the whole ranking, 0 for a
@@ -497,6 +512,17 @@ def ranked_stats(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
     raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
   qc = qp.shape[0]
   nk = kvec.shape[0]
+  if stats is None:
+    stats = ("ap",) + (("ap_k", "ap_calc_k", "hits_k") if nk else ()) + (
+        ("ndcg_k",) if nk and ndcg else ())
+  stats = tuple(stats)
+  bad = [x for x in stats if x not in STATS]
+  if bad or (not nk and set(stats) - {"ap"}) or ("ndcg_k" in stats and not ndcg):
+    raise ValueError(f"ranked_stats: stats must be among {STATS} (those with k need "
+                     f"kvec, ndcg_k needs ndcg), got {stats!r}.")
+  # ap_k is normalised by the relevant items in the top k.
+  sums_wanted = set(stats) | ({"hits_k"} if "ap_k" in stats else set())
+  ndcg = ndcg and "ndcg_k" in stats
   num_rel = jnp.sum(tr, axis=1)
   # calc_map_k counts the relevant items ranked 1..min(k, R) among relevant ones.
   first_rel = jnp.minimum(kvec[None, :], num_rel[:, None])  # [qc, nk]
@@ -505,10 +531,11 @@ def ranked_stats(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
           zk)
   if method == "blocks":
     sums = _sums_blocks(qp, dp, ql, dl, n, ta, tr, per_chunk, kept, kvec, first_rel,
-                        init, bits=bits, chunk=chunk, block=block, ndcg=ndcg)
+                        init, bits=bits, chunk=chunk, block=block, ndcg=ndcg,
+                        sums_wanted=sums_wanted)
   else:
     sums = _sums_scan(qp, dp, ql, dl, n, ta, tr, kept, kvec, first_rel, init,
-                      bits=bits, block=block, ndcg=ndcg)
+                      bits=bits, block=block, ndcg=ndcg, sums_wanted=sums_wanted)
   acc, acc_k, acc_c, hit_k, dcg_k = sums
   out = {"ap": jnp.where(num_rel > 0, acc / jnp.maximum(num_rel, 1), 0.0)}
   if nk:
@@ -518,4 +545,4 @@ def ranked_stats(qp: jax.Array, dp: jax.Array, ql: jax.Array, dl: jax.Array,
     if ndcg:
       idcg = _ideal_dcg(tg, kvec, dp.shape[0])
       out["ndcg_k"] = jnp.where(idcg > 0, dcg_k / jnp.where(idcg > 0, idcg, 1.0), 0.0)
-  return out
+  return {key: v for key, v in out.items() if key in stats}

@@ -207,9 +207,10 @@ def _rank_method(method: Any) -> str:
   return method
 
 
-def _per_query(prep: _Prepared, ks: tuple[int, ...], *, ranks: bool, ndcg: bool
-               ) -> dict[str, np.ndarray]:
-  """Per-query statistics (NumPy) over all query chunks."""
+def _per_query(prep: _Prepared, ks: tuple[int, ...], *, ranks: bool, ndcg: bool,
+               stats: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+  """Per-query statistics (NumPy) over all query chunks (``stats``: those of the
+  rank pass to compute, :func:`hashjax.metrics._ranking.ranked_stats`)."""
   n = jnp.int32(prep.n)
   parts: dict[str, list[np.ndarray]] = {}
   for _, m, qp, ql in prep.query_batches():
@@ -223,7 +224,8 @@ def _per_query(prep: _Prepared, ks: tuple[int, ...], *, ranks: bool, ndcg: bool
       res.update(_ranking.ranked_stats(
           qp, prep.dp, ql, prep.dl, n, ta, tr, tg, per_chunk,
           jnp.asarray(ks, jnp.int32).reshape(-1), kept, bits=prep.bits,
-          chunk=prep.chunk, block=prep.block, ndcg=ndcg, method=prep.rank_method))
+          chunk=prep.chunk, block=prep.block, ndcg=ndcg, method=prep.rank_method,
+          stats=stats))
     for key, v in res.items():
       parts.setdefault(key, []).append(np.asarray(v)[:m])
   return {key: np.concatenate(v) for key, v in parts.items()}
@@ -279,10 +281,11 @@ def mean_average_precision(query_codes, db_codes, query_labels, db_labels,
   definition = _check_definition(definition)
   prep = _Prepared(query_codes, db_codes, query_labels, db_labels, **opts)
   if top_k is None:
-    return _scalar(_per_query(prep, (), ranks=True, ndcg=False)["ap"])
+    return _scalar(_per_query(prep, (), ranks=True, ndcg=False, stats=("ap",))["ap"])
   k = _check_k("top_k", top_k, prep.n)
-  stats = _per_query(prep, (k,), ranks=True, ndcg=False)
-  return _scalar(stats[_AP_K_KEY[definition]][:, 0])
+  key = _AP_K_KEY[definition]
+  stats = _per_query(prep, (k,), ranks=True, ndcg=False, stats=(key,))
+  return _scalar(stats[key][:, 0])
 
 
 def precision_at_k(query_codes, db_codes, query_labels, db_labels, k, **opts
@@ -298,7 +301,7 @@ def precision_at_k(query_codes, db_codes, query_labels, db_labels, k, **opts
   """
   prep = _Prepared(query_codes, db_codes, query_labels, db_labels, **opts)
   k = _check_k("k", k, prep.n)
-  stats = _per_query(prep, (k,), ranks=True, ndcg=False)
+  stats = _per_query(prep, (k,), ranks=True, ndcg=False, stats=("hits_k",))
   return _scalar(stats["hits_k"][:, 0] / k)
 
 
@@ -312,7 +315,8 @@ def ndcg_at_k(query_codes, db_codes, query_labels, db_labels, k, **opts) -> jax.
   """
   prep = _Prepared(query_codes, db_codes, query_labels, db_labels, **opts)
   k = _check_k("k", k, prep.n)
-  return _scalar(_per_query(prep, (k,), ranks=True, ndcg=True)["ndcg_k"][:, 0])
+  return _scalar(_per_query(prep, (k,), ranks=True, ndcg=True,
+                            stats=("ndcg_k",))["ndcg_k"][:, 0])
 
 
 def precision_recall_curve(query_codes, db_codes, query_labels, db_labels, **opts
@@ -515,6 +519,7 @@ def retrieval_core(query_codes: jax.Array, db_codes: jax.Array,
   ql = ql.reshape(-1, size, ql.shape[1])
   count = jnp.int32(n)
   kvec = jnp.asarray(ks, jnp.int32).reshape(-1)
+  wanted = ("ap",) + ((_AP_K_KEY[definition], "hits_k") if ks else ())
 
   def one(args):
     q, l = args
@@ -522,10 +527,9 @@ def retrieval_core(query_codes: jax.Array, db_codes: jax.Array,
     ta, tr, tg, per_chunk, kept = _ranking.histograms(
         q, dp, l, dl, count, bits=bits, chunk=ch, gains=False, keep=keep, block=block,
         method=method)
-    st = _ranking.ranked_stats(q, dp, l, dl, count, ta, tr, tg, per_chunk, kvec, kept,
-                               bits=bits, chunk=ch, block=block, ndcg=False,
-                               method=method)
-    return {key: v for key, v in st.items() if key != "ndcg_k"}
+    return _ranking.ranked_stats(q, dp, l, dl, count, ta, tr, tg, per_chunk, kvec,
+                                 kept, bits=bits, chunk=ch, block=block, ndcg=False,
+                                 method=method, stats=wanted)
 
   stats = jax.tree.map(lambda v: v.reshape((-1,) + v.shape[2:])[:nq],
                        lax.map(one, (qp, ql)))

@@ -165,3 +165,43 @@ def test_default_method_and_errors():
   with pytest.raises(ValueError, match="rank_method must be one of"):
     metrics.mean_average_precision(q, q, np.array([0, 1]), np.array([0, 1]),
                                    rank_method="sort")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_each_statistic_alone_equals_the_reference(np_rng, method):
+  # The public metrics ask the rank pass for their statistic only (the others are
+  # not accumulated); each must still equal the NumPy loop, on ties and multi-label.
+  bits, c = 16, 4
+  q, d = _codes(np_rng, 11, bits), _codes(np_rng, 700, bits, distinct=40)
+  ql, dl = _labels(np_rng, 11, c), _labels(np_rng, 700, c)
+  opts = {"query_chunk": 4, "chunk": 128, "rank_method": method}
+  ref = per_query(q, d, ql, dl, ks=(9,))
+  pairs = [(metrics.mean_average_precision(q, d, ql, dl, **opts), "ap"),
+           (metrics.mean_average_precision(q, d, ql, dl, top_k=9, **opts), "ap_calc@9"),
+           (metrics.mean_average_precision(q, d, ql, dl, top_k=9, definition="truncated",
+                                           **opts), "ap@9"),
+           (metrics.precision_at_k(q, d, ql, dl, 9, **opts), "p@9"),
+           (metrics.ndcg_at_k(q, d, ql, dl, 9, **opts), "ndcg@9")]
+  for got, key in pairs:
+    np.testing.assert_allclose(got, np.mean(ref[key]), atol=1e-6, err_msg=key)
+  # ranked_stats returns exactly what is asked for.
+  prep = metrics.retrieval._Prepared(q, d, ql, dl, **opts)  # pylint: disable=protected-access
+  _, m, qp, qlp = next(iter(prep.query_batches()))
+  n = jnp.int32(prep.n)
+  ta, tr, tg, per_chunk, _ = _ranking.histograms(
+      qp, prep.dp, qlp, prep.dl, n, bits=bits, chunk=prep.chunk, gains=True,
+      block=prep.block, method=method)
+  kw = dict(bits=bits, chunk=prep.chunk, block=prep.block, ndcg=True, method=method)
+  kvec = jnp.asarray([9], jnp.int32)
+  full = _ranking.ranked_stats(qp, prep.dp, qlp, prep.dl, n, ta, tr, tg, per_chunk, kvec,
+                               **kw)
+  assert set(full) == set(_ranking.STATS)
+  for key in _ranking.STATS:
+    one = _ranking.ranked_stats(qp, prep.dp, qlp, prep.dl, n, ta, tr, tg, per_chunk,
+                                kvec, stats=(key,), **kw)
+    assert set(one) == {key}
+    np.testing.assert_array_equal(np.asarray(one[key])[:m], np.asarray(full[key])[:m])
+  for bad in (("map",), ("ndcg_k",)):
+    with pytest.raises(ValueError, match="stats must be among"):
+      _ranking.ranked_stats(qp, prep.dp, qlp, prep.dl, n, ta, tr, tg, per_chunk, kvec,
+                            stats=bad, **dict(kw, ndcg=bad != ("ndcg_k",)))
