@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["OUT_ROOT", "RESULTS", "ROOT", "command", "default_out", "environment",
-           "mean_std", "parser", "summary", "sweep_bar", "write_results"]
+           "mean_std", "parser", "pending_units", "summary", "sweep_bar",
+           "write_results"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "experiments", "results")   # the committed results
@@ -106,3 +107,28 @@ def write_results(name: str, payload: dict[str, Any], md: str,
     json.dump(payload, f, indent=2, default=float)
   with open(os.path.join(out, f"{name}.md"), "w") as f:
     f.write(md if md.endswith("\n") else md + "\n")
+
+
+def _unit(r: dict[str, Any]) -> tuple[str, int, float]:
+  return r["dataset"], r["seed"], r["ratio"]
+
+
+def pending_units(units_path: str, done_path: str, *, ratios: Sequence[float],
+                  seeds: Sequence[int], datasets: str = "",
+                  done_if=None) -> list[dict[str, Any]]:
+  """The (data set, seed, ratio) records of ``units_path`` (JSON lines) still to run.
+
+  A study over the evaluation's units appends one JSON line per finished unit to
+  ``done_path`` and resumes where it stopped: kept are the records whose ratio and
+  seed are listed, whose data set is in ``datasets`` (a comma list; empty: all) and
+  that have no line in ``done_path`` (``done_if(line)``: only lines it accepts count).
+  """
+  done = set()
+  if os.path.exists(done_path):
+    with open(done_path) as f:
+      done = {_unit(r) for r in map(json.loads, f) if done_if is None or done_if(r)}
+  want = set(datasets.split(",")) if datasets else None
+  with open(units_path) as f:
+    units = [json.loads(x) for x in f]
+  return [r for r in units if r["ratio"] in ratios and r["seed"] in seeds
+          and (want is None or r["dataset"] in want) and _unit(r) not in done]

@@ -260,20 +260,9 @@ def main():
       f.write(md)
     print(md)
     return
-  done = set()
-  if os.path.exists(path):
-    with open(path) as f:
-      done = {(r["dataset"], r["seed"], r["ratio"]) for r in map(json.loads, f)}
-  ratios = [float(x) for x in a.ratios.split(",")]
-  seeds = [int(x) for x in a.seeds.split(",")]
-  want = set(a.datasets.split(",")) if a.datasets else None
-  with open(CRIT) as f:
-    units = [json.loads(x) for x in f]
-  for rec in units:
-    if (rec["ratio"] not in ratios or rec["seed"] not in seeds
-        or (want and rec["dataset"] not in want)
-        or (rec["dataset"], rec["seed"], rec["ratio"]) in done):
-      continue
+  for rec in _common.pending_units(
+      CRIT, path, ratios=[float(x) for x in a.ratios.split(",")],
+      seeds=[int(x) for x in a.seeds.split(",")], datasets=a.datasets):
     out = run_one(rec)
     print(rec["dataset"], rec["seed"], rec["ratio"], f"{out['seconds']:.1f}s", flush=True)
     with open(path, "a") as fh:
