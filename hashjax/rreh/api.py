@@ -66,10 +66,13 @@ CHUNK_ELEMENTS = 1 << 24
 # relative ridges (see hashjax.rreh.RREHHyper). view_weights: None (uniform, the
 # unweighted model), one positive weight per view (normalised to sum to M), or
 # "auto" (chosen without labels by :func:`select`; docs/rreh.md#weights).
+# ridge_cap: None (the W ridge is lam times the mean eigenvalue) or a positive cap
+# kappa: the ridge is at most kappa times the bits-th eigenvalue of Phi_i^T Phi_i
+# (docs/rreh.md#ridge-cap; an option, not the default).
 DEFAULTS: dict[str, Any] = dict(
     bits=64, num_anchors=600, theta=None, beta=0.1, lam=None, iterations=20,
     orthogonal_v=False, kernel=True, delta2=None, reconstruct_against="anchors",
-    init_v=None, select=True, view_weights=None)
+    init_v=None, select=True, view_weights=None, ridge_cap=None)
 
 
 class RREHModel(NamedTuple):
@@ -171,7 +174,7 @@ def resolve_config(config: Any) -> dict[str, Any]:
   out["bits"] = checks.check_bits(out["bits"])
   out["num_anchors"] = checks.check_positive_int("num_anchors", out["num_anchors"])
   out["iterations"] = checks.check_positive_int("iterations", out["iterations"])
-  for key in ("theta", "lam"):
+  for key in ("theta", "lam", "ridge_cap"):
     if out[key] is not None:
       out[key] = _number(key, out[key], positive=True)
   out["beta"] = _number("beta", out["beta"], positive=False)
@@ -794,8 +797,10 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
             for k in ("theta", "beta", "lam")}
       weights = None if given is None else jnp.tile(
           jnp.asarray(given, jnp.float32), (len(idx), 1))
+      cap = None if cfg["ridge_cap"] is None else jnp.full(
+          (len(idx),), cfg["ridge_cap"], jnp.float32)
       state = solver.run_grid(
-          problem, solver.RREHHyper(hv["theta"], hv["beta"], hv["lam"], weights),
+          problem, solver.RREHHyper(hv["theta"], hv["beta"], hv["lam"], weights, cap),
           rng_init, bits=cfg["bits"], iterations=cfg["iterations"],
           orthogonal_v=cfg["orthogonal_v"], init_v=init_v)
       w_ok, b = _held_codes(state, held_rows, rep)   # [G], M x [G, h, bits]
@@ -848,8 +853,10 @@ def _select_weights(kept: list, best: int, uniform_scores: np.ndarray,
   scores = np.full((len(cands), len(kept)), -np.inf)
   weights = jnp.asarray([w for _, w in cands], jnp.float32)               # [G, M]
   g = len(cands)
+  cap = None if cfg["ridge_cap"] is None else jnp.full((g,), cfg["ridge_cap"],
+                                                       jnp.float32)
   hyper = solver.RREHHyper(*(jnp.full((g,), point[k], jnp.float32)
-                             for k in ("theta", "beta", "lam")), weights)
+                             for k in ("theta", "beta", "lam")), weights, cap)
   for f, (problem, held_rows, rng_init, _, near) in enumerate(kept):
     state = solver.run_grid(problem, hyper, rng_init, bits=cfg["bits"],
                             iterations=cfg["iterations"],
@@ -1034,7 +1041,7 @@ def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
   problem, features = _build_problem(paired, unpaired, rows, cfg, rng_anchor, mesh,
                                      chunk_rows)
   hyper = solver.make_hyper(theta=cfg["theta"], beta=cfg["beta"], lam=cfg["lam"],
-                            weights=cfg["view_weights"])
+                            weights=cfg["view_weights"], cap=cfg["ridge_cap"])
   state = solver.run(problem, hyper, rng_init, bits=cfg["bits"],
                      iterations=cfg["iterations"], orthogonal_v=cfg["orthogonal_v"],
                      init_v=cfg["init_v"])

@@ -52,6 +52,10 @@ not smooth (k = 0.5 good, k = 2 worse than today), and ungated they raise the re
 at 30% / 100% paired. Leave-one-data-set-out tuning keeps 0.0087-0.0095 only for
 rules switched on at 10% paired alone (a cut between 10% and 30% that no data here
 can place), with 5 data sets won and 5 lost; the other families lose (0.0110-0.0146).
+Leave-one-out signals of the W-step ridge (code bits that flip when a row is left
+out, PRESS; experiments/rreh_loo_study.py) do not order lam like validation mAP
+either. What does move the 10% gap is a per-view ridge tied to the spectrum (the
+``ridge_cap`` option, docs/rreh.md#ridge-cap), which costs Wikipedia at 100% paired.
 
 With every item paired (``all_paired``: no unpaired rows in any modality) theta has
 no effect on the fit (it only ridges the reconstruction of unpaired rows: the

@@ -44,8 +44,10 @@ __all__ = [
     "RREHState",
     "GRID_MODES",
     "init",
+    "RIDGE_CAP_FLOOR",
     "make_hyper",
     "prepare",
+    "ridge_spectrum",
     "run",
     "run_grid",
     "update",
@@ -111,12 +113,19 @@ class RREHHyper(NamedTuple):
   objective ``sum_i alpha_i f_i`` (docs/rreh.md#weights): they enter the V-step, the
   PCA start of V and the reported objective; None is the unweighted model, computed
   exactly as before weights existed (``make_hyper`` leaves it None).
+
+  ``cap`` (a scalar, or None) caps every modality's W ridge at ``cap`` times the
+  ``bits``-th eigenvalue of ``Phi_i^T Phi_i`` (floored at :data:`RIDGE_CAP_FLOOR`
+  times the mean eigenvalue; :func:`hashjax.rreh.steps.capped_ridge`,
+  docs/rreh.md#ridge-cap); None leaves the ridge ``lam * tr / k``, computed exactly
+  as before the cap existed.
   """
 
   theta: jax.Array  # relative ridge of the reconstruction step
   beta: jax.Array   # weight of the quantisation term ||B - Phi W||^2
   lam: jax.Array    # relative weight of ||W||^2
   weights: jax.Array | None = None  # [M] view weights alpha_i, or None (uniform)
+  cap: jax.Array | None = None      # spectral cap of the W ridge, or None (no cap)
 
 
 class RREHAux(NamedTuple):
@@ -147,16 +156,30 @@ class RREHState(NamedTuple):
   objective: jax.Array
 
 
-def make_hyper(*, theta: float, beta: float, lam: float, weights=None,
+def make_hyper(*, theta: float, beta: float, lam: float, weights=None, cap=None,
                dtype=jnp.float32) -> RREHHyper:
   """Hyper-parameters as scalar arrays (so that different values share a trace).
 
   ``weights``: None (unweighted) or M view weights (used as given: normalise them
-  first, e.g. with :func:`hashjax.checks.check_view_weights`).
+  first, e.g. with :func:`hashjax.checks.check_view_weights`). ``cap``: None (no
+  cap of the W ridge) or a positive scalar (see :class:`RREHHyper`).
   """
   return RREHHyper(jnp.asarray(theta, dtype), jnp.asarray(beta, dtype),
                    jnp.asarray(lam, dtype),
-                   None if weights is None else jnp.asarray(weights, dtype))
+                   None if weights is None else jnp.asarray(weights, dtype),
+                   None if cap is None else jnp.asarray(cap, dtype))
+
+
+# Floor of the spectral cap of the W ridge, relative to the mean eigenvalue of
+# Phi_i^T Phi_i (a view with fewer than ``bits`` directions keeps a positive ridge).
+RIDGE_CAP_FLOOR = 1e-4
+
+
+def ridge_spectrum(problem: "RREHProblem", bits: int) -> jax.Array:
+  """``[M]`` ``bits``-th eigenvalue of every modality's ``Phi_i^T Phi_i`` (what the
+  spectral cap of :class:`RREHHyper` needs; independent of the hyper-parameters)."""
+  return jnp.stack([steps.bits_eigenvalue(problem.phi[i], bits, problem.mesh)
+                    for i in range(problem.phi.shape[0])])
 
 
 def _paired_mask(problem: RREHProblem) -> jax.Array:
@@ -167,12 +190,16 @@ def _paired_mask(problem: RREHProblem) -> jax.Array:
   return jnp.zeros((n,), problem.phi.dtype).at[problem.paired_rows].set(1.0)
 
 
-def prepare(problem: RREHProblem, hyper: RREHHyper) -> RREHAux:
+def prepare(problem: RREHProblem, hyper: RREHHyper, *, bits: int | None = None,
+            spectrum: jax.Array | None = None) -> RREHAux:
   """Reconstruction coefficients and the inverses of the W and V systems.
 
   Args:
     problem: the problem.
-    hyper: theta, beta, lambda.
+    hyper: theta, beta, lambda (and the optional view weights and ridge cap).
+    bits: b (static); needed only with ``hyper.cap`` and no ``spectrum``.
+    spectrum: ``[M]`` from :func:`ridge_spectrum` (computed here when None and
+      ``hyper.cap`` is set).
 
   Returns:
     :class:`RREHAux`.
@@ -184,7 +211,15 @@ def prepare(problem: RREHProblem, hyper: RREHHyper) -> RREHAux:
   width = (jnp.full((m,), phi.shape[-1], phi.dtype) if problem.width is None
            else problem.width.astype(phi.dtype))
   theta = [hyper.theta * steps.relative_scale(phi_s[i].T) for i in range(m)]
-  lam = [hyper.lam * steps.relative_scale(phi[i], width[i]) for i in range(m)]
+  mean_ev = [steps.relative_scale(phi[i], width[i]) for i in range(m)]
+  lam = [hyper.lam * mean_ev[i] for i in range(m)]
+  if hyper.cap is not None:
+    if spectrum is None:
+      if bits is None:
+        raise ValueError("prepare: a ridge cap needs bits (or the spectrum).")
+      spectrum = ridge_spectrum(problem, bits)
+    lam = [steps.capped_ridge(lam[i], spectrum[i], mean_ev[i], hyper.cap,
+                              RIDGE_CAP_FLOOR) for i in range(m)]
   # The M factorisations (Cholesky, QR) run once per fit, one modality after
   # another: vmapped (batched) LAPACK custom calls deadlock jaxlib 0.10's CPU batch
   # thread pool on small machines (seen on 2 cores: the fit never returned).
@@ -343,7 +378,7 @@ def run(problem: RREHProblem, hyper: RREHHyper, rng: jax.Array, *, bits: int,
   Returns:
     the final :class:`RREHState`.
   """
-  aux = prepare(problem, hyper)
+  aux = prepare(problem, hyper, bits=bits)
   return _iterate(problem, aux, hyper, rng, bits=bits, iterations=iterations,
                   orthogonal_v=orthogonal_v, init_v=init_v)
 
@@ -388,7 +423,9 @@ def run_grid(problem: RREHProblem, hypers: RREHHyper, rng: jax.Array, *, bits: i
     raise ValueError(f"mode must be one of {GRID_MODES}, got {mode!r}.")
   kw = dict(bits=bits, iterations=iterations, orthogonal_v=orthogonal_v,
             init_v=init_v)
-  auxes = jax.lax.map(lambda h: prepare(problem, h), hypers)
+  # The cap's spectrum does not depend on the grid point: one SVD per modality.
+  spectrum = None if hypers.cap is None else ridge_spectrum(problem, bits)
+  auxes = jax.lax.map(lambda h: prepare(problem, h, spectrum=spectrum), hypers)
   if mode == "vmap" and not orthogonal_v:
     starts = None
     if init_v == "pca" and hypers.weights is not None:

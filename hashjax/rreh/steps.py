@@ -33,6 +33,8 @@ from hashjax.codes import binarize
 __all__ = [
     "b_step",
     "binarize",
+    "bits_eigenvalue",
+    "capped_ridge",
     "center_features",
     "floor_delta2",
     "gram",
@@ -419,6 +421,46 @@ def v_step(p: jax.Array, r: jax.Array, v_inv: jax.Array, ref_idx: jax.Array, *,
   if orthogonal:
     v = orthogonalize(v)
   return v
+
+
+def bits_eigenvalue(phi: jax.Array, bits: int,
+                    mesh: jax.sharding.Mesh | None = None) -> jax.Array:
+  """The ``bits``-th largest eigenvalue of ``Phi^T Phi`` (0 when ``bits`` exceeds
+  its rank), from the singular values of the R factor of ``Phi = Q R``.
+
+  Through R, not the ``k x k`` Gram: in float32 the Gram summed over many items
+  carries errors of about ``eps ||Phi||^2``, the size of the small eigenvalues this
+  is used for (see :func:`w_factor`).
+
+  Args:
+    phi: ``[n, k]`` features (padded rows and columns 0).
+    bits: b (static).
+    mesh: as in :func:`w_factor` (item-sharded rows: TSQR).
+
+  Returns:
+    float scalar.
+  """
+  if mesh is not None and mesh.shape.get("data", 1) > 1:
+    _, r = tsqr(phi, mesh)
+  else:
+    r = jnp.linalg.qr(phi, mode="r")
+  sv = jnp.linalg.svd(r, compute_uv=False)                     # descending
+  if bits > sv.shape[0]:
+    return jnp.zeros((), phi.dtype)
+  return sv[bits - 1] ** 2
+
+
+def capped_ridge(ridge: jax.Array, bits_ev: jax.Array, mean_ev: jax.Array,
+                 cap: jax.Array, floor: float) -> jax.Array:
+  """The W ridge of one modality under the spectral cap (docs/rreh.md#ridge-cap).
+
+  ``min(ridge, cap * max(bits_ev, floor * mean_ev))``: the ridge never exceeds
+  ``cap`` times the ``b``-th eigenvalue of ``Phi^T Phi`` (``bits_ev``), so it does
+  not wipe out the directions a ``b``-bit code can use in a view whose spectrum
+  falls off within b directions; ``floor`` (times the mean eigenvalue ``mean_ev``)
+  keeps it positive where ``Phi`` has fewer than b directions.
+  """
+  return jnp.minimum(ridge, cap * jnp.maximum(bits_ev, floor * mean_ev))
 
 
 def relative_scale(a: jax.Array, cols: jax.Array | None = None) -> jax.Array:

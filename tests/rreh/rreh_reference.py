@@ -36,7 +36,8 @@ def _sqdist(x, a):
 
 def fit_reference(paired, unpaired, anchor_index, g, *, theta, beta, lam, iterations,
                   delta2=None, kernel=True, reconstruct_against="anchors",
-                  orthogonal_v=False, init_v="gaussian", view_weights=None):
+                  orthogonal_v=False, init_v="gaussian", view_weights=None,
+                  ridge_cap=None):
   """RREH fit in float64 NumPy.
 
   Args:
@@ -57,9 +58,13 @@ def fit_reference(paired, unpaired, anchor_index, g, *, theta, beta, lam, iterat
       the objective is ``sum_i alpha_i f_i`` (docs/rreh.md#weights). Only V (its
       normal equations, the PCA start's mean) and the objective see them: W_i and
       B_i minimise view i's own term, which alpha_i only scales.
+    ridge_cap: None or kappa: view i's W ridge is at most kappa times the b-th
+      largest eigenvalue of Phi_i^T Phi_i (b = g.shape[1]; 0 when b exceeds the
+      width), floored at 1e-4 times the mean eigenvalue (docs/rreh.md#ridge-cap).
 
   Returns:
-    dict with anchors, delta2, mean, phi, r, W, B, V, objective (lists per modality).
+    dict with anchors, delta2, mean, phi, r, W, B, V, objective (lists per modality)
+    and lam (the absolute W ridge of every modality).
   """
   m = len(paired)
   n_p = paired[0].shape[0]
@@ -98,7 +103,13 @@ def fit_reference(paired, unpaired, anchor_index, g, *, theta, beta, lam, iterat
     gs = ps @ ps.T
     th = theta * np.trace(gs) / s                            # relative ridge
     rs.append(pu @ ps.T @ np.linalg.inv(gs + th * np.eye(s)))
-    lams.append(lam * np.sum(phis[i] ** 2) / phis[i].shape[1])
+    mean_ev = np.sum(phis[i] ** 2) / phis[i].shape[1]
+    lams.append(lam * mean_ev)
+    if ridge_cap is not None:
+      ev = np.linalg.eigvalsh(phis[i].T @ phis[i])[::-1]
+      b = g.shape[1]
+      ev_b = ev[b - 1] if b <= ev.size else 0.0
+      lams[i] = min(lams[i], ridge_cap * max(ev_b, 1e-4 * mean_ev))
   sel = np.zeros((s, n_p))
   sel[np.arange(s), ref] = 1.0                               # V_S = sel @ V
   if init_v == "pca":
@@ -138,8 +149,8 @@ def fit_reference(paired, unpaired, anchor_index, g, *, theta, beta, lam, iterat
       obj += alpha[i] * (np.sum((z[i] - p[i]) ** 2) + beta * np.sum((bs[i] - p[i]) ** 2)
                          + lams[i] * np.sum(ws[i] ** 2))
     objective.append(obj)
-  return dict(anchors=anchors, delta2=np.asarray(d2s), mean=means, phi=phis, r=rs,
-              W=ws, B=bs, V=v, objective=np.asarray(objective), kernel=kernel,
+  return dict(lam=lams, anchors=anchors, delta2=np.asarray(d2s), mean=means, phi=phis,
+              r=rs, W=ws, B=bs, V=v, objective=np.asarray(objective), kernel=kernel,
               shift=shifts, scale=scales)
 
 

@@ -121,6 +121,26 @@ def test_fit_variants_match_reference(variant):
   _check_against_reference(model, ref, paired, unpaired, queries)
 
 
+@pytest.mark.parametrize("kernel", [True, False])
+def test_fit_with_ridge_cap_matches_reference(kernel):
+  # A 2-d view: its kernel features' spectrum falls off within 8 directions, so the
+  # cap lowers that view's ridge (raw features: 8 bits > its 2 columns, the floor).
+  paired, unpaired = _data(6, 40, [30, 31], [7, 2])
+  queries, _ = _data(7, 10, [0, 0], [7, 2])
+  cfg = dict(bits=BITS, num_anchors=K, **HYPER, ridge_cap=0.5, kernel=kernel)
+  rng = jax.random.key(9)
+  model = rreh.fit(paired, unpaired, cfg, rng)
+  ref = _reference_for(model, paired, unpaired, rng, cfg)
+  _check_against_reference(model, ref, paired, unpaired, queries)
+  plain = [HYPER["lam"] * np.sum(p ** 2) / p.shape[1] for p in ref["phi"]]
+  assert ref["lam"][1] < 0.5 * plain[1]           # the cap binds on the 2-d view
+  uncapped = rreh.fit(paired, unpaired, dict(cfg, ridge_cap=None), rng)
+  assert np.abs(np.asarray(model.W) - np.asarray(uncapped.W)).max() > 1e-3
+  # A cap that never binds is the uncapped model, bit for bit.
+  loose = rreh.fit(paired, unpaired, dict(cfg, ridge_cap=1e12), rng)
+  np.testing.assert_array_equal(np.asarray(loose.W), np.asarray(uncapped.W))
+
+
 def test_fit_and_encode_stream_float64_memmaps_in_chunks(tmp_path):
   # The views are float64 memory-mapped files; chunk_rows=5 (rounded up to 8 rows
   # on the 8-device mesh) streams each modality in 9 chunks, the last ones partial,

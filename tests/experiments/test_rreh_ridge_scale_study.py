@@ -1,0 +1,52 @@
+"""experiments/rreh_ridge_scale_study.py: its ``min`` ridge is the library's ridge cap.
+
+The study's ``min`` variant (the smaller of 0.01 x the mean eigenvalue and kappa x
+the bits-th eigenvalue, from an eigendecomposition of the Gram) is what
+``hashjax.rreh`` offers as ``ridge_cap`` (from the singular values of the QR's R).
+Both are computed here on one problem, with the eigenvalues checked against NumPy.
+"""
+
+import importlib.util
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hashjax import rreh
+from hashjax.rreh import solver
+
+_PATH = (pathlib.Path(__file__).resolve().parents[2] / "experiments"
+         / "rreh_ridge_scale_study.py")
+sys.path.insert(0, str(_PATH.parent))
+
+
+def test_min_variant_is_the_library_cap():
+  spec = importlib.util.spec_from_file_location("ridge_study_under_test", _PATH)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  rs = np.random.default_rng(0)
+  lab = rs.integers(0, 4, 150)
+  views = [rs.normal(size=(4, d))[lab] + 0.5 * rs.normal(size=(150, d)) for d in (9, 2)]
+  paired = [v[:60] for v in views]
+  unpaired = [views[0][60:100], views[1][100:]]
+  bits = 8
+  problem, _ = rreh.make_problem(paired, unpaired, dict(bits=bits, num_anchors=20),
+                                 jax.random.key(0))
+  phi = np.asarray(problem.phi, np.float64)
+  for i in range(2):
+    ev = np.linalg.eigvalsh(phi[i].T @ phi[i])[::-1]
+    # The study's float32 Gram is ~0.5% off at this small eigenvalue; the library's
+    # singular values of R (TSQR over the 8 forced devices here) are not.
+    np.testing.assert_allclose(float(mod.spectral_scale(problem.phi[i], bits, 0.0)),
+                               ev[bits - 1], rtol=2e-2)
+    np.testing.assert_allclose(float(solver.ridge_spectrum(problem, bits)[i]),
+                               ev[bits - 1], rtol=1e-4)
+  # The study's lam is the cap kappa; the library's lam stays 1e-2.
+  hyper = solver.make_hyper(theta=0.3, beta=0.1, lam=1e-2)
+  study = mod.patched_prepare(bits, "min")(problem, hyper._replace(lam=jnp.float32(3.0)))
+  library = solver.prepare(problem, hyper._replace(cap=jnp.float32(3.0)), bits=bits)
+  np.testing.assert_allclose(np.asarray(library.lam), np.asarray(study.lam), rtol=2e-2)
+  plain = solver.prepare(problem, hyper)
+  assert float(library.lam[1]) < 0.5 * float(plain.lam[1])    # the 2-d view is capped
