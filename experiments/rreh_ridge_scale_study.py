@@ -75,8 +75,8 @@ def patched_prepare(bits, combine="spectral"):
   """
   real = solver.prepare
 
-  def prepare(problem, hyper):
-    aux = real(problem, hyper)
+  def prepare(problem, hyper, **kw):   # kw: the library's bits / spectrum (unused: no cap)
+    aux = real(problem, hyper, **kw)
     m = problem.phi.shape[0]
     lam = jnp.stack([hyper.lam * spectral_scale(problem.phi[i], bits, FLOOR)
                      for i in range(m)])
