@@ -176,10 +176,11 @@ RIDGE_CAP_FLOOR = 1e-4
 
 
 def ridge_spectrum(problem: "RREHProblem", bits: int) -> jax.Array:
-  """``[M]`` ``bits``-th eigenvalue of every modality's ``Phi_i^T Phi_i`` (what the
-  spectral cap of :class:`RREHHyper` needs; independent of the hyper-parameters)."""
-  return jnp.stack([steps.bits_eigenvalue(problem.phi[i], bits, problem.mesh)
-                    for i in range(problem.phi.shape[0])])
+  """``[M]`` ``bits``-th eigenvalue of every modality's ``Phi_i^T Phi_i``: what the
+  spectral cap of :class:`RREHHyper` compares the ridge with (:func:`prepare`
+  computes it from the QR factors it builds anyway)."""
+  return jnp.stack([steps.bits_eigenvalue(steps.thin_qr(problem.phi[i], problem.mesh)[1],
+                                          bits) for i in range(problem.phi.shape[0])])
 
 
 def _paired_mask(problem: RREHProblem) -> jax.Array:
@@ -190,16 +191,14 @@ def _paired_mask(problem: RREHProblem) -> jax.Array:
   return jnp.zeros((n,), problem.phi.dtype).at[problem.paired_rows].set(1.0)
 
 
-def prepare(problem: RREHProblem, hyper: RREHHyper, *, bits: int | None = None,
-            spectrum: jax.Array | None = None) -> RREHAux:
+def prepare(problem: RREHProblem, hyper: RREHHyper, *, bits: int | None = None
+            ) -> RREHAux:
   """Reconstruction coefficients and the inverses of the W and V systems.
 
   Args:
     problem: the problem.
     hyper: theta, beta, lambda (and the optional view weights and ridge cap).
-    bits: b (static); needed only with ``hyper.cap`` and no ``spectrum``.
-    spectrum: ``[M]`` from :func:`ridge_spectrum` (computed here when None and
-      ``hyper.cap`` is set).
+    bits: b (static); needed only with ``hyper.cap``.
 
   Returns:
     :class:`RREHAux`.
@@ -213,20 +212,20 @@ def prepare(problem: RREHProblem, hyper: RREHHyper, *, bits: int | None = None,
   theta = [hyper.theta * steps.relative_scale(phi_s[i].T) for i in range(m)]
   mean_ev = [steps.relative_scale(phi[i], width[i]) for i in range(m)]
   lam = [hyper.lam * mean_ev[i] for i in range(m)]
-  if hyper.cap is not None:
-    if spectrum is None:
-      if bits is None:
-        raise ValueError("prepare: a ridge cap needs bits (or the spectrum).")
-      spectrum = ridge_spectrum(problem, bits)
-    lam = [steps.capped_ridge(lam[i], spectrum[i], mean_ev[i], hyper.cap,
-                              RIDGE_CAP_FLOOR) for i in range(m)]
   # The M factorisations (Cholesky, QR) run once per fit, one modality after
   # another: vmapped (batched) LAPACK custom calls deadlock jaxlib 0.10's CPU batch
   # thread pool on small machines (seen on 2 cores: the fit never returned).
+  qrs = [steps.thin_qr(phi[i], problem.mesh) for i in range(m)]
+  if hyper.cap is not None:   # the cap reads the spectrum off the same R factors
+    if bits is None:
+      raise ValueError("prepare: a ridge cap needs bits.")
+    lam = [steps.capped_ridge(lam[i], steps.bits_eigenvalue(qrs[i][1], bits),
+                              mean_ev[i], hyper.cap, RIDGE_CAP_FLOOR)
+           for i in range(m)]
   r = jnp.stack([
       steps.reconstruction_step(phi[i] * unpaired[0], phi_s[i], theta[i])
       for i in range(m)])                                       # [M, n, s]
-  factors = [steps.w_factor(phi[i], beta=hyper.beta, lam=lam[i], mesh=problem.mesh)
+  factors = [steps.w_factor(phi[i], beta=hyper.beta, lam=lam[i], qr=qrs[i])
              for i in range(m)]
   return RREHAux(r=r, w_q=jnp.stack([f[0] for f in factors]),
                  w_p=jnp.stack([f[1] for f in factors]),
@@ -423,9 +422,7 @@ def run_grid(problem: RREHProblem, hypers: RREHHyper, rng: jax.Array, *, bits: i
     raise ValueError(f"mode must be one of {GRID_MODES}, got {mode!r}.")
   kw = dict(bits=bits, iterations=iterations, orthogonal_v=orthogonal_v,
             init_v=init_v)
-  # The cap's spectrum does not depend on the grid point: one SVD per modality.
-  spectrum = None if hypers.cap is None else ridge_spectrum(problem, bits)
-  auxes = jax.lax.map(lambda h: prepare(problem, h, spectrum=spectrum), hypers)
+  auxes = jax.lax.map(lambda h: prepare(problem, h, bits=bits), hypers)
   if mode == "vmap" and not orthogonal_v:
     starts = None
     if init_v == "pca" and hypers.weights is not None:

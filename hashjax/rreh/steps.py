@@ -48,6 +48,7 @@ __all__ = [
     "relative_scale",
     "sample_anchors",
     "squared_distances",
+    "thin_qr",
     "tsqr",
     "spd_inverse",
     "v_inverse",
@@ -276,8 +277,19 @@ def tsqr(phi: jax.Array, mesh: jax.sharding.Mesh, axis: str = "data"
                        check_vma=False)(phi)
 
 
+def thin_qr(phi: jax.Array, mesh: jax.sharding.Mesh | None = None
+            ) -> tuple[jax.Array, jax.Array]:
+  """Thin QR ``phi = q r`` (``[n, r]``, ``[r, k]``): :func:`tsqr` when ``mesh``'s
+  ``"data"`` axis shards the rows over more than one device, else ``jnp.linalg.qr``."""
+  if mesh is not None and mesh.shape.get("data", 1) > 1:
+    return tsqr(phi, mesh)
+  return jnp.linalg.qr(phi)
+
+
 def w_factor(phi: jax.Array, *, beta: jax.Array, lam: jax.Array,
-             mesh: jax.sharding.Mesh | None = None) -> tuple[jax.Array, jax.Array]:
+             mesh: jax.sharding.Mesh | None = None,
+             qr: tuple[jax.Array, jax.Array] | None = None
+             ) -> tuple[jax.Array, jax.Array]:
   """Factors of the W-step ridge regression, without forming ``Phi^T Phi``.
 
   The W-step solves ``((1+beta) Phi^T Phi + lambda I) W = Phi^T T``. In float32 the
@@ -294,15 +306,13 @@ def w_factor(phi: jax.Array, *, beta: jax.Array, lam: jax.Array,
     lam: scalar lambda > 0.
     mesh: a mesh whose ``"data"`` axis shards the rows of ``phi``: the QR is then
       :func:`tsqr` (no gather of ``phi``); None or a 1-device axis: ``jnp.linalg.qr``.
+    qr: ``thin_qr(phi, mesh)`` when the caller has it already (it is not redone).
 
   Returns:
     ``(q [n, r], p [k, r])``; use with :func:`w_step`.
   """
   k = phi.shape[1]
-  if mesh is not None and mesh.shape.get("data", 1) > 1:
-    q, r = tsqr(phi, mesh)
-  else:
-    q, r = jnp.linalg.qr(phi)                                  # [n, r], [r, k]
+  q, r = thin_qr(phi, mesh) if qr is None else qr              # [n, r], [r, k]
   rows = r.shape[0]
   a = jnp.concatenate([jnp.sqrt(1.0 + beta) * r,
                        jnp.sqrt(lam) * jnp.eye(k, dtype=phi.dtype)])
@@ -423,30 +433,25 @@ def v_step(p: jax.Array, r: jax.Array, v_inv: jax.Array, ref_idx: jax.Array, *,
   return v
 
 
-def bits_eigenvalue(phi: jax.Array, bits: int,
-                    mesh: jax.sharding.Mesh | None = None) -> jax.Array:
+def bits_eigenvalue(r: jax.Array, bits: int) -> jax.Array:
   """The ``bits``-th largest eigenvalue of ``Phi^T Phi`` (0 when ``bits`` exceeds
-  its rank), from the singular values of the R factor of ``Phi = Q R``.
+  its rank), from the singular values of the R factor of ``Phi = Q R``
+  (:func:`thin_qr`, which the W-step factorisation computes anyway).
 
   Through R, not the ``k x k`` Gram: in float32 the Gram summed over many items
   carries errors of about ``eps ||Phi||^2``, the size of the small eigenvalues this
   is used for (see :func:`w_factor`).
 
   Args:
-    phi: ``[n, k]`` features (padded rows and columns 0).
+    r: ``[r, k]`` R factor of the features ``[n, k]`` (padded rows and columns 0).
     bits: b (static).
-    mesh: as in :func:`w_factor` (item-sharded rows: TSQR).
 
   Returns:
     float scalar.
   """
-  if mesh is not None and mesh.shape.get("data", 1) > 1:
-    _, r = tsqr(phi, mesh)
-  else:
-    r = jnp.linalg.qr(phi, mode="r")
   sv = jnp.linalg.svd(r, compute_uv=False)                     # descending
   if bits > sv.shape[0]:
-    return jnp.zeros((), phi.dtype)
+    return jnp.zeros((), r.dtype)
   return sv[bits - 1] ** 2
 
 
