@@ -750,10 +750,7 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
   # reconstruction of unpaired rows) and crit.choose scores the smallest theta
   # only: the other thetas are not fitted (their rows keep score -inf).
   all_paired = not np.any(rows.unpaired)
-  fitted = list(range(len(points)))
-  if all_paired and "theta" in grid:
-    low = min(float(t) for t in grid["theta"])
-    fitted = [j for j, pt in enumerate(points) if float(pt["theta"]) == low]
+  fitted = crit.smallest_theta(points) if all_paired else list(range(len(points)))
   rng_perm, rng_fold = jax.random.split(rng)
   perm = np.asarray(jax.random.permutation(rng_perm, n_p))
   scores = np.full((len(points), folds), -np.inf)

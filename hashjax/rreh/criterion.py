@@ -92,7 +92,8 @@ import numpy as np
 __all__ = ["CRITERIA", "DOWN_WEIGHT", "FIXED", "GRID", "MAX_QUERIES", "MAX_SAMPLE_ROWS",
            "NEIGHBOUR_SHARE", "SELECT_KEYS", "STUDY_GRID", "average_precision", "choose",
            "grid_points", "hamming_mrr", "neighbour_sets", "neighbourhood_score",
-           "pair_score", "standardise_columns", "view_quality", "weight_candidates"]
+           "pair_score", "smallest_theta", "standardise_columns", "view_quality",
+           "weight_candidates"]
 
 # Keys chosen by the criterion when the config leaves them None.
 SELECT_KEYS = ("theta", "lam", "init_v")
@@ -186,10 +187,19 @@ def choose(table: Sequence[Mapping[str, Any]], *, all_paired: bool = False) -> i
   top = max(lam.values())
   rows = [j for j in rows if lam[j] == top]
   if all_paired:
-    theta = {j: float(table[j].get("theta", 0.0)) for j in rows}
-    low = min(theta.values())
-    rows = [j for j in rows if theta[j] == low]
+    rows = smallest_theta(table, rows)
   return min(rows, key=lambda j: (-scores[j], j))
+
+
+def smallest_theta(table: Sequence[Mapping[str, Any]],
+                   rows: Sequence[int] | None = None) -> list[int]:
+  """The rows (default: all) of ``table`` with the smallest ``theta`` among them
+  (all of them when there is no ``theta``): the only ones that count when every
+  item is paired (:func:`choose`; :func:`hashjax.rreh.select` fits only these)."""
+  rows = range(len(table)) if rows is None else rows
+  theta = {j: float(table[j].get("theta", 0.0)) for j in rows}
+  low = min(theta.values())
+  return [j for j in rows if theta[j] == low]
 
 
 def view_quality(codes: Sequence[np.ndarray]) -> np.ndarray:
