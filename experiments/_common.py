@@ -24,7 +24,7 @@ from typing import Any
 
 __all__ = ["OUT_ROOT", "RESULTS", "ROOT", "command", "default_out", "environment",
            "mean_std", "parser", "pending_units", "summary", "sweep_bar",
-           "write_results"]
+           "units_parser", "write_report", "write_results"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "experiments", "results")   # the committed results
@@ -111,6 +111,25 @@ def write_results(name: str, payload: dict[str, Any], md: str,
 
 def _unit(r: dict[str, Any]) -> tuple[str, int, float]:
   return r["dataset"], r["seed"], r["ratio"]
+
+
+def units_parser(name: str, doc: str) -> argparse.ArgumentParser:
+  """:func:`parser` with the arguments of a study over the evaluation's units:
+  ``--ratios``, ``--datasets`` (comma list; default all), ``--seeds`` and
+  ``--report`` (rewrite the report from the stored lines, fit nothing)."""
+  p = parser(name, doc)
+  p.add_argument("--ratios", default="0.1")
+  p.add_argument("--datasets", default="", help="comma list (default: all)")
+  p.add_argument("--seeds", default="0,1,2")
+  p.add_argument("--report", action="store_true")
+  return p
+
+
+def write_report(md: str, out: str, name: str) -> None:
+  """Writes ``<out>/<name>.md`` and prints it."""
+  with open(os.path.join(out, name + ".md"), "w") as f:
+    f.write(md)
+  print(md)
 
 
 def pending_units(units_path: str, done_path: str, *, ratios: Sequence[float],

@@ -254,19 +254,11 @@ def _spearman(a, b):
 
 
 def main():
-  ap = _common.parser(NAME, __doc__)
-  ap.add_argument("--ratios", default="0.1")
-  ap.add_argument("--datasets", default="", help="comma list (default: all)")
-  ap.add_argument("--seeds", default="0,1,2")
-  ap.add_argument("--report", action="store_true")
-  a = ap.parse_args()
+  a = _common.units_parser(NAME, __doc__).parse_args()
   os.makedirs(a.out, exist_ok=True)
   path = os.path.join(a.out, NAME + ".jsonl")
   if a.report:
-    md = report(path)
-    with open(os.path.join(a.out, NAME + ".md"), "w") as f:
-      f.write(md)
-    print(md)
+    _common.write_report(report(path), a.out, NAME)
     return
   for rec in _common.pending_units(
       EVAL, path, ratios=[float(x) for x in a.ratios.split(",")],

@@ -75,7 +75,7 @@ def patched_prepare(bits, combine="spectral"):
   """
   real = solver.prepare
 
-  def prepare(problem, hyper, **kw):   # kw: the library's bits / spectrum (unused: no cap)
+  def prepare(problem, hyper, **kw):   # kw: the library's bits (unused: no cap)
     aux = real(problem, hyper, **kw)
     m = problem.phi.shape[0]
     lam = jnp.stack([hyper.lam * spectral_scale(problem.phi[i], bits, FLOOR)
@@ -236,16 +236,12 @@ def _ratio_tables(recs, ev, now, ratio, lams, picks):
 
 def main():
   global LAMS_RUN, FLOOR, COMBINE  # pylint: disable=global-statement
-  ap = _common.parser(NAME, __doc__)
-  ap.add_argument("--datasets", default="", help="comma list (default: all)")
-  ap.add_argument("--seeds", default="0,1,2")
-  ap.add_argument("--ratios", default="0.1")
+  ap = _common.units_parser(NAME, __doc__)
   ap.add_argument("--lams", default=",".join(f"{x:g}" for x in LAMS))
   ap.add_argument("--floor", type=float, default=FLOOR)
   ap.add_argument("--combine", default=COMBINE, choices=("spectral", "min", "max"),
                   help="see patched_prepare")
   ap.add_argument("--tag", default="", help="suffix of the output file names")
-  ap.add_argument("--report", action="store_true")
   ap.add_argument("--reselect", type=float, default=None,
                   help="run rreh.select on the spectral scale with this lam fixed "
                        "(theta / init_v picks to <out>/..._picks.jsonl), no grid fits")
@@ -258,10 +254,7 @@ def main():
   path = os.path.join(a.out, name + ".jsonl")
   picks_path = os.path.join(a.out, name + "_picks.jsonl")
   if a.report:
-    md = report(path)
-    with open(os.path.join(a.out, name + ".md"), "w") as f:
-      f.write(md)
-    print(md)
+    _common.write_report(report(path), a.out, name)
     return
   solver.prepare = patched_prepare(rs.BITS, COMBINE)
   for rec in _common.pending_units(

@@ -6,11 +6,11 @@ the hand count of issue 17 (4.32e12); a 1-layer version of the same model compil
 the 8-device CPU mesh and trains for 2 steps in float32 and bfloat16.
 """
 
-import importlib.util
 import pathlib
 import subprocess
 import sys
 
+import experiment_scripts
 import numpy as np
 import pytest
 
@@ -20,10 +20,7 @@ SCRIPT = ROOT / "experiments" / "benchmarks" / "bench_dcgh_step.py"
 
 @pytest.fixture(scope="module")
 def bench():
-  spec = importlib.util.spec_from_file_location("bench_dcgh_step_under_test", SCRIPT)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+  return experiment_scripts.load("benchmarks/bench_dcgh_step.py")
 
 
 @pytest.mark.parametrize("args,needle", [

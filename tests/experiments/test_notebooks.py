@@ -14,7 +14,6 @@ Skip the execution with ``HASHJAX_SKIP_NOTEBOOK_TESTS=1`` (it runs by default, i
 too).
 """
 
-import importlib.util
 import math
 import os
 import pathlib
@@ -23,6 +22,7 @@ import shutil
 import subprocess
 import sys
 
+import experiment_scripts
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
@@ -39,11 +39,7 @@ skip_execution = pytest.mark.skipif(
 
 
 def _generator():
-  spec = importlib.util.spec_from_file_location(
-      "make_notebooks", ROOT / "experiments" / "make_notebooks.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+  return experiment_scripts.load("make_notebooks.py")
 
 
 def _setup_source():

@@ -6,21 +6,8 @@ computed from the hat matrix without refitting. Here every row is really left ou
 predictions.
 """
 
-import importlib.util
-import pathlib
-import sys
-
+import experiment_scripts
 import numpy as np
-
-_PATH = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "rreh_loo_study.py"
-sys.path.insert(0, str(_PATH.parent))
-
-
-def _module():
-  spec = importlib.util.spec_from_file_location("rreh_loo_study_under_test", _PATH)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
 
 
 def _refit_signals(phi, mask, z, b, lam, beta, paired_rows):
@@ -49,7 +36,7 @@ def _refit_signals(phi, mask, z, b, lam, beta, paired_rows):
 
 
 def test_loo_signals_equal_refits():
-  mod = _module()
+  mod = experiment_scripts.load("rreh_loo_study.py")
   rng = np.random.default_rng(0)
   m, n, k, bits = 2, 40, 6, 5
   phi = rng.normal(size=(m, n, k))

@@ -7,23 +7,15 @@ the shipped ``YAll`` (every tag column in exactly one view), labels unchanged.
 """
 
 import collections
-import importlib.util
-import pathlib
-import sys
 
+import experiment_scripts
 import numpy as np
 
 from hashjax.data import loaders
 
-_PATH = (pathlib.Path(__file__).resolve().parents[2] / "experiments"
-         / "rreh_mirflickr_tagsplit.py")
-sys.path.insert(0, str(_PATH.parent))
-
 
 def test_views_partition_the_tag_columns(tmp_path):
-  spec = importlib.util.spec_from_file_location("tagsplit_under_test", _PATH)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
+  mod = experiment_scripts.load("rreh_mirflickr_tagsplit.py")
   path = mod.make_file(str(tmp_path / "views.npz"))
   data = loaders.load_feature_file(path, view_keys=["tags_a", "tags_b"], label_key="LAll",
                                    num_classes=24)

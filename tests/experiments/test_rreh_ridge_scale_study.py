@@ -6,10 +6,7 @@ the bits-th eigenvalue, from an eigendecomposition of the Gram) is what
 Both are computed here on one problem, with the eigenvalues checked against NumPy.
 """
 
-import importlib.util
-import pathlib
-import sys
-
+import experiment_scripts
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,15 +14,9 @@ import numpy as np
 from hashjax import rreh
 from hashjax.rreh import solver
 
-_PATH = (pathlib.Path(__file__).resolve().parents[2] / "experiments"
-         / "rreh_ridge_scale_study.py")
-sys.path.insert(0, str(_PATH.parent))
-
 
 def test_min_variant_is_the_library_cap(monkeypatch):
-  spec = importlib.util.spec_from_file_location("ridge_study_under_test", _PATH)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
+  mod = experiment_scripts.load("rreh_ridge_scale_study.py")
   rs = np.random.default_rng(0)
   lab = rs.integers(0, 4, 150)
   views = [rs.normal(size=(4, d))[lab] + 0.5 * rs.normal(size=(150, d)) for d in (9, 2)]

@@ -5,30 +5,21 @@ here (Hamming ranking, ties by database index, AP 0 without a hit), and its summ
 statistics against hand-computed means / sample stds.
 """
 
-import importlib.util
 import json
-import pathlib
-import sys
 
+import experiment_scripts
 import numpy as np
-import retrieval_reference
 import pytest
+import retrieval_reference
 
 from hashjax import data as hdata
 from hashjax import rreh
 from hashjax.data.core import RetrievalSplit
 
-_PATH = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "rreh_study.py"
-# The experiment scripts import their shared helpers (experiments/_common.py) the way
-# `python experiments/<script>.py` finds them: from the script's own folder.
-sys.path.insert(0, str(_PATH.parent))
-
 
 @pytest.fixture(scope="module")
 def study():
-  spec = importlib.util.spec_from_file_location("rreh_study_under_test", _PATH)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
+  mod = experiment_scripts.load("rreh_study.py")
   full = hdata.get_retrieval_split({"name": "wikipedia"})
   train = full.train.subset(np.arange(120))
   query = full.query.subset(np.arange(40))
