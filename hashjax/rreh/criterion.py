@@ -67,7 +67,7 @@ rows of the smallest theta. Same study, 100% paired: mean validation regret 0.05
 PCA at theta 3; fac+kar, fou+zer, Wikipedia unchanged); averaging the score over
 theta instead gave 0.0214. Nothing changes when some items are unpaired.
 :func:`hashjax.rreh.select` then fits only the smallest theta (about 1.8x faster
-on UCI kar+pix at 100% paired).
+on UCI kar+pix at 100% paired, docs/rreh.md#hyper).
 
 View weights (``view_weights="auto"``, issue 18.7, docs/rreh.md#weights): with
 the chosen grid point fixed, a few weight vectors are scored by the same criterion
