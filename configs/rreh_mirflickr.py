@@ -8,10 +8,11 @@ generic ``features`` data set of hashjax.data (keys can be changed with
 separate; merge them once, e.g. ``np.savez("mirflickr.npz", FAll=..., YAll=..., LAll=...)``.
 Protocol: 2000 queries (seeded), database = the rest, RREH trained on ``num_train``
 (default 10000) database items of which ``paired_ratio`` (default 0.1) keep both
-views. k = 600 anchors as in the paper; theta, lam and init_v are chosen without labels
-by ``hashjax.rreh.select`` (label-free: held-out
+views. k = 600 anchors as in the paper; theta, lam, init_v and the W ridge's
+spectral cap are chosen without labels by ``hashjax.rreh.select`` (label-free: held-out
 paired items retrieve their counterparts' neighbours) unless given as arguments
-(``theta``, ``lam``, ``init_v``; ``select=false`` uses hashjax.rreh.criterion.FIXED).
+(``theta``, ``lam``, ``init_v``, ``ridge_cap`` (0 = none); ``select=false`` uses
+hashjax.rreh.criterion.FIXED).
 
   python -m hashjax.main \\
       --config=configs/rreh_mirflickr.py:path=/data/mirflickr.npz \\

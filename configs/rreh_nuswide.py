@@ -8,10 +8,11 @@ generic ``features`` data set of hashjax.data (keys can be changed with ``image_
 them once, e.g. ``np.savez("nuswide.npz", XAll=..., YAll=..., LAll=...)``.
 Protocol: 2000 queries (seeded), database = the rest (about 190k items), RREH
 trained on ``num_train`` (default 10000) database items of which ``paired_ratio``
-(default 0.1) keep both views. k = 600 anchors as in the paper; theta, lam and
-init_v are chosen without labels by ``hashjax.rreh.select`` (held-out pair
-retrieval) unless given as arguments (``theta``, ``lam``, ``init_v``;
-``select=false`` uses hashjax.rreh.criterion.FIXED).
+(default 0.1) keep both views. k = 600 anchors as in the paper; theta, lam, init_v
+and the W ridge's spectral cap are chosen without labels by ``hashjax.rreh.select``
+(held-out paired items retrieve their counterparts' neighbours) unless given as
+arguments (``theta``, ``lam``, ``init_v``, ``ridge_cap`` (0 = none); ``select=false``
+uses hashjax.rreh.criterion.FIXED).
 
   python -m hashjax.main \\
       --config=configs/rreh_nuswide.py:path=/data/nuswide.npz \\

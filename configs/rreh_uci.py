@@ -4,9 +4,9 @@
 picks views by name: ``fac+pix`` (default, two modalities) or ``all`` (the six views
 fac, fou, kar, mor, pix, zer: M = 6). Training: ``paired_ratio`` (default 0.1) of the
 training items keep every view; the rest is dealt out disjointly over the views.
-theta, lam and init_v are chosen without labels by ``hashjax.rreh.select`` unless
-given (``theta``, ``lam``, ``init_v`` arguments; ``select=false`` uses
-hashjax.rreh.criterion.FIXED). ``view_weights``: per-view weights of the joint fit
+theta, lam, init_v and the W ridge's spectral cap are chosen without labels by
+``hashjax.rreh.select`` unless given (``theta``, ``lam``, ``init_v``, ``ridge_cap``
+(0 = none) arguments; ``select=false`` uses hashjax.rreh.criterion.FIXED). ``view_weights``: per-view weights of the joint fit
 (docs/rreh.md#weights): empty = uniform, ``auto`` = chosen without labels, or one
 weight per view joined by ``+`` (``views=all,view_weights=1+1+1+0.2+1+1``).
 

@@ -125,7 +125,8 @@ def rreh_config(a: dict, *, data: dict, num_anchors: int, beta: float):
     a: parsed config arguments (bits, paired_ratio, mode, seed, iterations, theta,
       lam, init_v ("" = chosen), select, runlocal, view_weights ("" = uniform,
       "auto" = chosen, or weights joined by "+": :func:`parse_view_weights`),
-      ridge_cap ("" = none, or the cap kappa of docs/rreh.md#ridge-cap)).
+      ridge_cap ("" = chosen with lam, 0 = none, or the cap kappa of
+      docs/rreh.md#ridge-cap)).
     data: the ``data`` fields (see :func:`hashjax.data.get_retrieval_split`).
     num_anchors, beta: the data set's fixed RREH hyper-parameters.
   """
@@ -149,8 +150,9 @@ def rreh_config(a: dict, *, data: dict, num_anchors: int, beta: float):
       float(a["lam"]) if a["lam"] else None, field_type=float)
   c.rreh.init_v = ml_collections.FieldReference(a["init_v"] or None, field_type=str)
   c.rreh.view_weights = parse_view_weights(a.get("view_weights", ""))
+  cap = a.get("ridge_cap", "")
   c.rreh.ridge_cap = ml_collections.FieldReference(
-      float(a["ridge_cap"]) if a.get("ridge_cap") else None, field_type=float)
+      None if cap in ("", None) else float(cap), field_type=float)
   c.eval = ml_collections.ConfigDict(dict(top_r=100, ks=()))
   if a["runlocal"]:
     c.rreh.iterations = min(c.rreh.iterations, 3)

@@ -129,7 +129,7 @@ def validate_shallow(config: Any) -> None:
     _num(config, "rreh.theta", low=0.0, low_open=True, none_ok=True)
     _num(config, "rreh.beta", low=0.0)
     _num(config, "rreh.lam", low=0.0, low_open=True, none_ok=True)
-    _num(config, "rreh.ridge_cap", low=0.0, low_open=True, none_ok=True)
+    _num(config, "rreh.ridge_cap", low=0.0, none_ok=True)   # 0: no cap
     for f in ("kernel", "orthogonal_v"):
       _bool(config, f"rreh.{f}")
     _choice(config, "rreh.init_v", ("pca", "gaussian", None))

@@ -66,9 +66,10 @@ CHUNK_ELEMENTS = 1 << 24
 # relative ridges (see hashjax.rreh.RREHHyper). view_weights: None (uniform, the
 # unweighted model), one positive weight per view (normalised to sum to M), or
 # "auto" (chosen without labels by :func:`select`; docs/rreh.md#weights).
-# ridge_cap: None (the W ridge is lam times the mean eigenvalue) or a positive cap
-# kappa: the ridge is at most kappa times the bits-th eigenvalue of Phi_i^T Phi_i
-# (docs/rreh.md#ridge-cap; an option, not the default).
+# ridge_cap: a positive cap kappa (the W ridge is at most kappa times the bits-th
+# eigenvalue of Phi_i^T Phi_i, docs/rreh.md#ridge-cap), 0 (no cap: the ridge is lam
+# times the mean eigenvalue), or None: chosen by :func:`select` (none or 3) together
+# with lam when lam is left None, else no cap.
 DEFAULTS: dict[str, Any] = dict(
     bits=64, num_anchors=600, theta=None, beta=0.1, lam=None, iterations=20,
     orthogonal_v=False, kernel=True, delta2=None, reconstruct_against="anchors",
@@ -153,6 +154,21 @@ def _number(name: str, value: Any, *, positive: bool) -> float:
   return v
 
 
+def _hyper_cap(value: float | None) -> float | None:
+  """The cap of :class:`hashjax.rreh.RREHHyper` for a resolved ``ridge_cap`` setting:
+  None (no cap) for None or 0, else the value."""
+  return None if not value else float(value)
+
+
+def _cap_array(values: Sequence[float | None]) -> jax.Array | None:
+  """``[G]`` caps of a grid's points (no cap: ``inf``, which never binds), or None
+  when no point has a cap (the uncapped program, as before caps existed)."""
+  caps = [_hyper_cap(v) for v in values]
+  if all(c is None for c in caps):
+    return None
+  return jnp.asarray([np.inf if c is None else c for c in caps], jnp.float32)
+
+
 def resolve_config(config: Any) -> dict[str, Any]:
   """Validated RREH settings from a ConfigDict or mapping (missing keys: DEFAULTS).
 
@@ -174,9 +190,11 @@ def resolve_config(config: Any) -> dict[str, Any]:
   out["bits"] = checks.check_bits(out["bits"])
   out["num_anchors"] = checks.check_positive_int("num_anchors", out["num_anchors"])
   out["iterations"] = checks.check_positive_int("iterations", out["iterations"])
-  for key in ("theta", "lam", "ridge_cap"):
+  for key in ("theta", "lam"):
     if out[key] is not None:
       out[key] = _number(key, out[key], positive=True)
+  if out["ridge_cap"] is not None:   # 0: no cap
+    out["ridge_cap"] = _number("ridge_cap", out["ridge_cap"], positive=False)
   out["beta"] = _number("beta", out["beta"], positive=False)
   for key in ("orthogonal_v", "kernel", "select"):
     if not isinstance(out[key], (bool, np.bool_)):
@@ -722,10 +740,11 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
   if criterion not in crit.CRITERIA:
     raise ValueError(f"criterion must be one of {crit.CRITERIA}, got {criterion!r}.")
   if grid is None:
-    grid = {k: crit.GRID[k] for k in crit.SELECT_KEYS if cfg[k] is None}
-  bad = sorted(set(grid) - {"theta", "beta", "lam", "init_v"})
+    grid = {k: crit.GRID[k] for k in crit.free_keys(cfg)}
+  bad = sorted(set(grid) - {"theta", "beta", "lam", "init_v", "ridge_cap"})
   if bad:
-    raise ValueError(f"grid keys must be among theta, beta, lam, init_v; got {bad}.")
+    raise ValueError(f"grid keys must be among theta, beta, lam, init_v, ridge_cap; "
+                     f"got {bad}.")
   for k in crit.SELECT_KEYS:
     if cfg[k] is None and k not in grid:
       cfg[k] = crit.FIXED[k]
@@ -794,8 +813,7 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
             for k in ("theta", "beta", "lam")}
       weights = None if given is None else jnp.tile(
           jnp.asarray(given, jnp.float32), (len(idx), 1))
-      cap = None if cfg["ridge_cap"] is None else jnp.full(
-          (len(idx),), cfg["ridge_cap"], jnp.float32)
+      cap = _cap_array([points[j].get("ridge_cap", cfg["ridge_cap"]) for j in idx])
       state = solver.run_grid(
           problem, solver.RREHHyper(hv["theta"], hv["beta"], hv["lam"], weights, cap),
           rng_init, bits=cfg["bits"], iterations=cfg["iterations"],
@@ -819,7 +837,8 @@ def select(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: A
   if given is not None:
     chosen["view_weights"] = given
   if auto:
-    point = {k: chosen.get(k, cfg[k]) for k in ("theta", "beta", "lam", "init_v")}
+    point = {k: chosen.get(k, cfg[k])
+             for k in ("theta", "beta", "lam", "init_v", "ridge_cap")}
     chosen["view_weights"], rows_w = _select_weights(
         kept, best, scores[best], point, cfg, m, rep)
     table += rows_w
@@ -850,8 +869,7 @@ def _select_weights(kept: list, best: int, uniform_scores: np.ndarray,
   scores = np.full((len(cands), len(kept)), -np.inf)
   weights = jnp.asarray([w for _, w in cands], jnp.float32)               # [G, M]
   g = len(cands)
-  cap = None if cfg["ridge_cap"] is None else jnp.full((g,), cfg["ridge_cap"],
-                                                       jnp.float32)
+  cap = _cap_array([point["ridge_cap"]] * g)
   hyper = solver.RREHHyper(*(jnp.full((g,), point[k], jnp.float32)
                              for k in ("theta", "beta", "lam")), weights, cap)
   for f, (problem, held_rows, rng_init, _, near) in enumerate(kept):
@@ -1028,7 +1046,7 @@ def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
   chunk_rows, mesh, paired, unpaired, rows = _checked_inputs(
       paired_views, unpaired_views, cfg, rng, mesh=mesh, chunk_rows=chunk_rows,
       process_local=process_local)
-  free = [k for k in crit.SELECT_KEYS if cfg[k] is None]
+  free = crit.free_keys(cfg)
   if (free or cfg["view_weights"] == checks.VIEW_WEIGHTS_AUTO) and cfg["select"]:
     chosen, _ = select(paired, unpaired, cfg, jax.random.fold_in(rng, 1), mesh=mesh,
                        process_local=True)
@@ -1038,7 +1056,7 @@ def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
   problem, features = _build_problem(paired, unpaired, rows, cfg, rng_anchor, mesh,
                                      chunk_rows)
   hyper = solver.make_hyper(theta=cfg["theta"], beta=cfg["beta"], lam=cfg["lam"],
-                            weights=cfg["view_weights"], cap=cfg["ridge_cap"])
+                            weights=cfg["view_weights"], cap=_hyper_cap(cfg["ridge_cap"]))
   state = solver.run(problem, hyper, rng_init, bits=cfg["bits"],
                      iterations=cfg["iterations"], orthogonal_v=cfg["orthogonal_v"],
                      init_v=cfg["init_v"])

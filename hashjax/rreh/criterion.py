@@ -54,8 +54,19 @@ rules switched on at 10% paired alone (a cut between 10% and 30% that no data he
 can place), with 5 data sets won and 5 lost; the other families lose (0.0110-0.0146).
 Leave-one-out signals of the W-step ridge (code bits that flip when a row is left
 out, PRESS; experiments/rreh_loo_study.py) do not order lam like validation mAP
-either. What does move the 10% gap is a per-view ridge tied to the spectrum (the
-``ridge_cap`` option, docs/rreh.md#ridge-cap), which costs Wikipedia at 100% paired.
+either.
+
+What does move the 10% gap is a per-view cap of the W ridge tied to the spectrum
+(``ridge_cap``, docs/rreh.md#ridge-cap). As a fixed setting it costs Wikipedia at
+100% paired, but the criterion tells the two apart: :data:`GRID` holds every point
+without and with the cap (kappa 3), scored like theta and init_v. With lam left
+None, ``ridge_cap`` left None is searched that way (:func:`free_keys`).
+``rreh.fit`` with the library defaults (experiments/results/rreh_select_eval.md,
+"What rreh.fit returns", 2026-12-06): at 10% paired 14 of 16 data sets within 0.01
+of the labelled pick (mean gap 0.0038; without the cap 11 of 16, 0.0086); at 30%
+0.0106 (0.0105), at 100% 0.0070 (0.0068; Wikipedia keeps 0.2267, where the cap
+alone gives 0.2143). Selection fits twice the points: about 1.3x the time
+(median 1.9 -> 2.6 s per UCI fit at 10% paired, load 2-4).
 
 With every item paired (``all_paired``: no unpaired rows in any modality) theta has
 no effect on the fit (it only ridges the reconstruction of unpaired rows: the
@@ -91,26 +102,30 @@ import numpy as np
 
 __all__ = ["CRITERIA", "DOWN_WEIGHT", "FIXED", "GRID", "MAX_QUERIES", "MAX_SAMPLE_ROWS",
            "NEIGHBOUR_SHARE", "SELECT_KEYS", "STUDY_GRID", "average_precision", "choose",
-           "grid_points", "hamming_mrr", "neighbour_sets", "neighbourhood_score",
+           "free_keys", "grid_points", "hamming_mrr", "neighbour_sets", "neighbourhood_score",
            "pair_score", "smallest_theta", "standardise_columns", "view_quality",
            "weight_candidates"]
 
-# Keys chosen by the criterion when the config leaves them None.
-SELECT_KEYS = ("theta", "lam", "init_v")
+# Keys chosen by the criterion when the config leaves them None (ridge_cap only
+# together with lam: :func:`free_keys`).
+SELECT_KEYS = ("theta", "lam", "init_v", "ridge_cap")
 # The grid of the selection studies (experiments/rreh_select*.py): theta and lam are
 # relative ridges (see RREHHyper).
 STUDY_GRID: dict[str, tuple] = {"theta": (0.03, 0.3, 3.0),
                                 "lam": (1e-4, 1e-3, 1e-2),
                                 "init_v": ("gaussian", "pca")}
-# The default search grid: STUDY_GRID at its largest lam only. :func:`choose` keeps
+# The default search grid: STUDY_GRID at its largest lam only (:func:`choose` keeps
 # the largest lam whatever the scores, so fitting the smaller ones would change
-# nothing but the cost (3x).
-GRID: dict[str, tuple] = {**STUDY_GRID, "lam": (max(STUDY_GRID["lam"]),)}
+# nothing but the cost, 3x), each point without and with the spectral cap of the W
+# ridge (``ridge_cap`` None = no cap, or kappa 3: docs/rreh.md#ridge-cap), which the
+# criterion scores like theta and init_v (module docstring).
+GRID: dict[str, tuple] = {**STUDY_GRID, "lam": (max(STUDY_GRID["lam"]),),
+                          "ridge_cap": (None, 3.0)}
 # Values used for keys left None when selection is switched off (select=False): the
 # grid point closest to the label-based best on every study record so far
 # (experiments/results/rreh_select.md; chosen with test labels, so a fixed default,
 # not a selection method).
-FIXED: dict[str, Any] = dict(theta=0.03, lam=1e-2, init_v="pca")
+FIXED: dict[str, Any] = dict(theta=0.03, lam=1e-2, init_v="pca", ridge_cap=None)
 # The criteria of :func:`hashjax.rreh.select`: "neighbourhood" (the default) and
 # "pair" (held-out pair MRR, the former default).
 CRITERIA = ("neighbourhood", "pair")
@@ -189,6 +204,19 @@ def choose(table: Sequence[Mapping[str, Any]], *, all_paired: bool = False) -> i
   if all_paired:
     rows = smallest_theta(table, rows)
   return min(rows, key=lambda j: (-scores[j], j))
+
+
+def free_keys(config: Mapping[str, Any]) -> list[str]:
+  """The keys of :data:`SELECT_KEYS` that label-free selection searches for ``config``.
+
+  Those left None, except ``ridge_cap``: it caps the W ridge that ``lam`` sets, so it
+  is searched only together with ``lam`` (a given lam keeps its ridge uncapped unless
+  ``ridge_cap`` is given too).
+  """
+  free = [k for k in SELECT_KEYS if config.get(k) is None]
+  if "lam" not in free and "ridge_cap" in free:
+    free.remove("ridge_cap")
+  return free
 
 
 def smallest_theta(table: Sequence[Mapping[str, Any]],

@@ -463,9 +463,12 @@ def capped_ridge(ridge: jax.Array, bits_ev: jax.Array, mean_ev: jax.Array,
   ``cap`` times the ``b``-th eigenvalue of ``Phi^T Phi`` (``bits_ev``), so it does
   not wipe out the directions a ``b``-bit code can use in a view whose spectrum
   falls off within b directions; ``floor`` (times the mean eigenvalue ``mean_ev``)
-  keeps it positive where ``Phi`` has fewer than b directions.
+  keeps it positive where ``Phi`` has fewer than b directions. ``cap = inf`` never
+  binds: the ridge is returned as it is (how a grid mixes capped and uncapped
+  points in one batch).
   """
-  return jnp.minimum(ridge, cap * jnp.maximum(bits_ev, floor * mean_ev))
+  capped = jnp.minimum(ridge, cap * jnp.maximum(bits_ev, floor * mean_ev))
+  return jnp.where(jnp.isinf(cap), ridge, capped)
 
 
 def relative_scale(a: jax.Array, cols: jax.Array | None = None) -> jax.Array:

@@ -60,7 +60,7 @@ CASES = [
     ("rreh_view_weights_text", MAIN, [f"--config={RREH}:view_weights=1+x"],
      "must be 'auto' or numbers joined by '+'"),
     ("rreh_ridge_cap_negative", MAIN, [f"--config={RREH}:ridge_cap=-1"],
-     "config.rreh.ridge_cap must be > 0"),
+     "config.rreh.ridge_cap must be >= 0"),
     # ---- every field validated before work (DCGH)
     ("dcgh_stop_after_negative", MAIN,
      [f"--config={DCGH}:runlocal", "--config.stop_after_steps=-3"],

@@ -139,6 +139,9 @@ def test_fit_with_ridge_cap_matches_reference(kernel):
   # A cap that never binds is the uncapped model, bit for bit.
   loose = rreh.fit(paired, unpaired, dict(cfg, ridge_cap=1e12), rng)
   np.testing.assert_array_equal(np.asarray(loose.W), np.asarray(uncapped.W))
+  # ridge_cap=0 is no cap (and with lam given, None is no cap too: not searched).
+  off = rreh.fit(paired, unpaired, dict(cfg, ridge_cap=0.0), rng)
+  np.testing.assert_array_equal(np.asarray(off.W), np.asarray(uncapped.W))
 
 
 def test_fit_and_encode_stream_float64_memmaps_in_chunks(tmp_path):

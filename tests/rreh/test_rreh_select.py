@@ -137,6 +137,39 @@ def test_fit_default_selects_and_select_false_uses_fixed():
   np.testing.assert_array_equal(np.asarray(off.W), np.asarray(fixed.W))
 
 
+def test_free_keys_search_the_cap_only_with_lam():
+  free = criterion.free_keys
+  assert free({}) == ["theta", "lam", "init_v", "ridge_cap"]
+  assert free(dict(lam=1e-2)) == ["theta", "init_v"]        # a given lam: no cap
+  assert free(dict(ridge_cap=0.0)) == ["theta", "lam", "init_v"]   # 0: no cap, given
+  assert free(dict(ridge_cap=3.0, theta=1.0)) == ["lam", "init_v"]
+  assert criterion.GRID["ridge_cap"] == (None, 3.0) and criterion.FIXED["ridge_cap"] is None
+
+
+@pytest.mark.slow
+def test_select_scores_capped_and_uncapped_points_as_separate_runs():
+  # A 2-wide view: its kernel features' spectrum ends within 8 directions, so the
+  # cap binds there. One grid with ridge_cap (None, 3) runs both kinds of point in
+  # one batch (no cap = inf); each row must score exactly as a selection with that
+  # cap fixed (ridge_cap=0: none).
+  paired, unpaired = _data(3, dims=(8, 2))
+  key = jax.random.key(5)
+  cfg = dict(CFG, lam=1e-2)
+  grid = dict(GRID, ridge_cap=(None, 3.0))
+  chosen, table = rreh.select(paired, unpaired, cfg, key, grid=grid, folds=2)
+  assert len(table) == 8 and chosen["ridge_cap"] in (None, 3.0)
+  pick = table[criterion.choose(table)]
+  assert chosen == {k: pick[k] for k in grid}
+  for cap in (None, 3.0):
+    _, alone = rreh.select(paired, unpaired, dict(cfg, ridge_cap=cap or 0.0), key,
+                           grid=GRID, folds=2)
+    mine = [r for r in table if r["ridge_cap"] == cap]
+    assert [r["score"] for r in mine] == [r["score"] for r in alone]
+  capped = [r["score"] for r in table if r["ridge_cap"] == 3.0]
+  plain = [r["score"] for r in table if r["ridge_cap"] is None]
+  assert capped != plain                        # the cap changes the fits here
+
+
 def test_select_errors():
   paired, unpaired = _data()
   with pytest.raises(ValueError, match="grid keys must be among"):
