@@ -122,7 +122,7 @@ def run_one(name, path, arg, bpath, barg, seed):
   rec["grid_seconds"] = time.perf_counter() - t0
   rec["grid"] = grid
   pick = [g for g in grid if all(g[k] == chosen[k] for k in chosen)][0]
-  fixed = [g for g in grid if all(g[k] == rreh.criterion.FIXED[k]
+  fixed = [g for g in grid if all(g.get(k) == rreh.criterion.FIXED[k]
                                   for k in rreh.criterion.FIXED)][0]
   best = max(grid, key=lambda g: g["map"])
   rec["select_map"], rec["fixed_map"], rec["best_map"] = (
@@ -173,7 +173,7 @@ def _md(recs, command):
     r["argmax_map"] = r["grid"][int(np.argmax([t["score"] for t in r["criterion"]]))]["map"]
     r["select_map"] = r["grid"][rreh.criterion.choose(r["criterion"])]["map"]
     r["fixed_map"] = [g for g in r["grid"] if all(
-        g[k] == v for k, v in rreh.criterion.FIXED.items())][0]["map"]
+        g.get(k) == v for k, v in rreh.criterion.FIXED.items())][0]["map"]
     by.setdefault(r["dataset"], []).append(r)
   gaps, wins = [], []
   for name, rs in by.items():

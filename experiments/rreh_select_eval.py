@@ -13,8 +13,9 @@ ratio), every point of hashjax.rreh.criterion.STUDY_GRID is fitted once (the key
 
 and the report compares
 
-* (a) ``default``: the library default (``rreh.fit`` with theta / lam / init_v left
-  None = ``hashjax.rreh.select``, held-out pair retrieval, no labels);
+* (a) ``default``: the label-free pick among the grid's (uncapped) points
+  (``hashjax.rreh.select`` with ``ridge_cap=0``, no labels; the library default
+  until 2026-12-06, when the default grid gained the spectral ridge cap);
 * (b) ``fixed``: ``select=False`` (hashjax.rreh.criterion.FIXED);
 * (c) ``labels (val)``: the grid point with the best validation mAP, evaluated on
   test (what a researcher with database labels gets);
@@ -27,15 +28,23 @@ One JSON line per finished (data set, seed, ratio) in ``<out>/rreh_select_eval.j
 (resumable; several processes may append to separate files that are then
 concatenated); it holds the grid's models' mAP and the held-out pair MRR table (the
 former default's criterion). ``--reselect`` runs today's ``rreh.select`` (the
-default criterion and grid, the same key) on every stored unit into
-``<out>/rreh_select_eval_now.jsonl`` (seconds per unit: no grid fits), and
-``--report`` writes ``rreh_select_eval.{json,md}`` from both.
+default criterion, the grid without the ridge cap, the same key) on every stored unit
+into ``<out>/rreh_select_eval_now.jsonl`` (seconds per unit: no grid fits),
+``--fit CONFIG`` fits what a user gets, ``rreh.fit`` with the library defaults
+plus CONFIG (``""``: the defaults, label-free selection included; ``ridge_cap=0``:
+the former default), on every stored unit into ``<out>/rreh_select_eval_fit.jsonl``,
+scored like the grid's models, and ``--report`` writes ``rreh_select_eval.{json,md}``
+from all three.
 
   nice python experiments/rreh_select_eval.py --datasets wikipedia,uci_pairs \\
       --seeds 0,1,2 --ratios 0.1 --out experiments/results
   nice python experiments/rreh_select_eval.py --datasets uci_fac+kar,uci_fou+zer,\\
 uci_kar+pix --seeds 0,1,2 --ratios 0.3,1.0 --out experiments/results
   python experiments/rreh_select_eval.py --reselect --ratios 0.1,0.3,1.0 \\
+      --out experiments/results
+  python experiments/rreh_select_eval.py --fit "" --ratios 0.1,0.3,1.0 \
+      --out experiments/results
+  python experiments/rreh_select_eval.py --fit ridge_cap=0 --ratios 0.1,0.3,1.0 \
       --out experiments/results
   python experiments/rreh_select_eval.py --report --out experiments/results
 """
@@ -70,7 +79,7 @@ def _val_split(database, seed):
 
 
 def _point(grid, point):
-  return next(g for g in grid if all(g[k] == v for k, v in point.items()))
+  return next(g for g in grid if all(g.get(k) == v for k, v in point.items()))
 
 
 def unit_data(name, seed, ratio):
@@ -138,11 +147,57 @@ def reselect(rec):
   _, paired, unpaired = unit_data(name, seed, ratio)
   out = dict(dataset=name, seed=seed, ratio=ratio, load_before=os.getloadavg())
   t0 = time.perf_counter()
+  # ridge_cap=0: the grid's points are uncapped, so the pick is one of them (the
+  # default's own capped points are scored by --fit).
   out["chosen"], out["criterion"] = rreh.select(
-      paired, unpaired, rreh.resolve_config(dict(bits=rs.BITS)),
+      paired, unpaired, rreh.resolve_config(dict(bits=rs.BITS, ridge_cap=0.0)),
       jax.random.fold_in(jax.random.key(seed), 1))
   out["select_seconds"] = time.perf_counter() - t0
   out["load_after"] = os.getloadavg()
+  return out
+
+
+def fit_one(unit, extra):
+  """What a user gets: ``rreh.fit(paired, unpaired, {"bits": 64, **extra}, key)`` on a
+  unit (its label-free selection included, the same key as :func:`run_one`), scored
+  like the grid's models.
+
+  The grid's models of :func:`run_one` are fitted in batches (``run_grid``); the
+  model ``fit`` returns runs alone, and float rounding differs: the alternating
+  solver's discrete steps can carry a one-ulp difference into a different code, so
+  the same point can score differently (see the report's "what fit returns").
+  """
+  name, seed, ratio = unit
+  split, paired, unpaired = unit_data(name, seed, ratio)
+  vq, vdb = _val_split(split.database, seed)
+  out = dict(dataset=name, seed=seed, ratio=ratio, config=extra,
+             load_before=os.getloadavg())
+  t0 = time.perf_counter()
+  model = rreh.fit(paired, unpaired, dict(bits=rs.BITS, **extra), jax.random.key(seed))
+  out["fit_seconds"] = time.perf_counter() - t0
+  enc = lambda x, m: rreh.encode(model, x, m)
+  test = experiment.evaluate_cross_modal(split.query, split.database, enc)
+  out["map"] = rs._mean_map(test)
+  out["val_map"] = rs._mean_map(experiment.evaluate_cross_modal(vq, vdb, enc))
+  out["dirs"] = {k: v["map"] for k, v in test.items()}
+  out["load_after"] = os.getloadavg()
+  return out
+
+
+def _config_tag(extra):
+  return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                  for k, v in sorted(extra.items())) or "defaults"
+
+
+def _parse_extra(text):
+  """``"ridge_cap=3"`` -> ``{"ridge_cap": 3.0}`` (numbers as floats)."""
+  out = {}
+  for part in filter(None, text.split(",")):
+    k, v = part.split("=")
+    try:
+      out[k] = float(v)
+    except ValueError:
+      out[k] = v
   return out
 
 
@@ -248,7 +303,71 @@ def _init_table(recs, ratios):
   return lines
 
 
-def _md(recs, commands):
+def _fit_table(recs, fits, ratio):
+  """What ``rreh.fit`` returns (``--fit`` records, one column per config) against the
+  labelled pick (c), per data set at ``ratio``; and how far the default's fitted
+  model is from the grid's model of the same point (float rounding alone)."""
+  tags = sorted({_config_tag(f["config"]) for f in fits})
+  by = {}
+  for r in recs:
+    if r["ratio"] == ratio:
+      by.setdefault(r["dataset"], []).append(r)
+  fit = {(f["dataset"], f["seed"], f["ratio"], _config_tag(f["config"])): f
+         for f in fits}
+  head = "| data set | labels (val) (c) | default (a), grid model |"
+  for t in tags:
+    head += f" fit: {t} | (c) - fit: {t} |"
+  lines = [head, "|---" * (3 + 2 * len(tags)) + "|"]
+  within = dict.fromkeys(tags, 0)
+  beats = dict.fromkeys(tags, 0)
+  gaps = {t: [] for t in tags}
+  # (a) is the pick among uncapped points: the fit that selects among the same
+  # points is ridge_cap=0 (before 2026-12-06: the defaults).
+  same = "ridge_cap=0" if "ridge_cap=0" in tags else None
+  rounding = []
+  complete = True
+  for name, rs_ in by.items():
+    rs_.sort(key=lambda r: r["seed"])
+    s = [summarize(r) for r in rs_]
+    row = (f"| {name} | {_common.mean_std([x['val'][1] for x in s])} | "
+           f"{_common.mean_std([x['default'][1] for x in s])} |")
+    for t in tags:
+      got = [fit.get((r["dataset"], r["seed"], ratio, t)) for r in rs_]
+      if None in got:
+        row += " (missing) | |"
+        complete = False
+        continue
+      gap = [x["val"][1] - g["map"] for x, g in zip(s, got)]
+      gaps[t].append(float(np.mean(gap)))
+      within[t] += float(np.mean(gap)) <= 0.01
+      row += f" {_common.mean_std([g['map'] for g in got])} | {_common.mean_std(gap)} |"
+      if all(r["baselines"] for r in rs_):
+        beats[t] += float(np.mean([g["map"] for g in got])) > max(
+            float(np.mean([r["baselines"][k] for r in rs_])) for k in BASELINES)
+      if t == same:
+        rounding += [abs(g["map"] - x["default"][1]) for x, g in zip(s, got)]
+    lines.append(row)
+  lines.append("")
+  n = len(by)
+  for t in tags:
+    if gaps[t] and complete:
+      lines.append(f"- fit with {t}: within 0.01 of (c) on {within[t]} of {n} data sets "
+                   f"(mean gap {np.mean(gaps[t]):.4f}, max {max(gaps[t]):.4f})" + (
+                       f"; above every baseline (CCA-ITQ, CVH, CMFH on the paired "
+                       f"part, mean over seeds) on {beats[t]} of {n}."
+                       if all(r["baselines"] for rs_ in by.values() for r in rs_)
+                       else "."))
+  if rounding:
+    lines.append(
+        f"- `rreh.fit` with ridge_cap=0 (it selects among the grid's uncapped points, "
+        f"like (a)) against the same point in the batched grid (column (a)): "
+        f"|test mAP difference| median "
+        f"{np.median(rounding):.4f}, max {max(rounding):.4f} over {len(rounding)} "
+        f"units; only float rounding differs.")
+  return lines
+
+
+def _md(recs, commands, fits=()):
   ratios = sorted({r["ratio"] for r in recs})
   loads = [r["load_before"][0] for r in recs] + [r["load_after"][0] for r in recs]
   loads += [r["now"]["load_before"][0] for r in recs] + [
@@ -261,12 +380,15 @@ def _md(recs, commands):
        "(mean of both directions); every grid point of "
        f"`{json.dumps(rreh.criterion.STUDY_GRID)}` fitted once per "
        "(data set, seed, ratio) "
-       "with the keys of `rreh.fit(..., key)`. (a) `default` = library default "
-       "now (label-free `rreh.select` run again on the same data and key with "
-       "today's library (`--reselect`): the neighbourhood criterion, 3 folds, the "
+       "with the keys of `rreh.fit(..., key)`. (a) `default` = the label-free "
+       "pick among these uncapped points, the library default until 2026-12-06 "
+       "(`rreh.select` with `ridge_cap=0` on the same data and key (`--reselect`): "
+       "the neighbourhood criterion, 3 folds, the "
        "largest lam, then the best score; with every item paired the smallest "
        "theta, theta having no effect there: ratio-1 picks rerun 2026-12-06, the "
-       "others unchanged by that rule); "
+       "others unchanged by that rule; since 2026-12-06 the default also scores "
+       "every point with the spectral ridge cap: what `rreh.fit` returns with it "
+       "is in the tables 'What `rreh.fit` returns'); "
        "`former default` = the held-out pair MRR with the same rule (the stored "
        "criterion table; the default until 2026-12-05); (b) `fixed` = "
        f"`{json.dumps(rreh.criterion.FIXED)}` (select=False); "
@@ -309,6 +431,13 @@ def _md(recs, commands):
       lines[-1] += (f" Seed noise of the fixed point: median std "
                     f"{np.median(noise):.4f} (max {max(noise):.4f}).")
     lines.append("")
+    if any(f["ratio"] == ratio for f in fits):
+      lines += [f"### What `rreh.fit` returns, paired ratio {ratio:g}", "",
+                ("The label-free default as a user gets it: `rreh.fit(paired, unpaired, "
+                 "{\"bits\": 64, ...}, key)` (selection included, one unbatched "
+                 "solve; `--fit`), mean ± std over seeds, and the per-seed gap to "
+                 "the labelled pick (c)."), ""]
+      lines += _fit_table(recs, [f for f in fits if f["ratio"] == ratio], ratio) + [""]
   lines += ["## Label-free rules on the stored criterion tables", "",
             ("Mean over every (data set, seed) of the picked grid point's validation "
              "mAP (the evidence for choosing a rule), its regret against the best "
@@ -390,7 +519,7 @@ def _rules_table(recs):
   lines = [("| rule | ratio | val mAP | val regret (mean) | data sets with val regret "
             "<= 0.01 | test mAP |"), "|---|---|---|---|---|---|"]
   fixed = lambda t: next(j for j, r in enumerate(t) if all(
-      r[k] == v for k, v in rreh.criterion.FIXED.items()))
+      r.get(k) == v for k, v in rreh.criterion.FIXED.items()))
   for x in sorted({r["ratio"] for r in recs}):
     rs_ = [r for r in recs if r["ratio"] == x]
     names = sorted({r["dataset"] for r in rs_})
@@ -435,10 +564,38 @@ def main():
   ap.add_argument("--reselect", action="store_true",
                   help="run today's rreh.select on every stored unit (of --datasets, "
                        "--seeds, --ratios) into <out>/rreh_select_eval_now.jsonl")
+  ap.add_argument("--fit", default=None, metavar="CONFIG",
+                  help="run rreh.fit with the library defaults plus CONFIG ('' or "
+                       "e.g. 'ridge_cap=3') on every stored unit (of --datasets, "
+                       "--seeds, --ratios) into <out>/rreh_select_eval_fit.jsonl")
   args = ap.parse_args()
   os.makedirs(args.out, exist_ok=True)
   jsonl = args.jsonl or os.path.join(args.out, NAME + ".jsonl")
   now_path = os.path.join(args.out, NAME + "_now.jsonl")
+  fit_path = os.path.join(args.out, NAME + "_fit.jsonl")
+  if args.fit is not None:
+    extra = _parse_extra(args.fit)
+    tag = _config_tag(extra)
+    done = set()
+    if os.path.exists(fit_path):
+      with open(fit_path) as f:
+        done = {(r["dataset"], r["seed"], r["ratio"]) for r in map(json.loads, f)
+                if _config_tag(r["config"]) == tag}
+    names = {d[0] for d in rs._datasets(args.datasets)}
+    seeds = {int(s) for s in args.seeds.split(",")}
+    ratios = {float(x) for x in args.ratios.split(",")}
+    for rec in _load(jsonl):
+      unit = (rec["dataset"], rec["seed"], rec["ratio"])
+      if (unit in done or rec["dataset"] not in names or rec["seed"] not in seeds
+          or rec["ratio"] not in ratios):
+        continue
+      out = fit_one(unit, extra)
+      out["command"] = _common.command()
+      out["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
+      print(*unit, tag, f"{out['map']:.4f}", f"{out['fit_seconds']:.1f} s", flush=True)
+      with open(fit_path, "a") as f:
+        f.write(json.dumps(out) + "\n")
+    return
   if args.reselect:
     done = {(r["dataset"], r["seed"], r["ratio"]) for r in _load(now_path)}
     names = {d[0] for d in rs._datasets(args.datasets)}
@@ -485,9 +642,14 @@ def main():
                      f"{missing[0]}: run with --reselect first")
   for r in recs:
     r["now"] = now[(r["dataset"], r["seed"], r["ratio"])]
+  fits = []
+  if os.path.exists(fit_path):
+    with open(fit_path) as f:
+      fits = [json.loads(x) for x in f if x.strip()]
   commands = "; ".join(f"`{c}`" for c in sorted({r["command"] for r in recs} |
-                                                 {r["command"] for r in now.values()}))
-  md, summary = _md(recs, commands)
+                                                 {r["command"] for r in now.values()} |
+                                                 {r["command"] for r in fits}))
+  md, summary = _md(recs, commands, fits)
   _common.write_results(NAME, dict(environment=_common.environment(), summary=summary,
                                    records=recs), md, args.out)
   print(md)

@@ -510,8 +510,8 @@ def _views_weighted_report(args, seeds, out, cfg, src, ratio, names, maps, recor
   md = [f"# RREH on UCI, six views: uniform vs label-free view weights vs pairwise "
         f"(64 bits, {int(ratio * 100)}% paired, mAP@all, mean over {len(seeds)} "
         f"seed(s): {list(seeds)})", "",
-        f"Command: `{_common.command()}`; settings {src} (theta, lam, init_v chosen "
-        "by the label-free criterion, library default). Load average (1, 5, 15 min) "
+        f"Command: `{_common.command()}`; settings {src} (theta, lam, init_v and the "
+        "W ridge's cap chosen by the label-free criterion, library default). Load average (1, 5, 15 min) "
         "at the start and after each seed: "
         + ", ".join("(" + ", ".join(f"{x:.2f}" for x in la) + ")" for la in load)
         + ". The machine's 2 cores were shared with other jobs.", "",
