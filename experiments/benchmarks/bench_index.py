@@ -204,6 +204,7 @@ def bench_bits(nq, n, bits, rng):
     out["hashjax_timings"] = [_load.summary(t) for t in hj_t]
     out["faiss_timings"] = [_load.summary(t) for t in fa_t]
     out["all_quiet"] = all(t["quiet"] for t in hj_t + fa_t)
+    out["host"] = _load.host_summary(hj_t + fa_t)
     out["hashjax_qps"] = nq / float(np.median(hj_s))
     out["faiss_qps"] = nq / float(np.median(fa_s))
     out["qps_ratio_per_rep"] = [f / h for h, f in zip(hj_s, fa_s)]
@@ -229,6 +230,19 @@ def _loads(timings):
   worst = max(max(t["load_before"], t["load_after"]) for t in timings)
   flag = "" if all(t["quiet"] for t in timings) else " LOADED"
   return f"{worst:.1f}{flag}"
+
+
+def _host_line(hosts, a):
+  """One line on the host-speed probes of the kept timings (``_load.probe``)."""
+  if not hosts:
+    return "Host-speed probe: not recorded."
+  best = min(h["best_probe_s"] for h in hosts)
+  return (f"Host-speed probe (a fixed XLA XOR/popcount kernel timed before every try, "
+          f"`_load.probe`): fastest {best * 1e3:.1f} ms; the kept timings' probes at most "
+          f"{max(h['max_ratio'] for h in hosts):.2f}x the fastest probe up to then; "
+          f"{sum(h['slow'] for h in hosts)} of {sum(h['kept'] for h in hosts)} above "
+          f"{_load.PROBE_SLACK}x (a slow probe is retried like a load above "
+          f"{a['max_load']}, up to {a['retries']} times).")
 
 
 def to_markdown(res):
@@ -261,6 +275,7 @@ def to_markdown(res):
         f"{r['hashjax_bytes_per_item'] - r['hashjax_code_bytes_per_item']:.0f}) | "
         f"{r['faiss_bytes_per_item']} | {r['hashjax_first_call_s']:.1f} | "
         f"{_loads(r['hashjax_timings'])} | {_loads(r['faiss_timings'])} |")
+  lines += ["", _host_line([r["host"] for r in res["results"] if "host" in r], a)]
   lines += ["", "Agreement (asserted): identical distance lists for every query; identical "
             "id sets below the k-th distance; faiss's ids at the k-th distance verified; "
             "hashjax ids equal a NumPy brute force (ties by insertion order) on "

@@ -12,7 +12,8 @@ Floors, timed next to the full mAP@all so that the gap stays visible: the
 distances alone (the streamed XOR/popcount over every query-item pair, reduced to
 a checksum) and the histogram pass (``_ranking.histograms``, the first of
 mAP's two passes). Every timing records the 1-minute load average before and
-after and is repeated (``--retries``) while it is above ``--max_load``.
+after and is repeated (``--retries``) while it is above ``--max_load`` or while the
+host-speed probe (``_load.probe``) is slow.
 
 Random codes (uniform bits) and random multi-hot labels (``--classes``, each on
 with probability ``--label_p``). The NumPy loop runs on ``--np_queries``
@@ -174,7 +175,7 @@ def main():
     return dict(_load.summary(med[k]), all_s=[m["seconds"] for m in rounds[k]])
   floor = {"distances": _summary("distances"), "histogram_pass": _summary("histogram_pass")}
   print(json.dumps(floor), flush=True)
-  rows = []
+  rows, refs = [], []
   for top_k, name in names.items():
     run, hj = runs[top_k], med[top_k]
     hj_sub = hj["result"] if nnp == a.nq else run(nnp)
@@ -183,6 +184,7 @@ def main():
     ref_stable = _load.measure(
         lambda: calc_map_k(q[:nnp], d, ql[:nnp], dl, top_k, stable=True),  # noqa: B023
         **gate)
+    refs += [ref, ref_stable]
     diff = abs(hj_sub - ref_stable["result"])
     assert diff < 1e-6, f"{name}: hashjax {hj_sub} vs NumPy stable {ref_stable['result']}"
     np_full = ref["seconds"] / nnp * a.nq
@@ -204,15 +206,27 @@ def main():
     }
     print(json.dumps(row), flush=True)
     rows.append(row)
+  kept = [m for v in rounds.values() for m in v] + refs
   res = {
       "meta": _common.environment(), "config": vars(a),
       "load_average_at_start": load_start, "load_average_at_end": os.getloadavg(),
-      "floors": floor, "results": rows,
+      "host": _load.host_summary(kept), "floors": floor, "results": rows,
   }
   name = "bench_map" + (f"_{a.tag}" if a.tag else "")
   md = to_markdown(res)
   _common.write_results(name, res, md, out=a.out)
   print(md)
+
+
+def _host_line(h, a):
+  """One line on the host-speed probes of the kept timings (``_load.probe``)."""
+  if not h:
+    return "Host-speed probe: not recorded."
+  return (f"Host-speed probe (a fixed XLA XOR/popcount kernel timed before every try, "
+          f"`_load.probe`): fastest {h['best_probe_s'] * 1e3:.1f} ms; the kept timings' "
+          f"probes at most {h['max_ratio']:.2f}x that; {h['slow']} of {h['kept']} above "
+          f"{_load.PROBE_SLACK}x (a slow probe is retried like a load above "
+          f"{a['max_load']}, up to {a['retries']} times).")
 
 
 def _loads(t):
@@ -233,6 +247,7 @@ def to_markdown(res):
       f"start, {res['load_average_at_end'][0]:.1f} at end; per timing before/after "
       f"below (LOADED: still above {a['max_load']} after {a['retries']} repeats).", "",
       f"Command: `{m['command']}` ({m['date']})", "",
+      _host_line(res.get("host"), a), "",
       f"Floors (all queries): distances alone {f['distances']['seconds']:.2f} s "
       f"(load {_loads(f['distances'])}), histogram pass "
       f"{f['histogram_pass']['seconds']:.2f} s (load {_loads(f['histogram_pass'])}).", "",

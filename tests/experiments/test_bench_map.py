@@ -30,6 +30,9 @@ def test_bench_map_small(tmp_path):
   hist = res["floors"]["histogram_pass"]
   assert len(hist["all_s"]) == 3 and hist["seconds"] == sorted(hist["all_s"])[1]
   assert [r["metric"] for r in res["results"]] == ["mAP@all", "mAP@50 (calc_map_k)"]
+  # Every kept timing carries the host-speed probe: 4 kernels x 3 rounds + 2 x 2 NumPy.
+  assert res["host"]["kept"] == 16 and res["host"]["best_probe_s"] > 0
+  assert "Host-speed probe" in (tmp_path / "bench_map.md").read_text()
   for r in res["results"]:
     t = r["hashjax_timing"]
     assert len(t["all_s"]) == 3 and r["hashjax_s"] == sorted(t["all_s"])[1]
