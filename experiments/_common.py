@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["OUT_ROOT", "RESULTS", "ROOT", "command", "default_out", "environment",
-           "mean_std", "parser", "pending_units", "summary", "sweep_bar",
+           "mean_std", "parser", "pending_units", "run_units", "summary", "sweep_bar",
+           "units_main",
            "units_parser", "write_report", "write_results"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -151,3 +152,34 @@ def pending_units(units_path: str, done_path: str, *, ratios: Sequence[float],
     units = [json.loads(x) for x in f]
   return [r for r in units if r["ratio"] in ratios and r["seed"] in seeds
           and (want is None or r["dataset"] in want) and _unit(r) not in done]
+
+
+def run_units(units_path: str, done_path: str, run_one, *, ratios: Sequence[float],
+              seeds: Sequence[int], datasets: str = "", done_if=None,
+              describe=None) -> None:
+  """Runs ``run_one(record)`` on every :func:`pending_units` record and appends its
+  result (a dict) as one JSON line to ``done_path``, printing the unit and
+  ``describe(result)`` (default: its ``seconds``) as it goes."""
+  for rec in pending_units(units_path, done_path, ratios=ratios, seeds=seeds,
+                           datasets=datasets, done_if=done_if):
+    out = run_one(rec)
+    note = describe(out) if describe else f"{out['seconds']:.1f}s"
+    print(*_unit(rec), note, flush=True)
+    with open(done_path, "a") as fh:
+      fh.write(json.dumps(out) + "\n")
+
+
+def units_main(name: str, doc: str, units_path: str, run_one, report, *,
+               describe=None) -> None:
+  """The ``main`` of a study over the evaluation's units: :func:`units_parser`'s
+  arguments; ``--report`` writes ``report(<out>/<name>.jsonl)`` (markdown) to
+  ``<out>/<name>.md``, otherwise :func:`run_units` appends to that file."""
+  a = units_parser(name, doc).parse_args()
+  os.makedirs(a.out, exist_ok=True)
+  path = os.path.join(a.out, name + ".jsonl")
+  if a.report:
+    write_report(report(path), a.out, name)
+    return
+  run_units(units_path, path, run_one, ratios=[float(x) for x in a.ratios.split(",")],
+            seeds=[int(x) for x in a.seeds.split(",")], datasets=a.datasets,
+            describe=describe)

@@ -246,19 +246,7 @@ def report(path):
 
 
 def main():
-  a = _common.units_parser(NAME, __doc__).parse_args()
-  os.makedirs(a.out, exist_ok=True)
-  path = os.path.join(a.out, NAME + ".jsonl")
-  if a.report:
-    _common.write_report(report(path), a.out, NAME)
-    return
-  for rec in _common.pending_units(
-      CRIT, path, ratios=[float(x) for x in a.ratios.split(",")],
-      seeds=[int(x) for x in a.seeds.split(",")], datasets=a.datasets):
-    out = run_one(rec)
-    print(rec["dataset"], rec["seed"], rec["ratio"], f"{out['seconds']:.1f}s", flush=True)
-    with open(path, "a") as fh:
-      fh.write(json.dumps(out) + "\n")
+  _common.units_main(NAME, __doc__, CRIT, run_one, report)
 
 
 if __name__ == "__main__":

@@ -257,22 +257,15 @@ def main():
     _common.write_report(report(path), a.out, name)
     return
   solver.prepare = patched_prepare(rs.BITS, COMBINE)
-  for rec in _common.pending_units(
-      EVAL, path if a.reselect is None else picks_path,
-      ratios=[float(x) for x in a.ratios.split(",")],
-      seeds=[int(x) for x in a.seeds.split(",")], datasets=a.datasets,
-      done_if=None if a.reselect is None else lambda r: r["lam"] == a.reselect):
-    u = (rec["dataset"], rec["seed"], rec["ratio"])
-    if a.reselect is not None:
-      out = reselect_one(rec, a.reselect)
-      print(*u, out["chosen"], f"{out['seconds']:.1f}s", flush=True)
-      with open(picks_path, "a") as fh:
-        fh.write(json.dumps(out) + "\n")
-      continue
-    out = run_one(rec)
-    print(*u, f"{out['seconds']:.1f}s", flush=True)
-    with open(path, "a") as fh:
-      fh.write(json.dumps(out) + "\n")
+  units = dict(ratios=[float(x) for x in a.ratios.split(",")],
+               seeds=[int(x) for x in a.seeds.split(",")], datasets=a.datasets)
+  if a.reselect is not None:
+    _common.run_units(EVAL, picks_path, lambda rec: reselect_one(rec, a.reselect),
+                      done_if=lambda r: r["lam"] == a.reselect,
+                      describe=lambda out: f"{out['chosen']} {out['seconds']:.1f}s",
+                      **units)
+    return
+  _common.run_units(EVAL, path, run_one, **units)
 
 
 if __name__ == "__main__":

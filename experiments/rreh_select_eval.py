@@ -552,6 +552,12 @@ def _load(path):
   return recs
 
 
+def _stamped(out):
+  """``out`` with the command and the date (UTC) of the run."""
+  return dict(out, command=_common.command(),
+              date=datetime.datetime.now(datetime.timezone.utc).isoformat())
+
+
 def main():
   ap = _common.parser(NAME, __doc__)
   ap.add_argument("--datasets", default="wikipedia,uci_pairs")
@@ -573,45 +579,22 @@ def main():
   jsonl = args.jsonl or os.path.join(args.out, NAME + ".jsonl")
   now_path = os.path.join(args.out, NAME + "_now.jsonl")
   fit_path = os.path.join(args.out, NAME + "_fit.jsonl")
+  units = dict(ratios=[float(x) for x in args.ratios.split(",")],
+               seeds=[int(s) for s in args.seeds.split(",")],
+               datasets=",".join(d[0] for d in rs._datasets(args.datasets)))
   if args.fit is not None:
     extra = _parse_extra(args.fit)
     tag = _config_tag(extra)
-    done = set()
-    if os.path.exists(fit_path):
-      with open(fit_path) as f:
-        done = {(r["dataset"], r["seed"], r["ratio"]) for r in map(json.loads, f)
-                if _config_tag(r["config"]) == tag}
-    names = {d[0] for d in rs._datasets(args.datasets)}
-    seeds = {int(s) for s in args.seeds.split(",")}
-    ratios = {float(x) for x in args.ratios.split(",")}
-    for rec in _load(jsonl):
-      unit = (rec["dataset"], rec["seed"], rec["ratio"])
-      if (unit in done or rec["dataset"] not in names or rec["seed"] not in seeds
-          or rec["ratio"] not in ratios):
-        continue
-      out = fit_one(unit, extra)
-      out["command"] = _common.command()
-      out["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
-      print(*unit, tag, f"{out['map']:.4f}", f"{out['fit_seconds']:.1f} s", flush=True)
-      with open(fit_path, "a") as f:
-        f.write(json.dumps(out) + "\n")
+    _common.run_units(
+        jsonl, fit_path, lambda rec: _stamped(fit_one((rec["dataset"], rec["seed"], rec["ratio"]), extra)),
+        done_if=lambda r: _config_tag(r["config"]) == tag,
+        describe=lambda out: f"{tag} {out['map']:.4f} {out['fit_seconds']:.1f} s",
+        **units)
     return
   if args.reselect:
-    done = {(r["dataset"], r["seed"], r["ratio"]) for r in _load(now_path)}
-    names = {d[0] for d in rs._datasets(args.datasets)}
-    seeds = {int(s) for s in args.seeds.split(",")}
-    ratios = {float(x) for x in args.ratios.split(",")}
-    for rec in _load(jsonl):
-      unit = (rec["dataset"], rec["seed"], rec["ratio"])
-      if (unit in done or rec["dataset"] not in names or rec["seed"] not in seeds
-          or rec["ratio"] not in ratios):
-        continue
-      out = reselect(rec)
-      out["command"] = _common.command()
-      out["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
-      print(*unit, out["chosen"], f"{out['select_seconds']:.1f} s", flush=True)
-      with open(now_path, "a") as f:
-        f.write(json.dumps(out) + "\n")
+    _common.run_units(
+        jsonl, now_path, lambda rec: _stamped(reselect(rec)),
+        describe=lambda out: f"{out['chosen']} {out['select_seconds']:.1f} s", **units)
     return
   if not args.report:
     done = {(r["dataset"], r["seed"], r["ratio"]) for r in _load(jsonl)}
