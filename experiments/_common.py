@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["OUT_ROOT", "RESULTS", "ROOT", "command", "default_out", "environment",
-           "mean_std", "parser", "pending_units", "run_units", "summary", "sweep_bar",
-           "units_main",
+           "labelled_pick", "mean_std", "parser", "pending_units", "run_units", "summary",
+           "sweep_bar", "units_main",
            "units_parser", "write_report", "write_results"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -183,3 +183,10 @@ def units_main(name: str, doc: str, units_path: str, run_one, report, *,
   run_units(units_path, path, run_one, ratios=[float(x) for x in a.ratios.split(",")],
             seeds=[int(x) for x in a.seeds.split(",")], datasets=a.datasets,
             describe=describe)
+
+
+def labelled_pick(grid: Sequence[dict[str, Any]]) -> dict[str, Any]:
+  """What a researcher with labels picks from a unit's fitted grid: the point of best
+  validation mAP (``val_map``: database items as queries, database labels only), the
+  first on ties. The evaluation's gaps are its test ``map`` minus a rule's."""
+  return max(grid, key=lambda g: g["val_map"])

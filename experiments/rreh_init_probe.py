@@ -159,7 +159,7 @@ def analyse(recs, ev, tables):
       if r["ratio"] != ratio:
         continue
       unit = (r["dataset"], r["seed"], r["ratio"])
-      label = max(ev[unit]["grid"], key=lambda g: g["val_map"])["map"]
+      label = _common.labelled_pick(ev[unit]["grid"])["map"]
       grid = [g for g in r["grid"] if g["cap"] == cap]
       thetas = sorted({g["theta"] for g in grid})
       if ratio == 1.0:

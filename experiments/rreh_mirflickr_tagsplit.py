@@ -119,7 +119,7 @@ def report(recs: list[dict]) -> str:
 
   rows = []
   for r in recs:
-    c = max(r["grid"], key=lambda g: g["val_map"])
+    c = _common.labelled_pick(r["grid"])
     o = max(g["map"] for g in r["grid"])
     full = lambda ch: {**dict(lam=max(rreh.criterion.GRID["lam"])), **ch}  # noqa: E731
     lines.append(f"| {r['seed']} | {r['default']['map']:.4f} | "

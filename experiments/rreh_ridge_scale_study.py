@@ -203,8 +203,8 @@ def _ratio_tables(recs, ev, now, ratio, lams, picks):
       e, pick = ev[u], now[u]["chosen"]
       if scale.endswith("own selection"):
         pick = picks[(*u, lv)]
-      c = max(e["grid"], key=lambda g: g["val_map"])
-      cu = max(e["grid"] + r["grid"], key=lambda g: g["val_map"])
+      c = _common.labelled_pick(e["grid"])
+      cu = _common.labelled_pick(e["grid"] + r["grid"])
       grid = e["grid"] if scale.startswith("mean") else r["grid"]
       g = next(g for g in grid if g["theta"] == pick["theta"]
                and g["init_v"] == pick["init_v"] and np.isclose(g["lam"], lv))
@@ -227,7 +227,7 @@ def _ratio_tables(recs, ev, now, ratio, lams, picks):
             + " | labelled pick (c) |",
             "|---|" + "---|" * (len(rows) + 1)]
   for ds in sorted({r["dataset"] for r in recs}):
-    c = [max(ev[(ds, r["seed"], r["ratio"])]["grid"], key=lambda g: g["val_map"])["map"]
+    c = [_common.labelled_pick(ev[(ds, r["seed"], r["ratio"])]["grid"])["map"]
          for r in recs if r["dataset"] == ds]
     lines.append(f"| {ds} | " + " | ".join(f"{np.mean(per_set[k][ds]):.4f}" for k in rows)
                  + f" | {np.mean(c):.4f} |")

@@ -212,7 +212,7 @@ def summarize(r):
   strip = lambda g: {k: g[k] for k in ("theta", "lam", "init_v")}
   d = _point(grid, {k: r["now"]["chosen"][k] for k in ("theta", "lam", "init_v")})
   p = grid[rreh.criterion.choose(r["criterion"])]    # pair MRR, largest lam
-  c = max(grid, key=lambda g: g["val_map"])
+  c = _common.labelled_pick(grid)
   o = max(grid, key=lambda g: g["map"])
   f = _point(grid, rreh.criterion.FIXED)
   return dict(default=(strip(d), d["map"]), former=(strip(p), p["map"]),
