@@ -30,3 +30,16 @@ def test_views_partition_the_tag_columns(tmp_path):
   assert columns(np.concatenate([a, b], axis=1)) == columns(y)
   assert columns(a) != columns(b)
   np.testing.assert_array_equal(np.asarray(data.labels), np.asarray(full.labels))
+
+
+def test_top_split_takes_the_most_frequent_tags():
+  mod = experiment_scripts.load("rreh_mirflickr_tagsplit.py")
+  rs = np.random.default_rng(0)
+  y = (rs.random((50, 12)) < np.linspace(0.05, 0.9, 12)).astype(np.uint8)
+  y[:, 3] = y[:, 4]                       # a tie in frequency: the lower column first
+  a, b = mod.split_columns(y, "top:4")
+  assert sorted(np.concatenate([a, b]).tolist()) == list(range(12))
+  freq = y.sum(axis=0, dtype=np.int64)
+  assert freq[a].min() >= freq[b].max() and len(a) == 4
+  want = sorted(range(12), key=lambda j: (-freq[j], j))[:4]
+  assert sorted(a.tolist()) == sorted(want)
