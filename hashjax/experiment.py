@@ -101,7 +101,8 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
              f"{len(sp.paired)} paired + {sum(len(u) for u in sp.unpaired)} unpaired",
              disable=jax.process_index() != 0 or not config.get("progress_bar", True))
   t0 = time.perf_counter()
-  model = method.fit(paired, unpaired, config, rng, **(
+  fit_details: dict[str, Any] = {}
+  model = method.fit(paired, unpaired, config, rng, details=fit_details, **(
       {"process_local": True} if local else {}))
   jax.block_until_ready(jax.tree_util.tree_leaves(model))
   fit_s = time.perf_counter() - t0
@@ -133,7 +134,7 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
                "num_paired": int(len(sp.paired)),
                "num_unpaired": [int(len(u)) for u in sp.unpaired],
                "num_processes": jax.process_count(),
-               "process_local_fit": bool(local)})
+               "process_local_fit": bool(local), **fit_details})
   title = (f"{name} on {config.data.name}, {config.bits} bits, "
            f"paired ratio {sp_cfg.paired_ratio}")
   print(format_table(results, title=f"### {title}"))

@@ -99,7 +99,8 @@ def _impl(name: str) -> Any:
 
 def _shallow_fit(name: str) -> Callable[..., Any]:
   def fit(paired_views: Sequence[np.ndarray], unpaired_views: Sequence[np.ndarray],
-          config: Any, rng: Any, **kwargs: Any) -> Any:
+          config: Any, rng: Any, *, details: dict[str, Any] | None = None,
+          **kwargs: Any) -> Any:
     """Fits on semi-paired data: RREH uses both parts, baselines the paired items.
 
     Args:
@@ -107,6 +108,9 @@ def _shallow_fit(name: str) -> Callable[..., Any]:
       unpaired_views: M arrays ``[n_u_m, d_m]`` (may have 0 rows).
       config: ``bits`` and ``rreh`` (RREH) or ``baseline`` (hyper-parameters).
       rng: PRNG key.
+      details: None, or a dict the fit adds method-specific facts to (results.json
+        ``details``): RREH's ``hyper_selection`` (``chosen``: what label-free
+        selection picked; ``table``: its score per grid point) when selection ran.
       **kwargs: RREH only: ``process_local`` (see :func:`hashjax.rreh.fit`).
     """
     from hashjax import checks  # pylint: disable=g-import-not-at-top
@@ -114,13 +118,33 @@ def _shallow_fit(name: str) -> Callable[..., Any]:
     bits = checks.check_bits(_get(config, "bits"))
     if name == "rreh":
       cfg = dict(_as_dict(_get(config, "rreh")), bits=bits)
+
+      def record(chosen, table):
+        if details is not None:
+          details["hyper_selection"] = _json_safe({"chosen": chosen, "table": table})
       return _impl(name).fit(list(paired_views), list(unpaired_views), cfg, rng,
-                             **kwargs)
+                             on_select=record, **kwargs)
     if kwargs:
       raise ValueError(f"{name} takes no {sorted(kwargs)}.")
     hyper = _as_dict(_get(config, "baseline"))
     return _impl(name).fit(list(paired_views), bits=bits, rng=rng, **hyper)
   return fit
+
+
+def _json_safe(x: Any) -> Any:
+  """``x`` with tuples / NumPy values as lists and floats, non-finite floats as None
+  (results.json is strict JSON)."""
+  if isinstance(x, dict):
+    return {str(k): _json_safe(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_json_safe(v) for v in x]
+  if isinstance(x, (bool, np.bool_)):
+    return bool(x)
+  if isinstance(x, (int, np.integer)):
+    return int(x)
+  if isinstance(x, (float, np.floating)):
+    return float(x) if np.isfinite(x) else None
+  return x
 
 
 def _shallow_encode(name: str) -> Callable[[Any, Any, int], np.ndarray]:

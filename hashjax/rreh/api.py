@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -992,7 +992,9 @@ def check_finite_state(state: solver.RREHState) -> None:
 
 def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
         rng: jax.Array, *, mesh: jax.sharding.Mesh | None = None,
-        chunk_rows: int | None = None, process_local: bool = False) -> RREHModel:
+        chunk_rows: int | None = None, process_local: bool = False,
+        on_select: Callable[[dict[str, Any], list[dict[str, Any]]], None] | None = None
+        ) -> RREHModel:
   """Fits RREH on semi-paired data (docs/rreh.md).
 
   Args:
@@ -1028,6 +1030,9 @@ def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
       in label-free selection the criterion's sample of at most 4096 rows per
       modality and fold).
       Every process must call ``fit`` with the same config and key.
+    on_select: called as ``on_select(chosen, table)`` with what :func:`select`
+      returned when label-free selection ran (e.g. to record the chosen
+      hyper-parameters); not called otherwise.
 
   Returns:
     :class:`RREHModel` (every leaf replicated over the mesh).
@@ -1048,8 +1053,10 @@ def fit(paired_views: Sequence[Any], unpaired_views: Sequence[Any], config: Any,
       process_local=process_local)
   free = crit.free_keys(cfg)
   if (free or cfg["view_weights"] == checks.VIEW_WEIGHTS_AUTO) and cfg["select"]:
-    chosen, _ = select(paired, unpaired, cfg, jax.random.fold_in(rng, 1), mesh=mesh,
-                       process_local=True)
+    chosen, table = select(paired, unpaired, cfg, jax.random.fold_in(rng, 1),
+                           mesh=mesh, process_local=True)
+    if on_select is not None:
+      on_select(dict(chosen), table)
     cfg.update(chosen)
   cfg.update({k: crit.FIXED[k] for k in free if cfg[k] is None})
   rng_anchor, rng_init = jax.random.split(rng)

@@ -56,3 +56,41 @@ def test_rreh_config_selection_arguments(name):
   assert resolved["theta"] == 0.3 and resolved["init_v"] == "gaussian"
   cfg.rreh.theta = 3.0                  # overridable after the fact (typed field)
   assert rreh.resolve_config(dict(cfg.rreh.to_dict()))["theta"] == 3.0
+  # ridge_cap: "" = chosen with lam, 0 = none, a number fixes it.
+  assert cfg.rreh.ridge_cap is None
+  assert _config(name, "ridge_cap=0")[0].rreh.ridge_cap == 0.0
+  assert _config(name, "ridge_cap=3")[0].rreh.ridge_cap == 3.0
+
+
+def test_results_record_the_label_free_choice(tmp_path):
+  # UCI fac+pix at 10% paired, 3 iterations: results.json names what selection chose
+  # and scored; the saved model is the fit with those values given, W bit for bit.
+  import json
+
+  import jax
+  import numpy as np
+
+  from hashjax import experiment, methods
+  from hashjax.rreh import criterion
+
+  cfg = _config("rreh_uci", "runlocal")[0]
+  experiment.train_and_evaluate(cfg, str(tmp_path))
+  details = json.loads((tmp_path / "results.json").read_text())["details"]
+  sel = details["hyper_selection"]
+  assert set(sel["chosen"]) == set(criterion.SELECT_KEYS)
+  table = [dict(r, score=-np.inf if r["score"] is None else r["score"])
+           for r in sel["table"]]
+  assert len(table) == 12 and all(np.isfinite(r["score"]) for r in table)
+  pick = table[criterion.choose(table)]
+  assert sel["chosen"] == {k: pick[k] for k in criterion.SELECT_KEYS}
+  saved = methods.get("rreh").load(cfg, str(tmp_path / "model.npz"))
+  given = cfg.copy_and_resolve_references()
+  for k, v in sel["chosen"].items():
+    given.rreh[k] = 0.0 if (k == "ridge_cap" and v is None) else v
+  split = hdata.get_retrieval_split(cfg.data)
+  sp = hdata.semi_paired_split(split.train.num_items, cfg.semi_paired.paired_ratio,
+                               split.train.num_modalities, cfg.semi_paired.mode,
+                               cfg.semi_paired.seed)
+  paired, unpaired = hdata.apply_semi_paired(split.train, sp)
+  refit = methods.get("rreh").fit(paired, unpaired, given, jax.random.key(cfg.seed))
+  np.testing.assert_array_equal(np.asarray(refit.W), np.asarray(saved.W))
