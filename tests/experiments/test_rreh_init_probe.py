@@ -21,6 +21,10 @@ def test_rotated_pca_start_spans_the_pca_subspace():
   np.testing.assert_allclose(rot @ rot.T, pca @ pca.T, atol=1e-5)
   np.testing.assert_allclose(rot.T @ rot, np.eye(4), atol=1e-5)
   assert np.abs(np.abs(rot) - np.abs(pca)).max() > 0.1
+  half = np.asarray(mod.start_directions(problem, rng, 4, "pca_half"), np.float64)
+  gauss = np.asarray(jax.random.normal(rng, (pca.shape[0], 4)), np.float64)
+  np.testing.assert_allclose(half, np.concatenate([pca[:, :2], gauss[:, 2:]], axis=1),
+                             rtol=1e-6, atol=1e-6)
 
 
 def _grid(cap, rows):
