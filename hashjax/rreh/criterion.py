@@ -65,9 +65,9 @@ None, ``ridge_cap`` left None is searched that way (:func:`free_keys`).
 "What rreh.fit returns", 2026-12-06): at 10% paired 14 of 16 data sets within 0.01
 of the labelled pick (mean gap 0.0038; without the cap 11 of 16, 0.0086); at 30%
 0.0106 (0.0105), at 100% 0.0070 (0.0068; Wikipedia keeps 0.2267, where the cap
-alone gives 0.2143). Selection fits twice the points: 1.3x the time on UCI
-(median 1.9 -> 2.6 s per fit at 10% paired, load 2-4), 1.8x on 10,000 training
-items (MIRFlickr tags, 18 -> 33 s).
+alone gives 0.2143). Selection fits twice the points: 1.39x the time of a fit on
+UCI fac+zer, 1.70x on 10,000 training items (side by side,
+experiments/benchmarks/results/bench_select_cost.md).
 
 With every item paired (``all_paired``: no unpaired rows in any modality) theta has
 no effect on the fit (it only ridges the reconstruction of unpaired rows: the
