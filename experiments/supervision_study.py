@@ -15,6 +15,7 @@ and database (every training item). Both go through the method registry
   nice -n 10 python experiments/supervision_study.py --out experiments/results
   python experiments/supervision_study.py --seeds 3 --epochs 50   # quicker
   python experiments/supervision_study.py --render --out experiments/results
+  python experiments/supervision_study.py --redo rreh --out experiments/results  # new RREH
 
 Writes <out>/supervision_study.{json,md} after every run and, at the end (or with
 ``--render``), <out>/plots/supervision_study.png (mAP vs label fraction, RREH as a
@@ -115,6 +116,7 @@ def run_rreh(dataset: str, seed: int, bits: int) -> dict:
       "paired_ratio": float(cfg.semi_paired.paired_ratio),
       "num_train": res["num_train"], "num_query": res["num_query"],
       "num_database": res["num_database"], "i2t_map": i2t, "t2i_map": t2i,
+      "chosen": res.get("details", {}).get("hyper_selection", {}).get("chosen"),
       "seconds": seconds, "load_before": load0, "load_after": _load(),
   }
 
@@ -282,6 +284,9 @@ def main(argv: list[str] | None = None):
   ap.add_argument("--bits", type=int, default=64)
   ap.add_argument("--epochs", type=int, default=None,
                   help="DCGH epochs (default: the config's, 100)")
+  ap.add_argument("--redo", default="", choices=("", "rreh", "dcgh"),
+                  help="drop the saved runs of this method first and run them again "
+                       "(e.g. after RREH's defaults changed)")
   ap.add_argument("--render", action="store_true",
                   help="only rewrite the markdown and the plot from <out>/" + NAME + ".json")
   args = ap.parse_args(argv)
@@ -311,6 +316,10 @@ def main(argv: list[str] | None = None):
   else:
     meta = _common.environment(bits=args.bits, epochs=epochs, sessions=[])
     runs = []
+  if args.redo:
+    dropped = [r for r in runs if r["method"] == args.redo]
+    runs = [r for r in runs if r["method"] != args.redo]
+    print(f"--redo {args.redo}: dropped {len(dropped)} saved runs", flush=True)
   meta["datasets"] = list(dict.fromkeys(meta.get("datasets", []) + datasets))
   meta["fractions"] = sorted(set(meta.get("fractions", [])) | set(fractions))
   meta["seeds"] = sorted(set(meta.get("seeds", [])) | set(range(args.seeds)))
