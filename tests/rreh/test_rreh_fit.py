@@ -56,8 +56,11 @@ def _check_against_reference(model, ref, paired, unpaired, queries):
     np.testing.assert_allclose(np.asarray(model.delta2), ref["delta2"], rtol=1e-5)
   for i in range(len(paired)):
     f = ref["W"][i].shape[0]
-    np.testing.assert_allclose(np.asarray(model.W[i])[:f], ref["W"][i], atol=1e-4,
-                               rtol=1e-3)
+    # Float32 against float64: entries near zero carry the error of the largest ones
+    # (about 1e-5 of max |W| where the capped ridge is small), so the absolute
+    # tolerance scales with W (seen on AVX-512 hosts: 1.7e-4 at max |W| 15.5).
+    np.testing.assert_allclose(np.asarray(model.W[i])[:f], ref["W"][i],
+                               atol=2e-5 * np.abs(ref["W"][i]).max(), rtol=1e-3)
     x = np.concatenate([paired[i], unpaired[i], queries[i]])
     np.testing.assert_array_equal(np.asarray(rreh.encode(model, x, i)),
                                   encode_reference(ref, x, i))
