@@ -16,13 +16,14 @@ import datetime
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["OUT_ROOT", "RESULTS", "ROOT", "command", "default_out", "environment",
+__all__ = ["OUT_ROOT", "RESULTS", "ROOT", "command", "cpu", "default_out", "environment",
            "labelled_pick", "mean_std", "parser", "pending_units", "run_units", "summary",
            "sweep_bar", "units_main",
            "units_parser", "write_report", "write_results"]
@@ -68,15 +69,38 @@ def command() -> str:
   return "python " + " ".join([script] + sys.argv[1:])
 
 
+_SIMD = ("avx512_vpopcntdq", "avx512f", "avx2")  # widest first: what popcounts run on
+
+
+def cpu(cpuinfo: str = "/proc/cpuinfo") -> str:
+  """The CPU's model and widest SIMD level (``"AMD EPYC, avx512_vpopcntdq"``), from
+  /proc/cpuinfo; ``platform.processor()`` where that is missing.
+
+  Speed ratios against faiss move with it: faiss and XLA use AVX-512's popcount
+  where the host has it, so a figure taken on an AVX2 host need not hold on another.
+  """
+  try:
+    with open(cpuinfo) as f:
+      info = f.read()
+  except OSError:
+    return platform.processor() or platform.machine()
+  model = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
+  flags = re.search(r"^flags\s*:\s*(.+)$", info, re.M)
+  have = set(flags.group(1).split()) if flags else set()
+  simd = next((x for x in _SIMD if x in have), "no avx2")
+  return f"{model.group(1).strip() if model else platform.machine()}, {simd}"
+
+
 def environment(**extra: Any) -> dict[str, Any]:
-  """Run metadata: command, versions, platform, CPUs, devices, UTC date (+ ``extra``)."""
+  """Run metadata: command, versions, platform, CPU model and SIMD level, CPUs,
+  devices, UTC date (+ ``extra``)."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
 
   return dict(
       command=command(), jax=jax.__version__, numpy=np.__version__,
       python=platform.python_version(), platform=platform.platform(),
-      cpu_count=os.cpu_count(),
+      cpu=cpu(), cpu_count=os.cpu_count(),
       devices=f"{jax.device_count()} x {jax.devices()[0].device_kind}",
       date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       **extra)

@@ -249,7 +249,8 @@ def to_markdown(res):
   a, m = res["config"], res["meta"]
   lines = [
       "# hashjax.index vs faiss IndexBinaryFlat (exact top-k)", "",
-      f"Random codes; {m['platform']}, {m['cpu_count']} CPUs; jax {m['jax']}, faiss "
+      f"Random codes; {m['platform']}, {m['cpu_count']} CPUs "
+      f"({m.get('cpu', 'model not recorded')}); jax {m['jax']}, faiss "
       f"{m['faiss']} ({a['threads']} threads); hashjax on {a['devices']} XLA CPU "
       f"device(s) (chunk {a['chunk_size']}, query batch {a['query_chunk_size']}); "
       f"{a['reps']} interleaved timed runs each, q/s from the median time, ratio = "

@@ -240,7 +240,8 @@ def to_markdown(res):
       "# hashjax mean_average_precision vs the per-query NumPy loop", "",
       f"{a['nq']:,} queries x {a['n']:,} database items x {a['bits']} bits, random codes, "
       f"{a['classes']} classes (p={a['label_p']}); {m['platform']}, {m['cpu_count']} "
-      f"CPUs, {m['devices']}; jax {m['jax']}, numpy {m['numpy']}; NumPy BLAS threads "
+      f"CPUs ({m.get('cpu', 'model not recorded')}), {m['devices']}; jax {m['jax']}, "
+      f"numpy {m['numpy']}; NumPy BLAS threads "
       f"{a['np_threads']}; hashjax query_chunk {a['query_chunk']}, block {a['block']}, "
       f"chunk {a['chunk']}, rank_method {a.get('rank_method') or 'default'}. "
       f"Load average (1 min) {res['load_average_at_start'][0]:.1f} at "

@@ -161,7 +161,8 @@ def to_markdown(res):
   a, m = res["config"], res["meta"]
   lines = [
       "# Top-R Hamming search: hashjax.metrics.topk_hamming vs faiss vs NumPy loop", "",
-      f"Random uniform codes; {m['platform']}, {m['cpu_count']} CPUs; jax {m['jax']}, "
+      f"Random uniform codes; {m['platform']}, {m['cpu_count']} CPUs "
+      f"({m.get('cpu', 'model not recorded')}); jax {m['jax']}, "
       f"faiss {m['faiss']} ({a['threads']} threads), numpy {m['numpy']}; hashjax chunk "
       f"{a['chunk_size']}, query chunk {a['query_chunk']}. Load average (1 min) "
       f"{res['load_average_at_start'][0]:.1f} at start, "
