@@ -16,8 +16,10 @@ See experiments/CLUSTER.md for launch recipes.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import socket
 from typing import Any
 
 import jax
@@ -45,6 +47,42 @@ def _env_int(name: str) -> int:
     raise ValueError(f"{name} must be an integer, got {value!r}.") from None
 
 
+def _coordinator_port(coord: str) -> int:
+  """The port of ``HASHJAX_COORDINATOR`` (``host:port``, ``[v6]:port``)."""
+  host, sep, port = coord.rpartition(":")
+  if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    raise ValueError(
+        f"{_ENV_COORDINATOR} must be host:port with a port in [1, 65535], got "
+        f"{coord!r}.")
+  return int(port)
+
+
+def _check_port_free(port: int) -> None:
+  """Raises if something listens on ``port`` here (process 0 serves the coordinator).
+
+  JAX's coordinator service binds every interface; when the port is taken it logs
+  one line and every process then waits for the initialisation timeout (minutes).
+  The probe binds like the service (``SO_REUSEADDR``, so connections of an earlier
+  run still in TIME_WAIT do not count as busy).
+  """
+  for family, addr in ((socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")):
+    try:
+      s = socket.socket(family, socket.SOCK_STREAM)
+    except OSError:           # no IPv6 on this host: try IPv4
+      continue
+    with s:
+      s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+      try:
+        s.bind((addr, port))
+      except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+          raise ValueError(
+              f"{_ENV_COORDINATOR}: port {port} is already in use on this host, "
+              "where process 0 starts the coordinator; choose a free port.") from None
+        continue              # e.g. IPv6 unavailable: the other family decides
+      return
+
+
 def _num_tpu_hosts() -> int:
   hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
   return len([h for h in hosts.split(",") if h.strip()])
@@ -68,8 +106,9 @@ def initialize() -> bool:
     of this function), False on a single process.
 
   Raises:
-    ValueError: ``HASHJAX_COORDINATOR`` without a valid process count / id, or an
-      id outside ``[0, num_processes)``.
+    ValueError: ``HASHJAX_COORDINATOR`` without a valid ``host:port``, process
+      count or id, an id outside ``[0, num_processes)``, or (on process 0) a
+      coordinator port something already listens on.
   """
   global _initialized
   if _initialized:
@@ -84,6 +123,9 @@ def initialize() -> bool:
           f"{pid} of {num} processes.")
     if num == 1:
       return False
+    port = _coordinator_port(coord)
+    if pid == 0:
+      _check_port_free(port)
     jax.distributed.initialize(coordinator_address=coord, num_processes=num,
                                process_id=pid)
   else:

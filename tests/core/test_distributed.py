@@ -7,6 +7,8 @@ environment: 2 processes on 127.0.0.1); Open MPI and TPU-VM detection cannot sta
 here, so only their dispatch is checked below.
 """
 
+import socket
+
 import jax
 import numpy as np
 import pytest
@@ -68,6 +70,59 @@ def test_initialize_rejects_bad_explicit_settings(calls, monkeypatch, env, match
   with pytest.raises(ValueError, match=match):
     distributed.initialize()
   assert calls == []
+
+
+@pytest.mark.parametrize("coord", ["10.0.0.1", "10.0.0.1:", ":1234", "host:0",
+                                   "host:65536", "host:12ab"])
+def test_initialize_rejects_a_bad_coordinator_address(calls, monkeypatch, coord):
+  monkeypatch.setenv("HASHJAX_COORDINATOR", coord)
+  monkeypatch.setenv("HASHJAX_NUM_PROCESSES", "2")
+  monkeypatch.setenv("HASHJAX_PROCESS_ID", "1")
+  with pytest.raises(ValueError, match="must be host:port"):
+    distributed.initialize()
+  assert calls == []
+
+
+def _listening_socket():
+  s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+  s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as gRPC's listener does
+  s.bind(("127.0.0.1", 0))
+  s.listen()
+  return s
+
+
+def test_process_zero_refuses_a_port_in_use(calls, monkeypatch):
+  """Something listens on the coordinator port: process 0 says so before JAX starts
+  (the coordinator service would only log it and leave every process waiting)."""
+  with _listening_socket() as s:
+    port = s.getsockname()[1]
+    monkeypatch.setenv("HASHJAX_COORDINATOR", f"[::1]:{port}")
+    monkeypatch.setenv("HASHJAX_NUM_PROCESSES", "2")
+    monkeypatch.setenv("HASHJAX_PROCESS_ID", "0")
+    with pytest.raises(ValueError, match=f"port {port} is already in use on this host"):
+      distributed.initialize()
+    assert calls == []
+    # Another process only connects to the port: no check, JAX is called.
+    monkeypatch.setenv("HASHJAX_PROCESS_ID", "1")
+    assert distributed.initialize() is True
+  assert calls == [{"coordinator_address": f"[::1]:{port}", "num_processes": 2,
+                    "process_id": 1}]
+
+
+def test_process_zero_accepts_a_port_left_in_time_wait(calls, monkeypatch):
+  """A relaunch on the port of a finished run (its connections in TIME_WAIT) works."""
+  # (Without SO_REUSEADDR on the probe, this bind would fail for ~60 s.)
+  with _listening_socket() as srv:
+    port = srv.getsockname()[1]
+    cli = socket.create_connection(("127.0.0.1", port))
+    conn, _ = srv.accept()
+    conn.close()              # the server side closes first: TIME_WAIT on `port`
+    cli.close()
+  monkeypatch.setenv("HASHJAX_COORDINATOR", f"127.0.0.1:{port}")
+  monkeypatch.setenv("HASHJAX_NUM_PROCESSES", "2")
+  monkeypatch.setenv("HASHJAX_PROCESS_ID", "0")
+  assert distributed.initialize() is True
+  assert len(calls) == 1
 
 
 def test_host_shard_on_one_process_returns_everything():

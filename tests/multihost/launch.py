@@ -9,31 +9,65 @@ carry the cross-process reductions. Each process is bounded by a timeout.
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def free_port() -> int:
-  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
+def _ephemeral_range() -> tuple[int, int]:
+  """The kernel's range for automatically assigned ports (outgoing connections)."""
+  try:
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+      low, high = (int(x) for x in f.read().split())
+    return low, high
+  except (OSError, ValueError):
+    return 32768, 60999       # the Linux default
+
+
+def port_is_free(port: int) -> bool:
+  """Whether a listener could bind ``port`` as JAX's coordinator does (every
+  interface, ``SO_REUSEADDR``)."""
+  for family, addr in ((socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")):
+    try:
+      s = socket.socket(family, socket.SOCK_STREAM)
+    except OSError:
+      continue
+    with s:
+      s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+      try:
+        s.bind((addr, port))
+      except OSError:
+        return False
+  return True
 
 
 def free_port_in(low: int, high: int) -> int:
   """A port in ``[low, high]`` that nothing listens on now (random probes)."""
-  import random  # pylint: disable=g-import-not-at-top
-  for port in random.Random().sample(range(low, high + 1), 200):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-      try:
-        s.bind(("127.0.0.1", port))
-      except OSError:
-        continue
+  ports = range(low, high + 1)
+  for port in random.Random().sample(ports, min(200, len(ports))):
+    if port_is_free(port):
       return port
   raise RuntimeError(f"no free port in [{low}, {high}].")
+
+
+def free_port() -> int:
+  """A coordinator port: free now, and outside the kernel's ephemeral range.
+
+  A port the kernel hands out (``bind(0)``) is released before process 0 binds it
+  again, and in that window any outgoing connection (gloo and gRPC open many, also
+  in a concurrently running test) may take it; the coordinator then fails to bind
+  and every process waits. Ports below the ephemeral range are never handed out
+  automatically, and a random one rarely meets a parallel test's choice.
+  """
+  low, high = _ephemeral_range()
+  if low > 12000:
+    return free_port_in(10000, low - 1)
+  return free_port_in(high + 1, 65535) if high < 64000 else free_port_in(1024, 65535)
 
 
 def env_for(process_id: int, num_processes: int, port: int, devices_per_process: int,
@@ -54,15 +88,15 @@ def env_for(process_id: int, num_processes: int, port: int, devices_per_process:
 
 
 def start(args: Sequence[str], *, num_processes: int, devices_per_process: int,
-          log_dir: str, extra_env: dict[str, str] | None = None
-          ) -> list[subprocess.Popen]:
+          log_dir: str, extra_env: dict[str, str] | None = None,
+          port: int | None = None) -> list[subprocess.Popen]:
   """Starts ``python -m <args>`` once per process; returns the Popen handles.
 
   ``procs[i]`` is process ``i`` (``HASHJAX_PROCESS_ID=i``); its log is
-  ``log_dir/proc<i>.log``.
+  ``log_dir/proc<i>.log``. The coordinator port is :func:`free_port` unless given.
   """
   os.makedirs(log_dir, exist_ok=True)
-  port = free_port()
+  port = free_port() if port is None else port
   procs = []
   for pid in range(num_processes):
     log = open(os.path.join(log_dir, f"proc{pid}.log"), "w")  # noqa: SIM115
@@ -72,14 +106,38 @@ def start(args: Sequence[str], *, num_processes: int, devices_per_process: int,
   return procs
 
 
+def wait_codes(procs: Sequence[subprocess.Popen], *, timeout: float,
+               grace: float = 60.0) -> list[int] | None:
+  """Every process's exit code, or None after killing them all on a timeout.
+
+  Once one process has failed (non-zero exit), the others get ``grace`` seconds: a
+  process left waiting for a coordinator or a collective that will never come
+  would otherwise hold the test for the whole ``timeout``.
+  """
+  start, failed_at = time.monotonic(), None
+  while True:
+    codes = [p.poll() for p in procs]
+    if all(c is not None for c in codes):
+      return codes
+    now = time.monotonic()
+    if failed_at is None and any(c for c in codes):
+      failed_at = now
+    if now - start > timeout or (failed_at is not None and now - failed_at > grace):
+      for p in procs:
+        if p.poll() is None:
+          p.kill()
+          p.wait()
+      return None
+    time.sleep(0.1)
+
+
 def wait(procs: Sequence[subprocess.Popen], *, timeout: float, log_dir: str) -> None:
   """Waits for every process; kills all and raises with the logs' tails on failure."""
-  try:
-    codes = [p.wait(timeout=timeout) for p in procs]
-  except subprocess.TimeoutExpired:
-    for p in procs:
-      p.kill()
-    raise AssertionError(f"processes timed out after {timeout} s:\n{tails(log_dir)}")
+  codes = wait_codes(procs, timeout=timeout)
+  if codes is None:
+    raise AssertionError(f"processes timed out after {timeout} s (or after another "
+                         f"failed), exit codes {[p.returncode for p in procs]}:\n"
+                         f"{tails(log_dir)}")
   if any(codes):
     raise AssertionError(f"exit codes {codes}:\n{tails(log_dir)}")
 

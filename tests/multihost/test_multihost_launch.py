@@ -7,6 +7,7 @@ Two OS processes x 2 CPU devices on 127.0.0.1, once from the explicit
 
 import json
 import os
+import socket
 
 from tests.multihost import launch
 
@@ -46,3 +47,27 @@ def test_slurm_environment_starts_two_processes(tmp_path):
   for i, p in enumerate(procs):
     launch.wait([p], timeout=240, log_dir=str(tmp_path / f"logs{i}"))
   _check(tmp_path)
+
+
+def test_a_coordinator_port_in_use_stops_process_zero_with_one_line(tmp_path):
+  """The documented launch with a busy port: process 0 exits 2 naming the port at
+  once, instead of JAX logging it and every process waiting for minutes."""
+  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+    busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    logs = str(tmp_path / "logs")
+    args = ["hashjax.main", "--config", "configs/rreh_wikipedia.py",
+            f"--workdir={tmp_path / 'work'}"]
+    procs = launch.start(args, num_processes=2, devices_per_process=1, log_dir=logs,
+                         port=port)
+    # Process 1 waits for a coordinator that never comes: killed 5 s after 0 failed.
+    codes = launch.wait_codes(procs, timeout=120, grace=5)
+  assert codes is None and procs[0].returncode == 2, launch.tails(logs)
+  with open(os.path.join(logs, "proc0.log")) as f:
+    log = f.read()
+  assert log == (f"hashjax: error: HASHJAX_COORDINATOR: port {port} is already in use "
+                 "on this host, where process 0 starts the coordinator; choose a free "
+                 "port.\n"), log
+  assert not (tmp_path / "work" / "results.json").exists()

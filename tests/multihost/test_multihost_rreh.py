@@ -118,13 +118,8 @@ def test_user_mistakes_stop_every_process_with_one_error(tmp_path, case, message
   out.mkdir()
   procs = launch.start([SCRIPT, str(out), case], num_processes=2,
                        devices_per_process=2, log_dir=str(tmp_path / "logs"))
-  try:
-    codes = [p.wait(timeout=120) for p in procs]
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-  assert codes == [3, 3], launch.tails(str(tmp_path / "logs"))
+  codes = launch.wait_codes(procs, timeout=240)
+  assert codes == [3, 3], (codes, launch.tails(str(tmp_path / "logs")))
   errors = [(out / f"error{i}.txt").read_text() for i in range(2)]
   assert errors[0] == errors[1] and message in errors[0], errors
   assert "\n" not in errors[0]
