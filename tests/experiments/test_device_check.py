@@ -39,3 +39,20 @@ def test_unknown_part_exits_2(tmp_path):
                       "--parts", "parity,warp"], cwd=ROOT, capture_output=True,
                      text=True, timeout=60, check=False)
   assert p.returncode == 2 and "unknown parts ['warp']" in p.stderr
+
+
+def test_dry_run_times_each_kernel_once(tmp_path):
+  """A dry run checks that each part runs: its timings are taken once, not repeated
+  while the host is loaded (on a loaded CI box the repeats, 10 s apart, ran the map
+  part past its limit). The device run keeps the gate."""
+  sys.path.insert(0, str(SCRIPT.parent))
+  try:
+    import device_check  # pylint: disable=g-import-not-at-top
+  finally:
+    sys.path.remove(str(SCRIPT.parent))
+  for part in ("map", "topr"):
+    dry = device_check.part_commands(part, tmp_path, dry=True)
+    assert "--retries=0" in dry and "--max_load=1000" in dry, dry
+    full = device_check.part_commands(part, tmp_path, dry=False)
+    assert "--retries=0" not in full and not any(a.startswith("--max_load=1000")
+                                                  for a in full), full
