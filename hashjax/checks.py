@@ -16,6 +16,8 @@ __all__ = [
     "check_bits",
     "check_codes",
     "check_finite",
+    "check_varies",
+    "constant_view_error",
     "check_labels",
     "check_matrix",
     "check_positive_int",
@@ -83,6 +85,29 @@ def check_finite(name: str, x: Any) -> None:
   bad = sum(int(np.size(b) - np.count_nonzero(np.isfinite(b))) for b in blocks)
   if bad:
     raise ValueError(f"{name} contains {bad} NaN or inf value(s).")
+
+
+def constant_view_error(name: str) -> ValueError:
+  """The error for a view whose paired rows are all the same (one message for the
+  config path's early check, :func:`check_varies`, and RREH's standardisation)."""
+  return ValueError(
+      f"{name} is constant (every paired item has the same features): it carries no "
+      "information to learn a hash from.")
+
+
+def check_varies(name: str, x: Any) -> None:
+  """Raises :func:`constant_view_error` if every row of a concrete ``[n, d]`` array
+  equals its first row (all-zero or constant features), checked in blocks of rows."""
+  if not _is_concrete(x):
+    return
+  arr = np.asarray(x)
+  if arr.ndim != 2 or arr.shape[0] == 0:
+    return
+  rows = max(1, _FINITE_BLOCK // max(1, arr.shape[1]))
+  first = np.asarray(arr[:1])
+  if not any(np.any(np.asarray(arr[s:s + rows]) != first)
+             for s in range(0, arr.shape[0], rows)):
+    raise constant_view_error(name)
 
 
 def check_codes(name: str, codes: Any, *, bits: int | None = None) -> None:

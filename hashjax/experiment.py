@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from hashjax import evaluation, fileio, methods
+from hashjax import checks, evaluation, fileio, methods
 from hashjax.evaluation import evaluate_cross_modal, format_table
 
 __all__ = [
@@ -93,6 +93,9 @@ def train_and_evaluate(config: Any, workdir: str | None) -> dict[str, Any]:
         f"{jax.process_count()} processes (each needs at least one); raise "
         "semi_paired.paired_ratio or run fewer processes.")
   paired, unpaired = hdata.apply_semi_paired(train, _host_block(sp) if local else sp)
+  if not local:   # a process-local fit checks the rows of every process together
+    for nm, v in zip(train.view_names, paired):
+      checks.check_varies(f"the {nm!r} view of the paired training items", v)
 
   rng = jax.random.key(config.seed)
   # Progress by stage (the fit itself is one compiled program, no inner steps).

@@ -444,9 +444,7 @@ def _standardisation(p: np.ndarray, name: str, chunk: int, num_paired: int
   ss = float(distributed.allgather_exact(np.float64(ss)).sum())
   scale = math.sqrt(ss / num_paired)
   if not math.isfinite(scale) or scale == 0.0 or scale < 1e-300:
-    raise ValueError(
-        f"{name} is constant (every paired item has the same features): it carries no "
-        "information and RREH's anchors, drawn from the paired items, would coincide.")
+    raise checks.constant_view_error(name)
   return shift, scale
 
 

@@ -45,3 +45,25 @@ def test_check_codes_rejects_every_other_value_in_any_row_block(monkeypatch, dty
           checks.check_codes("c", bad)
   with pytest.raises(ValueError, match=r"only -1 and \+1"):
     checks.check_codes("c", np.full((10, 5), 0.5, np.float32))
+
+
+def test_check_varies_reads_every_block(monkeypatch, tmp_path):
+  """A view is constant only if every row equals the first; the rows are read in
+  blocks (here 3 rows per block), and a difference in the last block counts."""
+  monkeypatch.setattr(checks, "_FINITE_BLOCK", 12)          # 12 elements = 3 rows of 4
+  x = np.ones((10, 4), np.float32)
+  with pytest.raises(ValueError, match=r"^v is constant \(every paired item"):
+    checks.check_varies("v", x)
+  with pytest.raises(ValueError, match="is constant"):
+    checks.check_varies("v", np.zeros((1, 4)))             # one item: nothing varies
+  x[9, 3] = 1.0 + 1e-7                                      # the last row, last block
+  x = x.astype(np.float64)
+  checks.check_varies("v", x)
+  mm = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float64,
+                                 shape=x.shape)
+  mm[:] = x
+  checks.check_varies("v", mm)
+  mm[9, 3] = 1.0
+  with pytest.raises(ValueError, match="is constant"):
+    checks.check_varies("v", mm)
+  checks.check_varies("v", np.zeros((0, 4)))                # no rows: nothing to say

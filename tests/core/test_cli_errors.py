@@ -23,6 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 RREH = os.path.join(ROOT, "configs", "rreh_wikipedia.py")
 DCGH = os.path.join(ROOT, "configs", "dcgh_wikipedia_features.py")
 BASE = os.path.join(ROOT, "configs", "baseline_wikipedia.py")
+MIRF = os.path.join(ROOT, "configs", "rreh_mirflickr.py")
+SMALL = "num_query=50,num_train=200,bits=16,num_anchors=40,iterations=2,select=false"
 
 MAIN = ("-m", "hashjax.main")
 ENC = ("-m", "hashjax.encode")
@@ -103,6 +105,13 @@ CASES = [
      "config.semi_paired.mode"),
     ("baseline_top_r_zero", MAIN, [f"--config={BASE}", "--config.eval.top_r=0"],
      "config.eval.top_r must be >= 1"),
+    # ---- a constant view, refused before the fit starts (no progress bar on stderr)
+    ("rreh_constant_view", MAIN, [f"--config={MIRF}:path={{t}}/const.npz,{SMALL}",
+                                  "--workdir={t}/const_rreh"],
+     "the 'text' view of the paired training items is constant"),
+    ("cmfh_constant_view", MAIN, [f"--config={MIRF}:path={{t}}/const.npz,{SMALL}",
+                                  "--config.method=cmfh", "--workdir={t}/const_cmfh"],
+     "the 'text' view of the paired training items is constant"),
     # ---- workdir checked before the fit
     ("workdir_is_a_file", MAIN, [f"--config={RREH}", "--workdir={t}/afile"],
      "exists and is not a directory"),
@@ -199,6 +208,9 @@ def _make_files(t):
   (t / "noget.py").write_text("X = 1\n")
   (t / "afile").write_text("not a model, not a folder\n")
   rs = np.random.RandomState(0)
+  labels = np.eye(24, dtype=np.uint8)[rs.randint(0, 24, 300)]   # MIRFlickr .npz layout
+  np.savez(t / "const.npz", FAll=rs.randn(300, 20).astype(np.float32),
+           YAll=np.ones((300, 12), np.float32), LAll=labels)   # text: the same everywhere
   paired = [rs.randn(80, 12).astype(np.float32), rs.randn(80, 6).astype(np.float32)]
   unpaired = [np.zeros((0, 12), np.float32), np.zeros((0, 6), np.float32)]
   model = rreh.fit(paired, unpaired, dict(bits=64, num_anchors=20, iterations=2),
@@ -279,3 +291,11 @@ def test_no_workdir_says_nothing_is_saved(tmp_path):
   assert lines[0] == ("hashjax: warning: no --workdir given: nothing (results, model, "
                       "checkpoints) will be saved.")
   assert lines[1].startswith("hashjax: error: data file not found") and "nope.mat" in lines[1]
+
+
+@pytest.mark.parametrize("cid, workdir", [("rreh_constant_view", "const_rreh"),
+                                         ("cmfh_constant_view", "const_cmfh")])
+def test_constant_view_writes_no_results(results, cid, workdir):
+  proc, t = results[cid]
+  assert proc.returncode == 2
+  assert not os.path.exists(os.path.join(t, workdir, "results.json"))

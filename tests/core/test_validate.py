@@ -131,6 +131,7 @@ def test_rreh_on_a_constant_view_is_refused_before_the_fit(tmp_path):
                    f"path={path},num_query=50,num_train=200,bits=16,num_anchors=40,"
                    "iterations=2,select=false")
   config.semi_paired.paired_ratio = 1.0
-  with pytest.raises(ValueError, match=r"paired_views\[1\] is constant"):
+  with pytest.raises(ValueError, match=r"the 'text' view of the paired training items "
+                     "is constant"):
     experiment.train_and_evaluate(config, str(tmp_path / "run"))
   assert not (tmp_path / "run" / "results.json").exists()
