@@ -12,6 +12,12 @@ ones; mAP@all, mean +- sample std over seeds):
 * ``views_weighted``: UCI, all six views, 10% paired, 64 bits: the joint six-view fit
   with uniform view weights (library default) and with label-free weights
   (``view_weights="auto"``, issue 18.7) against the pairwise fits.
+* ``views_subsets``: UCI, every subset of 3, 4 and 5 of the six views (41 data sets),
+  10% paired, 64 bits: the joint fit with uniform weights against
+  ``view_weights="auto"``. The rule, fixed before the run: ``auto`` becomes the
+  library default for M >= 3 if, over the subsets (seed means, mean over the
+  subset's ordered view pairs), it is higher on average, higher on at least two
+  thirds of them and nowhere lower by more than 0.01.
 * ``sensitivity``: kernel on/off and one-at-a-time theta / beta / lambda sweeps,
   Wikipedia 64 bits 10% paired.
 * ``objective``: the RREH objective per iteration on Wikipedia and UCI.
@@ -574,6 +580,79 @@ def _views_weighted_report(args, seeds, out, cfg, src, ratio, names, maps, recor
       records=records), "\n".join(md), out)
 
 
+def subsets_verdict(uniform: np.ndarray, auto: np.ndarray) -> dict[str, Any]:
+  """The pre-set rule of ``views_subsets`` on per-subset seed means ``[S]``:
+  ``auto`` wins if its mean is higher, it is higher on >= 2/3 of the subsets and no
+  subset is lower by more than 0.01."""
+  diff = np.asarray(auto, np.float64) - np.asarray(uniform, np.float64)
+  higher = int((diff > 0).sum())
+  return dict(mean_difference=float(diff.mean()), higher=higher, subsets=int(diff.size),
+              worst=float(diff.min()),
+              auto_wins=bool(diff.mean() > 0 and 3 * higher >= 2 * diff.size
+                             and diff.min() >= -0.01))
+
+
+def study_views_subsets(args, seeds, out) -> None:
+  """Uniform vs label-free view weights on every 3-, 4- and 5-view subset of UCI."""
+  import itertools  # pylint: disable=g-import-not-at-top
+
+  ratio = 0.1 if not args.quick else 0.5
+  cfg, src = load_rreh_config("uci")
+  names = list(UCI_VIEWS)
+  subsets = [c for r in (3, 4, 5) for c in itertools.combinations(range(len(names)), r)]
+  if args.quick:
+    subsets = subsets[:1]
+  fits = {"uniform": dict(cfg), "auto": dict(cfg, view_weights="auto")}
+  scores = {f: np.full((len(seeds), len(subsets)), np.nan) for f in fits}
+  records, load = [], [os.getloadavg()]
+  for si, seed in enumerate(seeds):
+    data = semi_paired("uci6", ratio, seed)
+    for j, sub in enumerate(subsets):
+      for f, c in fits.items():
+        r = run_one("rreh", "uci6", bits=64, ratio=ratio, seed=seed, rreh_cfg=c,
+                    data=data, views=sub)
+        if r["map"]:
+          scores[f][si, j] = float(np.mean(list(r["map"].values())))
+        records.append(dict(_clean(r), fit=f, subset=[names[i] for i in sub]))
+    load.append(os.getloadavg())
+    print(f"[views_subsets] seed {seed} done", flush=True)
+  mean = {f: np.nanmean(x, 0) for f, x in scores.items()}
+  verdict = subsets_verdict(mean["uniform"], mean["auto"])
+  md = [f"# RREH on UCI view subsets: uniform vs label-free view weights (64 bits, "
+        f"{int(ratio * 100)}% paired, mAP@all averaged over each subset's ordered view "
+        f"pairs, mean over {len(seeds)} seed(s): {list(seeds)})", "",
+        f"Command: `{_common.command()}`; settings {src} (theta, lam, init_v and the "
+        "W ridge's cap chosen by the label-free criterion, library default); the "
+        "six-view semi-paired split of each seed, restricted to the subset's views. "
+        "Load average (1, 5, 15 min) at the start and after each seed: "
+        + ", ".join("(" + ", ".join(f"{x:.2f}" for x in la) + ")" for la in load)
+        + ".", "",
+        "Rule fixed before the run: `view_weights=\"auto\"` becomes the default for "
+        "M >= 3 if it is higher on average, higher on at least two thirds of the "
+        "subsets and nowhere lower by more than 0.01.", "",
+        f"**Verdict: auto {'wins' if verdict['auto_wins'] else 'does not win'}**: mean "
+        f"difference {verdict['mean_difference']:+.4f}, higher on {verdict['higher']} "
+        f"of {verdict['subsets']} subsets, worst {verdict['worst']:+.4f}.", ""]
+  md += ["| views | M | uniform | auto | auto - uniform |", "|---|---|---|---|---|"]
+  for r in (3, 4, 5):
+    d = [mean["auto"][j] - mean["uniform"][j] for j, sub in enumerate(subsets)
+         if len(sub) == r]
+    if d:
+      md.append(f"| all {len(d)} subsets of {r} | {r} | "
+                f"{np.mean([mean['uniform'][j] for j, s in enumerate(subsets) if len(s) == r]):.4f} | "
+                f"{np.mean([mean['auto'][j] for j, s in enumerate(subsets) if len(s) == r]):.4f} | "
+                f"{np.mean(d):+.4f} (higher in {int(np.sum(np.asarray(d) > 0))}) |")
+  for j, sub in enumerate(subsets):
+    md.append(f"| {'+'.join(names[i] for i in sub)} | {len(sub)} | "
+              f"{mean['uniform'][j]:.4f} | {mean['auto'][j]:.4f} | "
+              f"{mean['auto'][j] - mean['uniform'][j]:+.4f} |")
+  _write("views_subsets", dict(
+      env=_env(args, seeds), load_average=load, rreh_config=dict(source=src, values=cfg),
+      ratio=ratio, views=names, subsets=[[names[i] for i in s] for s in subsets],
+      scores={f: x.tolist() for f, x in scores.items()}, verdict=verdict,
+      records=records), "\n".join(md), out)
+
+
 def study_sensitivity(args, seeds, out) -> None:
   cfg, src = load_rreh_config("wikipedia")
   grid = (0.1, 1.0, 10.0) if args.quick else (0.01, 0.1, 1.0, 10.0, 100.0)
@@ -649,7 +728,7 @@ def study_objective(args, seeds, out) -> None:
 
 
 STUDIES = dict(main=study_main, anchors=study_anchors, views=study_views,
-               views_weighted=study_views_weighted,
+               views_weighted=study_views_weighted, views_subsets=study_views_subsets,
                sensitivity=study_sensitivity, objective=study_objective)
 
 

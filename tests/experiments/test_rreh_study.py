@@ -90,3 +90,17 @@ def test_objective_study_writes_consistent_outputs(study, tmp_path, monkeypatch)
   assert (tmp_path / "plots" / "rreh_objective_wikipedia_0.1.png").stat().st_size > 1000
   for key in ("command", "jax", "numpy", "python", "cpu_count", "date", "seeds"):
     assert key in data["env"]
+
+
+def test_subsets_verdict_applies_the_preset_rule(study):
+  u = np.array([0.50, 0.60, 0.40])
+  # Higher on 2 of 3 (= two thirds), mean +0.01, worst -0.005: auto wins.
+  v = study.subsets_verdict(u, u + np.array([0.02, 0.015, -0.005]))
+  assert v["auto_wins"] and v["higher"] == 2 and v["subsets"] == 3
+  assert v["mean_difference"] == pytest.approx(0.01) and v["worst"] == pytest.approx(-0.005)
+  # One subset 0.011 lower: refused even though the mean is higher.
+  assert not study.subsets_verdict(u, u + np.array([0.05, 0.05, -0.011]))["auto_wins"]
+  # Higher on only 1 of 3: refused.
+  assert not study.subsets_verdict(u, u + np.array([0.05, -0.001, -0.001]))["auto_wins"]
+  # Lower on average: refused.
+  assert not study.subsets_verdict(u, u + np.array([0.001, 0.001, -0.009]))["auto_wins"]
