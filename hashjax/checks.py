@@ -16,13 +16,13 @@ __all__ = [
     "check_bits",
     "check_codes",
     "check_finite",
-    "check_varies",
-    "constant_view_error",
     "check_labels",
     "check_matrix",
     "check_positive_int",
     "check_same_rows",
+    "check_varies",
     "check_view_weights",
+    "constant_view_error",
 ]
 
 
