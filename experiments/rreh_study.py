@@ -32,6 +32,7 @@ the values used are recorded in every JSON.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 import traceback
@@ -594,8 +595,6 @@ def subsets_verdict(uniform: np.ndarray, auto: np.ndarray) -> dict[str, Any]:
 
 def study_views_subsets(args, seeds, out) -> None:
   """Uniform vs label-free view weights on every 3-, 4- and 5-view subset of UCI."""
-  import itertools  # pylint: disable=g-import-not-at-top
-
   ratio = 0.1 if not args.quick else 0.5
   cfg, src = load_rreh_config("uci")
   names = list(UCI_VIEWS)
@@ -634,14 +633,14 @@ def study_views_subsets(args, seeds, out) -> None:
         f"difference {verdict['mean_difference']:+.4f}, higher on {verdict['higher']} "
         f"of {verdict['subsets']} subsets, worst {verdict['worst']:+.4f}.", ""]
   md += ["| views | M | uniform | auto | auto - uniform |", "|---|---|---|---|---|"]
+  sizes = np.asarray([len(sub) for sub in subsets])
   for r in (3, 4, 5):
-    d = [mean["auto"][j] - mean["uniform"][j] for j, sub in enumerate(subsets)
-         if len(sub) == r]
-    if d:
-      md.append(f"| all {len(d)} subsets of {r} | {r} | "
-                f"{np.mean([mean['uniform'][j] for j, s in enumerate(subsets) if len(s) == r]):.4f} | "
-                f"{np.mean([mean['auto'][j] for j, s in enumerate(subsets) if len(s) == r]):.4f} | "
-                f"{np.mean(d):+.4f} (higher in {int(np.sum(np.asarray(d) > 0))}) |")
+    of_r = sizes == r
+    if of_r.any():
+      u, a = mean["uniform"][of_r], mean["auto"][of_r]
+      md.append(f"| all {int(of_r.sum())} subsets of {r} | {r} | {u.mean():.4f} | "
+                f"{a.mean():.4f} | {(a - u).mean():+.4f} (higher in "
+                f"{int(np.sum(a > u))}) |")
   for j, sub in enumerate(subsets):
     md.append(f"| {'+'.join(names[i] for i in sub)} | {len(sub)} | "
               f"{mean['uniform'][j]:.4f} | {mean['auto'][j]:.4f} | "

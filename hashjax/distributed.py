@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 __all__ = ["allgather_exact", "exchange", "host_rows", "host_shard", "initialize",
-           "is_multi_host"]
+           "is_multi_host", "port_in_use"]
 
 _ENV_COORDINATOR = "HASHJAX_COORDINATOR"
 _ENV_NUM_PROCESSES = "HASHJAX_NUM_PROCESSES"
@@ -57,13 +57,11 @@ def _coordinator_port(coord: str) -> int:
   return int(port)
 
 
-def _check_port_free(port: int) -> None:
-  """Raises if something listens on ``port`` here (process 0 serves the coordinator).
+def port_in_use(port: int) -> bool:
+  """Whether something listens on ``port`` on this host.
 
-  JAX's coordinator service binds every interface; when the port is taken it logs
-  one line and every process then waits for the initialisation timeout (minutes).
-  The probe binds like the service (``SO_REUSEADDR``, so connections of an earlier
-  run still in TIME_WAIT do not count as busy).
+  Probed as JAX's coordinator service binds (every interface, ``SO_REUSEADDR``), so
+  connections of an earlier run still in TIME_WAIT do not count as a listener.
   """
   for family, addr in ((socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")):
     try:
@@ -76,11 +74,22 @@ def _check_port_free(port: int) -> None:
         s.bind((addr, port))
       except OSError as e:
         if e.errno == errno.EADDRINUSE:
-          raise ValueError(
-              f"{_ENV_COORDINATOR}: port {port} is already in use on this host, "
-              "where process 0 starts the coordinator; choose a free port.") from None
+          return True
         continue              # e.g. IPv6 unavailable: the other family decides
-      return
+      return False
+  return False
+
+
+def _check_port_free(port: int) -> None:
+  """Raises if something listens on ``port`` here (process 0 serves the coordinator).
+
+  JAX's coordinator service binds every interface; when the port is taken it logs
+  one line and every process then waits for the initialisation timeout (minutes).
+  """
+  if port_in_use(port):
+    raise ValueError(
+        f"{_ENV_COORDINATOR}: port {port} is already in use on this host, where "
+        "process 0 starts the coordinator; choose a free port.")
 
 
 def _num_tpu_hosts() -> int:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
+
+from hashjax import distributed
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -29,28 +30,11 @@ def _ephemeral_range() -> tuple[int, int]:
     return 32768, 60999       # the Linux default
 
 
-def port_is_free(port: int) -> bool:
-  """Whether a listener could bind ``port`` as JAX's coordinator does (every
-  interface, ``SO_REUSEADDR``)."""
-  for family, addr in ((socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")):
-    try:
-      s = socket.socket(family, socket.SOCK_STREAM)
-    except OSError:
-      continue
-    with s:
-      s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-      try:
-        s.bind((addr, port))
-      except OSError:
-        return False
-  return True
-
-
 def free_port_in(low: int, high: int) -> int:
   """A port in ``[low, high]`` that nothing listens on now (random probes)."""
   ports = range(low, high + 1)
   for port in random.Random().sample(ports, min(200, len(ports))):
-    if port_is_free(port):
+    if not distributed.port_in_use(port):
       return port
   raise RuntimeError(f"no free port in [{low}, {high}].")
 
